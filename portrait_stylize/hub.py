@@ -1,0 +1,173 @@
+"""Downloading and verifying style weights from the Hugging Face Hub.
+
+Files are fetched with :func:`huggingface_hub.hf_hub_download` into the standard Hub cache
+(``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``), so they are shared with other
+libraries and reused offline. ``HF_HUB_OFFLINE=1`` (read at call time) never touches the
+network. Every weights file must be safetensors, and registry styles are checked against their
+recorded sha256 before use; a file that fails the check is removed from the cache so that it is
+never picked up again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+from pathlib import Path
+
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from . import __version__
+from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError, UnsafeWeightsError
+from .registry import StyleSpec
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+#: File suffixes of pickle-based checkpoints, which are never loaded.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def is_offline() -> bool:
+    """``True`` when ``HF_HUB_OFFLINE`` is set to a true value (checked at every call)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def cache_dir() -> Path:
+    """The Hub cache folder in use (``$HF_HUB_CACHE`` read at call time)."""
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Raise :class:`UnsafeWeightsError` unless ``path`` starts like a safetensors file.
+
+    A safetensors file begins with an 8-byte little-endian header length followed by a JSON
+    object; anything else (a pickle, a zip written by ``torch.save``) is refused before loading.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UnsafeWeightsError(
+            f"{path}: pickle-based checkpoints are never loaded (they can run code); "
+            "convert it to safetensors (safetensors.torch.save_file) first"
+        )
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    header_len = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
+    if not (0 < header_len <= size - 8 and head[8:9] == b"{"):
+        raise UnsafeWeightsError(f"{path}: not a safetensors file (bad header); only safetensors weights are loaded")
+
+
+def _discard(path: Path) -> None:
+    """Remove a cached file: its snapshot entry and, for the Hub's symlink layout, its blob."""
+    blob = Path(os.path.realpath(path))
+    path.unlink(missing_ok=True)
+    if blob != path and cache_dir().resolve() in blob.parents:
+        blob.unlink(missing_ok=True)
+
+
+def _download(repo_id: str, filename: str, revision: str | None, label: str) -> Path:
+    """``hf_hub_download`` with our error messages. ``label`` names the style for messages."""
+    where = f"{repo_id}@{revision or 'main'}/{filename}"
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=cache_dir(),
+                local_files_only=is_offline(),
+                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                library_name="portrait-stylize",
+                library_version=__version__,
+            )
+        )
+    except LocalEntryNotFoundError:
+        reason = "HF_HUB_OFFLINE is set" if is_offline() else "the Hub cannot be reached"
+        raise StyleNotCachedError(
+            f"{label}: {where} is not in the cache ({cache_dir()}) and {reason}. Connect to the "
+            "internet once (unset HF_HUB_OFFLINE) to download it, or use a built-in style such as 'toon'."
+        ) from None
+    except GatedRepoError:
+        raise StyleDownloadError(
+            f"{label}: {repo_id} is gated; accept its terms on huggingface.co and log in with `hf auth login`"
+        ) from None
+    except RepositoryNotFoundError:
+        raise StyleDownloadError(
+            f"{label}: repository {repo_id} does not exist on the Hub (or is private: log in with `hf auth login`)"
+        ) from None
+    except RevisionNotFoundError:
+        raise StyleDownloadError(f"{label}: revision {revision!r} does not exist in {repo_id}") from None
+    except EntryNotFoundError:
+        raise StyleDownloadError(f"{label}: file {filename!r} does not exist in {repo_id} at revision {revision or 'main'}") from None
+    except HfHubHTTPError as exc:
+        raise StyleDownloadError(f"{label}: downloading {where} failed: {exc}") from None
+
+
+def fetch_style_files(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None,
+                      sha256: str | None = None, label: str | None = None) -> tuple[Path, Path]:
+    """Download (or find in the cache) a style's ``config.json`` and weights, and verify them.
+
+    Args:
+        repo_id: ``org/name`` on the Hub.
+        filename: weights file in the repo (must end in ``.safetensors``); ``config.json`` is
+            taken from the same folder.
+        revision: branch, tag or (best) commit id; ``None`` means ``main``.
+        sha256: expected hex digest of the weights. When given, a mismatching file is deleted
+            from the cache and :class:`ChecksumMismatchError` raised.
+        label: how to name the style in messages (defaults to ``repo_id``).
+
+    Returns:
+        ``(config_path, weights_path)`` inside the Hub cache.
+    """
+    label = label or repo_id
+    if not filename.endswith(".safetensors"):
+        raise UnsafeWeightsError(f"{label}: {filename!r} is not a .safetensors file; only safetensors weights are loaded")
+    weights = _download(repo_id, filename, revision, label)
+    if sha256 is not None:
+        actual = sha256_file(weights)
+        if actual != sha256:
+            _discard(weights)
+            raise ChecksumMismatchError(
+                f"{label}: {repo_id}@{revision or 'main'}/{filename} has sha256 {actual}, but the registry "
+                f"expects {sha256}. The file was removed from the cache; try again, and if it persists the "
+                "registry entry or the repository is wrong."
+            )
+    else:
+        logger.warning("%s: no sha256 recorded for %s/%s; loading it unverified", label, repo_id, filename)
+    check_safetensors(weights)
+    config_name = str(Path(filename).parent / CONFIG_NAME) if "/" in filename else CONFIG_NAME
+    config = _download(repo_id, config_name, revision, label)
+    return config, weights
+
+
+def fetch_spec(spec: StyleSpec) -> tuple[Path, Path]:
+    """:func:`fetch_style_files` for a registry entry of kind ``hub``."""
+    return fetch_style_files(spec.repo_id, spec.filename, spec.revision, spec.sha256, label=f"style {spec.name!r}")
+
+
+def is_cached(spec: StyleSpec) -> bool:
+    """Whether a Hub style's weights are already in the cache (no network access)."""
+    if spec.kind != "hub":
+        return True
+    found = try_to_load_from_cache(spec.repo_id, spec.filename, cache_dir=cache_dir(), revision=spec.revision)
+    return isinstance(found, str)

@@ -1,0 +1,151 @@
+"""Reading, validating and saving images.
+
+:func:`load_image` turns anything a user may hand us (path, bytes, PIL image, NumPy array) into an
+8-bit ``RGB`` or ``RGBA`` PIL image with EXIF orientation applied, or raises
+:class:`~portrait_stylize.errors.InvalidImageError` saying which file is wrong and why.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageTooLargeError, InvalidImageError
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+#: Default decompression-bomb guard: images with more pixels are refused before decoding.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _describe(source: ImageInput) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, or RGBA when the image has transparency."""
+    if img.mode in ("RGB", "RGBA"):
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16/32-bit greys: Pillow's convert("L") clips instead of scaling, so scale ourselves.
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
+            arr = arr / 257.0
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    has_alpha = img.mode in ("LA", "La", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info)
+    return img.convert("RGBA" if has_alpha else "RGB")
+
+
+def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and normalise an image.
+
+    Args:
+        source: a path, encoded bytes, a PIL image or an ``(H, W)``/``(H, W, 3|4)`` uint8 array.
+        max_pixels: refuse images with more pixels than this before decoding them (guard against
+            decompression bombs); ``None`` disables our limit (Pillow's own hard limit of about
+            179 MP still applies unless ``PIL.Image.MAX_IMAGE_PIXELS`` is raised).
+
+    Returns:
+        A decoded 8-bit PIL image in mode ``RGB`` or ``RGBA`` (alpha kept), upright according to
+        its EXIF orientation. Grayscale, palette, 16-bit and CMYK inputs are converted.
+
+    Raises:
+        InvalidImageError: missing, empty, truncated or not an image.
+        ImageTooLargeError: more than ``max_pixels`` pixels.
+    """
+    name = _describe(source)
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
+            raise InvalidImageError(
+                f"array input must be uint8 with shape (H, W), (H, W, 3) or (H, W, 4); "
+                f"got {source.dtype} {source.shape}"
+            )
+        img = Image.fromarray(source)
+    elif isinstance(source, Image.Image):
+        img = source
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidImageError(f"{name}: no such file")
+            if path.stat().st_size == 0:
+                raise InvalidImageError(f"{name}: the file is empty (0 bytes)")
+            fp = path
+        elif isinstance(source, bytes):
+            if not source:
+                raise InvalidImageError("image bytes are empty")
+            fp = io.BytesIO(source)
+        else:
+            raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; pass a path, bytes, a PIL image or a uint8 array")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(fp)
+        except UnidentifiedImageError:
+            raise InvalidImageError(f"{name}: not an image file Pillow can read (is it really a picture?)") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"{name}: {exc}") from None
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
+            f"{max_pixels / 1e6:.1f} MP; downscale it or raise max_pixels"
+        )
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"{name}: the image data is truncated or corrupt ({exc})") from None
+    return _to_8bit(img)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """``RGB``/``RGBA`` PIL image -> ``(1, 3, H, W)`` float32 RGB in [0, 1] (alpha dropped)."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def tensor_to_pil(x: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
+    """``(1, 3, H, W)`` RGB in [0, 1] -> 8-bit ``RGB`` PIL image, or ``RGBA`` with ``alpha`` (mode ``L``)."""
+    arr = (x[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    img = Image.fromarray(arr, "RGB")
+    if alpha is not None:
+        img.putalpha(alpha)
+    return img
+
+
+def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
+    """Save atomically (temporary file + rename) so a failure never leaves a half-written result.
+
+    The format follows the suffix. Formats without alpha (JPEG, BMP) get RGBA flattened on white.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported output format {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if img.mode == "RGBA" and suffix in (".jpg", ".jpeg", ".bmp"):
+        flat = Image.new("RGB", img.size, "white")
+        flat.paste(img, mask=img.getchannel("A"))
+        img = flat
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, format=Image.registered_extensions()[suffix])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

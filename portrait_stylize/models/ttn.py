@@ -1,0 +1,178 @@
+"""DCT-Net texture translation network (TTN).
+
+The TTN is the U-Net of White-box Cartoonization reused by DCT-Net (Men et al. 2022, §3.4),
+followed by a guided filter that restores the input's edges. Layer by layer (``c`` = 32)::
+
+    x0 = lrelu(conv7x7(x, c))                          full resolution
+    x1 = lrelu(conv3x3(lrelu(conv3x3/2(x0, c)), 2c))   1/2
+    x2 = lrelu(conv3x3(lrelu(conv3x3/2(x1, 2c)), 4c))  1/4
+    x2 = 4 x [x2 + conv3x3(lrelu(conv3x3(x2)))]        residual blocks, no activation after the add
+    x2 = lrelu(conv3x3(x2, 2c))
+    x3 = lrelu(conv3x3(lrelu(conv3x3(up2(x2) + x1, 2c)), c))
+    y  = conv7x7(lrelu(conv3x3(up2(x3) + x0, c)), 3)   linear output
+    out = guided_filter(guide=x, src=y, r, eps)
+
+LeakyReLU slope 0.2, bias everywhere, no normalisation: 1,467,075 parameters with ``c = 32``.
+
+Conventions needed to reproduce TensorFlow-trained weights exactly are constructor arguments
+(and so end up in ``config.json``):
+
+* ``padding="tf_same"``: stride-2 convolutions pad like TensorFlow's ``SAME`` (0 before, 1 after
+  on even sides); ``"symmetric"`` pads 1 on both sides like ``nn.Conv2d(padding=1)``.
+* ``upsample="tf_legacy"``: TF1 ``resize_bilinear`` without half-pixel centres (source pixel =
+  destination / 2); ``"half_pixel"`` is PyTorch's ``interpolate(align_corners=False)``.
+
+The input's colour order (RGB or BGR) is not the network's business: it is recorded by
+:class:`~portrait_stylize.models.style.StyleModel`, which converts before calling the TTN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import guided_filter
+
+PADDINGS = ("tf_same", "symmetric")
+UPSAMPLINGS = ("tf_legacy", "half_pixel")
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with 'same'-style padding that can mimic TensorFlow's asymmetric ``SAME``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride: as ``nn.Conv2d`` (square odd kernels).
+        padding_mode_tf: ``"tf_same"`` pads ``total = max((ceil(n/s)-1)*s + k - n, 0)`` with the
+            smaller half first, exactly like TensorFlow; ``"symmetric"`` pads ``k//2`` each side.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding_mode_tf: str = "tf_same") -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
+        if padding_mode_tf not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding_mode_tf!r}")
+        self.padding_mode_tf = padding_mode_tf
+
+    def _pads(self, n: int) -> tuple[int, int]:
+        k, s = self.kernel_size[0], self.stride[0]
+        if self.padding_mode_tf == "symmetric" or s == 1:
+            return k // 2, k // 2
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = self._pads(x.shape[-2])
+        left, right = self._pads(x.shape[-1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Bilinear ×2 upsampling of a ``(B, C, H, W)`` tensor to ``(B, C, 2H, 2W)``.
+
+    ``mode="tf_legacy"`` reproduces TF1 ``tf.image.resize_bilinear`` (``align_corners=False``,
+    no half-pixel centres): output pixel ``2k`` copies input ``k`` and ``2k+1`` averages inputs
+    ``k`` and ``min(k+1, n-1)``. ``mode="half_pixel"`` is ``F.interpolate(..., "bilinear")``.
+    """
+    if mode == "half_pixel":
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    if mode != "tf_legacy":
+        raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {mode!r}")
+    for dim in (2, 3):
+        n = x.shape[dim]
+        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
+        x = torch.stack([x, x + (nxt - x) * 0.5], dim=dim + 1).flatten(dim, dim + 1)
+    return x
+
+
+class ResBlock(nn.Module):
+    """``x + conv(lrelu(conv(x)))`` with no activation after the sum (as White-box/DCT-Net)."""
+
+    def __init__(self, channels: int, padding: str, negative_slope: float) -> None:
+        super().__init__()
+        self.conv1 = Conv2dSame(channels, channels, 3, padding_mode_tf=padding)
+        self.conv2 = Conv2dSame(channels, channels, 3, padding_mode_tf=padding)
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), self.negative_slope))
+
+
+class TTN(nn.Module):
+    """DCT-Net texture translation network: U-Net + guided filter.
+
+    Args:
+        channels: base width ``c`` (32 in DCT-Net and White-box).
+        num_blocks: residual blocks at 1/4 resolution (4).
+        padding: ``"tf_same"`` or ``"symmetric"``, see the module docstring.
+        upsample: ``"tf_legacy"`` or ``"half_pixel"``.
+        gf_radius: guided-filter radius (1); ``0`` disables the filter.
+        gf_eps: guided-filter eps (DCT-Net 1e-2, White-box 5e-3).
+        negative_slope: LeakyReLU slope (0.2).
+
+    Shapes:
+        ``forward(x)``: ``(B, 3, H, W)`` float in [-1, 1] (in the colour order the weights were
+        trained on) -> ``(B, 3, H, W)``, the guided-filtered network output, unclipped. Any
+        ``H, W >= 1`` work: inputs are padded (edge-replicated) at the bottom/right to a multiple
+        of 4 and the output is cropped back, so sizes that are already multiples of 4 are
+        processed exactly like the original implementation.
+    """
+
+    def __init__(self, channels: int = 32, num_blocks: int = 4, padding: str = "tf_same",
+                 upsample: str = "tf_legacy", gf_radius: int = 1, gf_eps: float = 1e-2,
+                 negative_slope: float = 0.2) -> None:
+        super().__init__()
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {upsample!r}")
+        #: Resolved constructor arguments, as saved in a style's ``config.json``.
+        self.config = {"channels": channels, "num_blocks": num_blocks, "padding": padding, "upsample": upsample,
+                       "gf_radius": gf_radius, "gf_eps": gf_eps, "negative_slope": negative_slope}
+        c = channels
+
+        def conv(cin: int, cout: int, k: int, stride: int = 1) -> Conv2dSame:
+            return Conv2dSame(cin, cout, k, stride=stride, padding_mode_tf=padding)
+
+        self.conv_in = conv(3, c, 7)
+        self.down1 = conv(c, c, 3, stride=2)
+        self.conv1 = conv(c, 2 * c, 3)
+        self.down2 = conv(2 * c, 2 * c, 3, stride=2)
+        self.conv2 = conv(2 * c, 4 * c, 3)
+        self.blocks = nn.ModuleList(ResBlock(4 * c, padding, negative_slope) for _ in range(num_blocks))
+        self.conv_mid = conv(4 * c, 2 * c, 3)
+        self.up1_conv1 = conv(2 * c, 2 * c, 3)
+        self.up1_conv2 = conv(2 * c, c, 3)
+        self.up2_conv1 = conv(c, c, 3)
+        self.conv_out = conv(c, 3, 7)
+        self.upsample = upsample
+        self.gf_radius = gf_radius
+        self.gf_eps = gf_eps
+        self.negative_slope = negative_slope
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def unet(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net alone on ``(B, 3, H, W)`` with ``H, W`` multiples of 4; linear output."""
+        act = self._act
+        x0 = act(self.conv_in(x))
+        x1 = act(self.conv1(act(self.down1(x0))))
+        x2 = act(self.conv2(act(self.down2(x1))))
+        for block in self.blocks:
+            x2 = block(x2)
+        x2 = act(self.conv_mid(x2))
+        x3 = act(self.up1_conv1(upsample2x(x2, self.upsample) + x1))
+        x3 = act(self.up1_conv2(x3))
+        x4 = act(self.up2_conv1(upsample2x(x3, self.upsample) + x0))
+        return self.conv_out(x4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"TTN expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        y = self.unet(x)
+        if self.gf_radius > 0:
+            y = guided_filter(x, y, self.gf_radius, self.gf_eps)
+        return y[..., :h, :w]

@@ -1,0 +1,118 @@
+"""Pure tensor image operations shared by the networks and the built-in styles.
+
+All functions take ``(B, C, H, W)`` float tensors and work on any device and dtype. They never
+change the value range of their input; callers document the range they use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# ITU-R BT.601 luma weights for RGB input.
+_LUMA_RGB = (0.299, 0.587, 0.114)
+
+
+def _check_bchw(x: torch.Tensor, name: str = "input") -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a ``(2r+1)²`` window, counting only pixels inside the image.
+
+    This equals TensorFlow's ``depthwise_conv2d(x, ones, 'SAME') / N`` used by the official
+    guided filter, where ``N`` is the same box sum over an image of ones.
+
+    Args:
+        x: ``(B, C, H, W)`` tensor.
+        radius: window radius ``r >= 0``; the window is ``2r+1`` pixels wide.
+
+    Returns:
+        ``(B, C, H, W)`` tensor of local means.
+    """
+    _check_bchw(x)
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if radius == 0:
+        return x
+    k = 2 * radius + 1
+    # Separable: the set of valid pixels is a rectangle, so row means of column means are exact.
+    x = F.avg_pool2d(x, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Edge-preserving guided filter (He et al. 2013), as used after DCT-Net's and White-box's U-Net.
+
+    The output is locally a linear function of ``guide`` (``a * guide + b`` per window), so it keeps
+    the guide's edges while taking ``src``'s colours. Channels are filtered independently.
+
+    Args:
+        guide: ``(B, C, H, W)`` guidance image (DCT-Net: the network input, in [-1, 1]).
+        src: ``(B, C, H, W)`` image to filter (DCT-Net: the raw network output), same shape.
+            ``guide`` may also have ``C == 1`` to guide every channel of ``src`` by one map.
+        radius: box radius (DCT-Net/White-box inference: 1).
+        eps: regularisation; larger means smoother (White-box 5e-3, DCT-Net 1e-2, surface
+            representation in training 0.2).
+
+    Returns:
+        ``(B, C, H, W)`` filtered ``src``.
+    """
+    _check_bchw(guide, "guide")
+    _check_bchw(src, "src")
+    if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, src.shape[1]):
+        raise ValueError(
+            f"guide {tuple(guide.shape)} and src {tuple(src.shape)} must share B, H, W and have "
+            "the same number of channels (or guide has 1)"
+        )
+    mean_g = box_filter(guide, radius)
+    mean_s = box_filter(src, radius)
+    cov_gs = box_filter(guide * src, radius) - mean_g * mean_s
+    var_g = box_filter(guide * guide, radius) - mean_g * mean_g
+    a = cov_gs / (var_g + eps)
+    b = mean_s - a * mean_g
+    return box_filter(a, radius) * guide + box_filter(b, radius)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with reflected borders.
+
+    Args:
+        x: ``(B, C, H, W)`` tensor.
+        sigma: standard deviation in pixels (``<= 0`` returns ``x``). The kernel spans ±3σ.
+
+    Returns:
+        ``(B, C, H, W)`` blurred tensor.
+    """
+    _check_bchw(x)
+    if sigma <= 0:
+        return x
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    # Reflect padding needs the pad to be smaller than the side; replicate works for any size.
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
+    """Luma of an RGB image.
+
+    Args:
+        x: ``(B, 3, H, W)`` RGB tensor (any range).
+
+    Returns:
+        ``(B, 1, H, W)`` tensor in the same range.
+    """
+    _check_bchw(x)
+    if x.shape[1] != 3:
+        raise ValueError(f"expected 3 RGB channels, got shape {tuple(x.shape)}")
+    w = torch.tensor(_LUMA_RGB, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)

@@ -1,0 +1,180 @@
+"""The style registry: ``checkpoints.json`` -> :class:`StyleSpec`.
+
+Like timm's pretrained configs, one record per style says what it is (``kind``), where its weights
+live (Hub repo, revision, file, sha256) and where it came from (licence, source). The registry that
+ships with the package can be extended (or overridden name by name) with a JSON file of the same
+format named by the environment variable ``PORTRAIT_STYLIZE_CHECKPOINTS``.
+
+Format::
+
+    {
+      "format_version": 1,
+      "default": "toon",
+      "styles": {
+        "toon":  {"kind": "builtin", "builtin": "toon", "description": "...", "licence": "apache-2.0"},
+        "anime": {"kind": "hub", "repo_id": "org/repo", "revision": "<40-hex commit>",
+                  "filename": "model.safetensors", "sha256": "<64 hex>",
+                  "description": "...", "licence": "apache-2.0", "source": "https://..."}
+      }
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RegistryError, UnsafeWeightsError
+
+ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
+KINDS = ("builtin", "hub")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# key -> (type, required for kind)
+_COMMON_KEYS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "kind": (str, KINDS),
+    "description": (str, ()),
+    "licence": (str, KINDS),
+    "source": (str, ()),
+}
+_KIND_KEYS: dict[str, dict[str, tuple[type, tuple[str, ...]]]] = {
+    "builtin": {"builtin": (str, ("builtin",)), "params": (dict, ())},
+    "hub": {
+        "repo_id": (str, ("hub",)),
+        "revision": (str, ()),
+        "filename": (str, ("hub",)),
+        "sha256": (str, ("hub",)),
+    },
+}
+
+
+@dataclass(frozen=True)
+class StyleSpec:
+    """One registered style.
+
+    Attributes:
+        name: registry name (``load_style(name)``).
+        kind: ``"builtin"`` (weight-free, always available) or ``"hub"`` (weights on the Hub).
+        description, licence, source: what it is and where it came from.
+        builtin, params: for built-in styles, the function name and its keyword overrides.
+        repo_id, revision, filename, sha256: for Hub styles, where the weights are and their
+            expected sha256 (checked before every use). ``revision=None`` means ``main``.
+        available_offline: filled in by :func:`portrait_stylize.list_styles`: ``True`` when the
+            style can be used with no network (built-in, or weights already cached).
+    """
+
+    name: str
+    kind: str
+    description: str = ""
+    licence: str = ""
+    source: str = ""
+    builtin: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    repo_id: str | None = None
+    revision: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+    available_offline: bool = False
+
+    def with_availability(self, available: bool) -> "StyleSpec":
+        return dataclasses.replace(self, available_offline=available)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Parsed registry: the styles by name and the default style's name."""
+
+    styles: dict[str, StyleSpec]
+    default: str
+
+    def get(self, name: str) -> StyleSpec | None:
+        return self.styles.get(name)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return [n for n in self.styles if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
+    ctx = f"{where}: style {name!r}"
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{ctx} must be a JSON object, got {type(entry).__name__}")
+    kind = entry.get("kind")
+    if kind not in KINDS:
+        raise RegistryError(f"{ctx}: key 'kind' must be one of {KINDS}, got {kind!r}")
+    allowed = {**_COMMON_KEYS, **_KIND_KEYS[kind]}
+    for key in entry:
+        if key not in allowed:
+            raise RegistryError(f"{ctx}: unknown key {key!r} for kind {kind!r}; allowed: {', '.join(allowed)}")
+    for key, (typ, required_for) in allowed.items():
+        if key not in entry:
+            if kind in required_for:
+                raise RegistryError(f"{ctx}: missing required key {key!r}")
+            continue
+        if not isinstance(entry[key], typ):
+            raise RegistryError(f"{ctx}: key {key!r} must be a {typ.__name__}, got {type(entry[key]).__name__}")
+    if kind == "hub":
+        if not _REPO_ID.match(entry["repo_id"]):
+            raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
+        if not _HEX64.match(entry["sha256"]):
+            raise RegistryError(f"{ctx}: key 'sha256' must be 64 lowercase hex digits, got {entry['sha256']!r}")
+        if not entry["filename"].endswith(".safetensors"):
+            raise UnsafeWeightsError(
+                f"{ctx}: key 'filename' is {entry['filename']!r}; only .safetensors weights are ever "
+                "loaded (pickle files can run code). Convert the checkpoint to safetensors."
+            )
+    return StyleSpec(name=name, **entry)
+
+
+def parse_registry(data: Any, where: str = "registry") -> Registry:
+    """Validate a registry document (already JSON-decoded) and return it parsed.
+
+    Raises:
+        RegistryError: naming the file, the style and the key that is wrong.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("styles"), dict):
+        raise RegistryError(f"{where}: must be a JSON object with a 'styles' object")
+    if data.get("format_version", 1) != 1:
+        raise RegistryError(f"{where}: key 'format_version' is {data['format_version']!r}; this version reads 1")
+    styles = {name: _parse_entry(name, entry, where) for name, entry in data["styles"].items()}
+    default = data.get("default", next(iter(styles), ""))
+    if default not in styles:
+        raise RegistryError(f"{where}: key 'default' names {default!r}, which is not one of its styles")
+    return Registry(styles=styles, default=default)
+
+
+def read_registry(path: str | os.PathLike) -> Registry:
+    """Read and validate one registry JSON file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{path}: registry file not found") from None
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+    return parse_registry(data, str(path))
+
+
+def builtin_registry_path() -> Path:
+    """The package's ``checkpoints.json`` (inside the wheel, or the repository root when editable)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "checkpoints.json", here.parent / "checkpoints.json"):
+        if candidate.is_file():
+            return candidate
+    raise RegistryError(f"checkpoints.json not found next to {here}; the installation is incomplete")
+
+
+def load_registry() -> Registry:
+    """The package registry merged with ``$PORTRAIT_STYLIZE_CHECKPOINTS`` (whose entries win)."""
+    registry = read_registry(builtin_registry_path())
+    extra_path = os.environ.get(ENV_EXTRA_REGISTRY)
+    if not extra_path:
+        return registry
+    extra = read_registry(extra_path)
+    return Registry(styles={**registry.styles, **extra.styles}, default=registry.default)
