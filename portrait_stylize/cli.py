@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import PortraitStylizeError
-from .io import IMAGE_SUFFIXES, save_image
-from .pipeline import list_styles, load_style
+from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
+from .pipeline import DEFAULT_TILE_SIZE, list_styles, load_style
 
 
 def _expand_inputs(inputs: list[str]) -> list[Path]:
@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--tile-size", type=int, default=1024, help="tile larger images at this size; 0 disables (default 1024)")
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger images; 0 disables (default 50 MP)")
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                   help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_run)
     return parser

@@ -100,8 +100,8 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{name}: {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
-            f"{max_pixels / 1e6:.1f} MP; downscale it or raise max_pixels"
+            f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
+            "pixels; downscale it or raise max_pixels (CLI: --max-pixels)"
         )
     try:
         img.load()

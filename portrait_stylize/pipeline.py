@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^(?:hf-hub:)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
-DEFAULT_TILE_SIZE = 1024
-DEFAULT_TILE_OVERLAP = 128
+DEFAULT_TILE_SIZE = 512
+DEFAULT_TILE_OVERLAP = 64
 
 
 def default_device() -> torch.device:

@@ -8,6 +8,7 @@ with the same call convention as :class:`~portrait_stylize.models.style.StyleMod
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -96,9 +97,14 @@ class BuiltinStyle(nn.Module):
         super().__init__()
         if builtin not in BUILTIN_STYLES:
             raise ValueError(f"unknown built-in style {builtin!r}; known: {', '.join(BUILTIN_STYLES)}")
+        fn = BUILTIN_STYLES[builtin]
+        accepted = list(inspect.signature(fn).parameters)[1:]
+        for key in params or {}:
+            if key not in accepted:
+                raise ValueError(f"built-in style {builtin!r} has no parameter {key!r}; it takes {', '.join(accepted)}")
         self.builtin = builtin
         self.params = dict(params or {})
-        self._fn = BUILTIN_STYLES[builtin]
+        self._fn = fn
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self._fn(image, **self.params)

@@ -1,0 +1,70 @@
+"""The ``portrait-stylize`` command end to end, in a subprocess, with the network off."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import gray
+
+CLI = Path(sys.executable).with_name("portrait-stylize")
+
+
+def _run(*args: str, exe: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run((exe or [sys.executable, "-m", "portrait_stylize"]) + list(args),
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_styles_lists_builtins_as_offline():
+    result = _run("styles")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["name", "kind", "licence", "offline"]
+    rows = {line.split()[0]: line.split()[1:4] for line in lines[1:]}
+    assert rows["toon"] == ["builtin", "apache-2.0", "yes"] and rows["sketch"] == ["builtin", "apache-2.0", "yes"]
+
+
+def test_console_script_runs_one_portrait(fixtures, tmp_path):
+    assert CLI.exists(), "the console script is not installed (pip install -e .)"
+    src = fixtures / "faces" / "cropped" / "Julia_Roberts_crop.png"
+    out = tmp_path / "julia_sketch.png"
+    result = _run("run", str(src), "--style", "sketch", "-o", str(out), exe=[str(CLI)])
+    assert result.returncode == 0, result.stderr
+    art, photo = Image.open(out), Image.open(src)
+    assert art.size == photo.size
+    assert np.abs(gray(art) - gray(photo)).mean() > 20
+
+
+def test_batch_continues_past_bad_file(fixtures, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("Adele_crop.png", "Paris_Hilton_crop.png"):
+        shutil.copy(fixtures / "faces" / "cropped" / name, inputs / name)  # temporary copy, never committed
+    (inputs / "broken.png").write_text("not an image")
+    out = tmp_path / "out"
+    result = _run("run", str(inputs), "-o", str(out), "-q")
+    assert result.returncode == 1
+    assert sorted(p.name for p in out.iterdir()) == ["Adele_crop.png", "Paris_Hilton_crop.png"]
+    assert "1 of 3 image(s) failed" in result.stderr and "broken.png: not an image" in result.stderr
+    assert Image.open(out / "Adele_crop.png").size == (512, 512)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "x.png", "--style", "nope", "-o", "o.png"], "unknown style 'nope'. Known styles: toon, sketch"),
+    (["run", "a.png", "b.png", "-o", "o.png"], "2 inputs need an output folder"),
+    (["run", "missing.png", "-o", "o.png"], "missing.png: no such file"),
+])
+def test_errors_are_one_line_and_nonzero(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "portrait_stylize", *args], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
