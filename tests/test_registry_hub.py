@@ -40,7 +40,7 @@ from fake_hub import FakeHub, git_blob_sha1, repo_cache_dir, seed_hub_cache, sha
 REPO = "tiny-org/tiny-style"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 WRONG_SHA = hashlib.sha256(b"not the weights").hexdigest()
-UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once if anything goes online
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused
 
 
 # --- fixtures and helpers -----------------------------------------------------------------------
@@ -60,29 +60,34 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """Private cache + registry path, offline, cwd in tmp. Returns a dict of the paths."""
+    """Private cache, offline, cwd in tmp, and a :class:`FakeHub` as ``HF_ENDPOINT``.
+
+    Offline tests add the repo they look for to ``env["hub"]``: if the package ignored
+    ``HF_HUB_OFFLINE`` the download would succeed there, and the teardown check below fails any
+    test that sent a request while ``HF_HUB_OFFLINE=1``. huggingface_hub's own import-time
+    offline flag is forced off, so only the package's handling of ``HF_HUB_OFFLINE`` is tested.
+    """
     cache = tmp_path / "hf_cache"
-    registry = tmp_path / "registry.json"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.delenv("PORTRAIT_STYLIZE_CHECKPOINTS", raising=False)  # set by write_registry
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_ENDPOINT", UNREACHABLE)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.chdir(tmp_path)
-    return {"cache": cache, "registry": registry, "tmp": tmp_path, "monkeypatch": monkeypatch}
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
+        yield {"cache": cache, "registry": tmp_path / "registry.json", "tmp": tmp_path,
+               "monkeypatch": monkeypatch, "hub": fake}
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            assert fake.requests == [], "HF_HUB_OFFLINE=1 but the Hub was contacted"
 
 
 @pytest.fixture
 def online(env, monkeypatch):
-    """``env`` plus a running :class:`FakeHub` as ``HF_ENDPOINT``, offline mode off."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    # huggingface_hub reads HF_HUB_OFFLINE once at import; make sure a shell-level value cannot block us
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
-        env["hub"] = fake
-        yield env
+    """``env`` with offline mode off: downloads go to ``env["hub"]``."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    return env
 
 
 def write_registry(env: dict, styles: dict | None = None, raw: str | None = None, **top) -> Path:
@@ -187,6 +192,7 @@ def test_list_styles_reports_offline_availability(env, tiny):
 
 @pytest.mark.parametrize("revision", [COMMIT, None], ids=["pinned_commit", "via_refs_main"])
 def test_wrong_checksum_raises_and_evicts_only_the_bad_file(env, tiny, revision):
+    env["hub"].add_repo(REPO, tiny["files"])
     snapshot = seed(env, tiny)
     repo = repo_cache_dir(env["cache"], REPO)
     blob = repo / "blobs" / tiny["sha256"]
@@ -216,6 +222,7 @@ def test_wrong_checksum_raises_and_evicts_only_the_bad_file(env, tiny, revision)
 
 @pytest.mark.parametrize("revision", [COMMIT, None], ids=["pinned_commit", "main"])
 def test_offline_not_cached_registry_style(env, tiny, revision):
+    env["hub"].add_repo(REPO, tiny["files"])  # would be downloaded if HF_HUB_OFFLINE were ignored
     write_registry(env, {"tiny-style": hub_entry(tiny["sha256"], revision)})
     with pytest.raises(StyleNotCachedError) as exc:
         ps.load_style("tiny-style")
@@ -224,15 +231,18 @@ def test_offline_not_cached_registry_style(env, tiny, revision):
     assert f"{REPO}@{revision or 'main'}/model.safetensors" in msg
     assert str(env["cache"]) in msg
     assert not env["cache"].exists() or not any(env["cache"].rglob("model.safetensors"))
+    assert env["hub"].requests == []
 
 
-def test_offline_not_cached_hub_id(env):
+def test_offline_not_cached_hub_id(env, tiny):
+    env["hub"].add_repo("someone/some-style", tiny["files"])
     with pytest.raises(StyleNotCachedError, match="HF_HUB_OFFLINE") as exc:
         ps.load_style("someone/some-style")
     assert "someone/some-style@main/model.safetensors" in str(exc.value)
 
 
 def test_offline_weights_cached_but_config_missing(env, tiny):
+    env["hub"].add_repo(REPO, tiny["files"])
     seed(env, tiny, files={"model.safetensors": tiny["files"]["model.safetensors"]})
     write_registry(env, {"tiny-style": hub_entry(tiny["sha256"])})
     with pytest.raises(StyleNotCachedError, match=r"HF_HUB_OFFLINE") as exc:
@@ -580,7 +590,7 @@ def test_unregistered_hub_id_missing_repo(online):
 
 def test_hub_unreachable_and_not_cached(env, monkeypatch, tiny):
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", UNREACHABLE)
     # huggingface_hub retries connection errors with 1-8 s back-off sleeps; skip the waiting
     sleeps = []
     monkeypatch.setattr(hf_http, "time", types.SimpleNamespace(sleep=sleeps.append))

@@ -1,0 +1,32 @@
+"""The README's set-up commands are exactly what CI runs, and its examples name real things."""
+
+from __future__ import annotations
+
+import re
+
+from portrait_stylize.cli import build_parser
+
+from conftest import REPO
+
+
+def _quick_start_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_them():
+    commands = _quick_start_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    assert "pip install -r requirements.txt" in commands[0] and "portrait-stylize run" in commands[0]
+    assert "pytest" in commands[1]
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    for command in commands:
+        assert command in ci_lines, f"CI does not run the README command: {command}"
+
+
+def test_readme_cli_options_exist():
+    readme = (REPO / "README.md").read_text()
+    run_help = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for option in set(re.findall(r"`(--[a-z-]+)", readme)):
+        assert option in run_help, option
