@@ -45,7 +45,8 @@ def is_offline() -> bool:
 
 def cache_dir() -> Path:
     """The Hub cache folder in use (``$HF_HUB_CACHE`` read at call time)."""
-    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    raw = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -123,6 +124,11 @@ def _download(repo_id: str, filename: str, revision: str | None, label: str) -> 
         raise StyleDownloadError(f"{label}: downloading {where} failed: {exc}") from None
 
 
+def _config_name(weights_filename: str) -> str:
+    """``config.json`` in the same repo folder as the weights."""
+    return str(Path(weights_filename).parent / CONFIG_NAME) if "/" in weights_filename else CONFIG_NAME
+
+
 def fetch_style_files(repo_id: str, filename: str = WEIGHTS_NAME, revision: str | None = None,
                       sha256: str | None = None, label: str | None = None) -> tuple[Path, Path]:
     """Download (or find in the cache) a style's ``config.json`` and weights, and verify them.
@@ -155,8 +161,7 @@ def fetch_style_files(repo_id: str, filename: str = WEIGHTS_NAME, revision: str 
     else:
         logger.warning("%s: no sha256 recorded for %s/%s; loading it unverified", label, repo_id, filename)
     check_safetensors(weights)
-    config_name = str(Path(filename).parent / CONFIG_NAME) if "/" in filename else CONFIG_NAME
-    config = _download(repo_id, config_name, revision, label)
+    config = _download(repo_id, _config_name(filename), revision, label)
     return config, weights
 
 
@@ -166,8 +171,10 @@ def fetch_spec(spec: StyleSpec) -> tuple[Path, Path]:
 
 
 def is_cached(spec: StyleSpec) -> bool:
-    """Whether a Hub style's weights are already in the cache (no network access)."""
+    """Whether a Hub style's weights and config are already in the cache (no network access)."""
     if spec.kind != "hub":
         return True
-    found = try_to_load_from_cache(spec.repo_id, spec.filename, cache_dir=cache_dir(), revision=spec.revision)
-    return isinstance(found, str)
+    return all(
+        isinstance(try_to_load_from_cache(spec.repo_id, name, cache_dir=cache_dir(), revision=spec.revision), str)
+        for name in (spec.filename, _config_name(spec.filename))
+    )

@@ -92,7 +92,7 @@ class Registry:
     """Parsed registry: the styles by name and the default style's name."""
 
     styles: dict[str, StyleSpec]
-    default: str
+    default: str | None
 
     def get(self, name: str) -> StyleSpec | None:
         return self.styles.get(name)
@@ -143,9 +143,9 @@ def parse_registry(data: Any, where: str = "registry") -> Registry:
     if data.get("format_version", 1) != 1:
         raise RegistryError(f"{where}: key 'format_version' is {data['format_version']!r}; this version reads 1")
     styles = {name: _parse_entry(name, entry, where) for name, entry in data["styles"].items()}
-    default = data.get("default", next(iter(styles), ""))
-    if default not in styles:
-        raise RegistryError(f"{where}: key 'default' names {default!r}, which is not one of its styles")
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        raise RegistryError(f"{where}: key 'default' must be a style name (string), got {type(default).__name__}")
     return Registry(styles=styles, default=default)
 
 
@@ -156,8 +156,10 @@ def read_registry(path: str | os.PathLike) -> Registry:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RegistryError(f"{path}: registry file not found") from None
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: not valid UTF-8 JSON ({exc})") from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read the registry file ({exc})") from None
     return parse_registry(data, str(path))
 
 
@@ -171,10 +173,17 @@ def builtin_registry_path() -> Path:
 
 
 def load_registry() -> Registry:
-    """The package registry merged with ``$PORTRAIT_STYLIZE_CHECKPOINTS`` (whose entries win)."""
-    registry = read_registry(builtin_registry_path())
+    """The package registry merged with ``$PORTRAIT_STYLIZE_CHECKPOINTS``.
+
+    The extra file's styles override same-named ones, and its ``default``, when given, wins.
+    """
+    base_path = builtin_registry_path()
+    registry, where = read_registry(base_path), str(base_path)
     extra_path = os.environ.get(ENV_EXTRA_REGISTRY)
-    if not extra_path:
-        return registry
-    extra = read_registry(extra_path)
-    return Registry(styles={**registry.styles, **extra.styles}, default=registry.default)
+    if extra_path:
+        extra = read_registry(extra_path)
+        registry = Registry(styles={**registry.styles, **extra.styles}, default=extra.default or registry.default)
+        where = extra_path if extra.default else where
+    if registry.default not in registry.styles:
+        raise RegistryError(f"{where}: key 'default' names {registry.default!r}, which is not a registered style")
+    return registry

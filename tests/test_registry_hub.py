@@ -324,7 +324,7 @@ def test_registry_invalid_json(env):
     write_registry(env, raw='{"styles": {"s": {"kind": "builtin",}}}')
     with pytest.raises(RegistryError) as exc:
         ps.load_style("toon")
-    assert str(exc.value).startswith(f"{env['registry']}: not valid JSON (")
+    assert str(exc.value).startswith(f"{env['registry']}: not valid UTF-8 JSON (")
     assert "line 1" in str(exc.value)
 
 
@@ -599,3 +599,50 @@ def test_hub_unreachable_and_not_cached(env, monkeypatch, tiny):
         ps.load_style("tiny-style")
     assert "HF_HUB_OFFLINE is set" not in str(exc.value)
     assert sleeps  # it really tried (and retried) the network, which refused
+
+
+# --- regressions found in review ------------------------------------------------------------------
+
+
+def test_cache_dir_expands_user_and_vars(env, tiny, monkeypatch):
+    home = env["tmp"] / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", "~/hfcache")
+    seed_hub_cache(home / "hfcache", REPO, tiny["files"], COMMIT)
+    write_registry(env, {"tiny-style": hub_entry(WRONG_SHA)})
+    assert hub.cache_dir() == home / "hfcache"
+    assert {s.name: s.available_offline for s in ps.list_styles()}["tiny-style"] is True
+    with pytest.raises(ChecksumMismatchError):
+        ps.load_style("tiny-style")
+    assert not list((repo_cache_dir(home / "hfcache", REPO) / "blobs").glob(tiny["sha256"]))
+
+
+def test_style_without_cached_config_is_not_available_offline(env, tiny):
+    seed(env, tiny, files={"model.safetensors": tiny["files"]["model.safetensors"]})
+    write_registry(env, {"tiny-style": hub_entry(tiny["sha256"])})
+    assert {s.name: s.available_offline for s in ps.list_styles()}["tiny-style"] is False
+
+
+@pytest.mark.parametrize("doc,fragment", [
+    ({"default": ["x"], "styles": {}}, "key 'default' must be a style name"),
+    ({"default": "nope", "styles": {}}, "key 'default' names 'nope'"),
+])
+def test_registry_default_errors(env, doc, fragment):
+    write_registry(env, raw=json.dumps(doc))
+    with pytest.raises(RegistryError, match=fragment):
+        ps.load_style()
+
+
+def test_extra_registry_default_wins(env):
+    write_registry(env, {}, default="sketch")
+    assert ps.load_style().name == "sketch"
+
+
+def test_registry_path_that_is_a_folder_or_not_utf8(env, monkeypatch):
+    monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["tmp"]))
+    with pytest.raises(RegistryError, match="cannot read the registry file"):
+        ps.list_styles()
+    env["registry"].write_bytes(b"\xff\xfe{}")
+    monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["registry"]))
+    with pytest.raises(RegistryError, match="not valid UTF-8 JSON"):
+        ps.list_styles()
