@@ -80,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          disable=len(files) < 2 or args.quiet):
         try:
             save_image(stylizer(src, strength=args.strength, progress=not args.quiet), dst)
-        except (PortraitStylizeError, ValueError, OSError) as exc:
+        except (PortraitStylizeError, ValueError, OSError, RuntimeError) as exc:  # RuntimeError: e.g. out of memory
             failures.append((src, str(exc)))
             tqdm.write(f"skipped {src}: {exc}", file=sys.stderr)
     done = len(files) - len(failures)

@@ -33,13 +33,31 @@ DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 64
 
 
+def _is_available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return mps is not None and mps.is_available()
+    return True
+
+
 def default_device() -> torch.device:
     """CUDA when available, else Apple MPS, else CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device(next((kind for kind in ("cuda", "mps") if _is_available(kind)), "cpu"))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Parse ``device`` (``None`` = :func:`default_device`) and check that it exists here."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r} ({exc}); use cpu, cuda, cuda:N or mps") from None
+    if not _is_available(resolved.type):
+        raise ValueError(f"device {device!r} is not available on this machine; use cpu")
+    return resolved
 
 
 class Stylizer:
@@ -66,7 +84,7 @@ class Stylizer:
         if tile_size is not None and not 0 <= tile_overlap < tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}")
         self.spec = spec
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
@@ -81,7 +99,7 @@ class Stylizer:
 
     def to(self, device: str | torch.device) -> "Stylizer":
         """Move the model to ``device`` and return ``self``."""
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
         return self
 

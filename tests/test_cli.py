@@ -61,6 +61,7 @@ def test_batch_continues_past_bad_file(fixtures, tmp_path):
     (["run", "x.png", "--style", "nope", "-o", "o.png"], "unknown style 'nope'. Known styles: toon, sketch"),
     (["run", "a.png", "b.png", "-o", "o.png"], "2 inputs need an output folder"),
     (["run", "missing.png", "-o", "o.png"], "missing.png: no such file"),
+    (["run", "x.png", "--device", "tpu9", "-o", "o.png"], "invalid device 'tpu9'"),
 ])
 def test_errors_are_one_line_and_nonzero(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "portrait_stylize", *args], capture_output=True, text=True,

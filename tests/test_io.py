@@ -151,3 +151,16 @@ def test_jpeg_output_flattens_alpha_on_white(tmp_path):
     assert out.mode == "RGB" and np.asarray(out).min() > 240
     with pytest.raises(ValueError, match="unsupported output format '.xyz'"):
         save_image(rgba, tmp_path / "x.xyz")
+
+
+def test_device_errors_are_clear(monkeypatch):
+    import torch
+
+    from portrait_stylize.pipeline import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="invalid device 'gpu0'"):
+        ps.load_style("toon", device="gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda' is not available on this machine"):
+        resolve_device("cuda")
