@@ -401,12 +401,18 @@ def test_check_safetensors_refuses_pickle_suffix_and_accepts_real_file(tmp_path,
     hub.check_safetensors(tiny["folder"] / "model.safetensors")  # no exception
 
 
-def test_local_folder_with_only_pytorch_model_bin(env, tiny):
-    folder = env["tmp"] / "pickled_style"
+def _pickled_style_folder(env, tiny, weights_name: str) -> tuple[Path, Path]:
+    """A style folder whose weights file is a malicious pickle; returns (folder, marker)."""
+    folder = env["tmp"] / f"pickled_{weights_name}"
     folder.mkdir()
     (folder / "config.json").write_bytes(tiny["files"]["config.json"])
     marker = env["tmp"] / "pwned"
-    malicious_checkpoint(folder / "pytorch_model.bin", marker)
+    malicious_checkpoint(folder / weights_name, marker)
+    return folder, marker
+
+
+def test_local_folder_with_only_pytorch_model_bin(env, tiny):
+    folder, marker = _pickled_style_folder(env, tiny, "pytorch_model.bin")
     with pytest.raises((InvalidStyleError, UnsafeWeightsError)) as exc:
         ps.load_style(str(folder))
     msg = str(exc.value)
@@ -417,11 +423,7 @@ def test_local_folder_with_only_pytorch_model_bin(env, tiny):
 
 
 def test_local_folder_with_pickle_named_safetensors(env, tiny):
-    folder = env["tmp"] / "disguised_style"
-    folder.mkdir()
-    (folder / "config.json").write_bytes(tiny["files"]["config.json"])
-    marker = env["tmp"] / "pwned"
-    malicious_checkpoint(folder / "model.safetensors", marker)
+    folder, marker = _pickled_style_folder(env, tiny, "model.safetensors")
     with pytest.raises(UnsafeWeightsError, match="not a safetensors file"):
         ps.load_style(str(folder))
     assert not marker.exists()
