@@ -648,3 +648,20 @@ def test_registry_path_that_is_a_folder_or_not_utf8(env, monkeypatch):
     monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["registry"]))
     with pytest.raises(RegistryError, match="not valid UTF-8 JSON"):
         ps.list_styles()
+
+
+def test_from_pretrained_hub_id_uses_safetensors_download(online, tiny):
+    commit = online["hub"].add_repo(REPO, tiny["files"])
+    # The mixin fetches config.json itself from the import-time endpoint, so that one comes from
+    # the cache; the weights go through our override, which only ever asks for safetensors.
+    seed(online, tiny, files={"config.json": tiny["files"]["config.json"]}, commit=commit)
+    model = StyleModel.from_pretrained(REPO, revision=commit, cache_dir=online["cache"])
+    paths = [r.path for r in online["hub"].requests]
+    assert any(p.endswith("/model.safetensors") for p in paths) and not any("pytorch_model" in p for p in paths)
+    assert_head_equal(model, tiny["head"])
+
+
+def test_list_styles_glob_and_stylize_shortcut():
+    assert [s.name for s in ps.list_styles("sk*")] == ["sketch"]
+    arr = (torch.rand(40, 56, 3) * 255).to(torch.uint8).numpy()
+    assert ps.stylize(arr, style="sketch").tobytes() == ps.load_style("sketch")(arr).tobytes()
