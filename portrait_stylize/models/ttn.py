@@ -148,6 +148,13 @@ class TTN(nn.Module):
         self.gf_eps = gf_eps
         self.negative_slope = negative_slope
 
+    def conv_layers(self) -> list[tuple[str, Conv2dSame]]:
+        """``(name, conv)`` for every convolution in forward order (how converters match weights)."""
+        blocks = [(f"blocks.{i}.{n}", getattr(b, n)) for i, b in enumerate(self.blocks) for n in ("conv1", "conv2")]
+        head = ["conv_in", "down1", "conv1", "down2", "conv2"]
+        tail = ["conv_mid", "up1_conv1", "up1_conv2", "up2_conv1", "conv_out"]
+        return [(n, getattr(self, n)) for n in head] + blocks + [(n, getattr(self, n)) for n in tail]
+
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.negative_slope)
 
