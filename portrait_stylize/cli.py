@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import PortraitStylizeError
+from .backends import BACKENDS
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
+from .models.style import StyleModel
 from .pipeline import DEFAULT_TILE_SIZE, list_styles, load_style
 
 
@@ -68,12 +70,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
         print(f"error: {len(files)} inputs need an output folder, but -o {out} looks like a file", file=sys.stderr)
         return 2
-    try:
-        stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
-                              max_pixels=args.max_pixels or None)
-    except (PortraitStylizeError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
+                          max_pixels=args.max_pixels or None, backend=args.backend)
     failures: list[tuple[Path, str]] = []
     targets = _output_paths(files, out, single_file)
     for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",
@@ -94,6 +92,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    stylizer = load_style(args.style, device="cpu", backend="torch")
+    if not isinstance(stylizer.model, StyleModel):
+        raise PortraitStylizeError(f"style {args.style!r} is a built-in image filter, not a network; nothing to export")
+    for path in export_onnx(stylizer.model, args.output):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portrait-stylize", description="Turn portrait photos into artworks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -110,19 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("export-onnx", help="export a style's networks to ONNX (dynamic size, checked against PyTorch)")
+    p.add_argument("style", help="registry name, style folder or Hub 'org/name'")
+    p.add_argument("-o", "--output", required=True, help="folder for head.onnx [+ bg.onnx] and config.json")
+    p.set_defaults(func=_cmd_export_onnx)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (PortraitStylizeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

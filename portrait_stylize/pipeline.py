@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .backends import Runner, make_runner, resolve_backend
 from .errors import StyleNotFoundError
 from .hub import fetch_spec, fetch_style_files, is_cached
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
@@ -72,6 +73,8 @@ class Stylizer:
             side, bounding memory; ``None`` never tiles.
         tile_overlap: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
+        backend: how network styles run: ``"auto"`` (fastest here), ``"torch"``, ``"torch-bf16"``
+            or ``"onnx"`` (see :mod:`portrait_stylize.backends`). Built-in styles always use torch.
 
     Attributes:
         model: the underlying module; for network styles ``model.head`` (and ``model.bg``) are
@@ -80,7 +83,7 @@ class Stylizer:
 
     def __init__(self, model: nn.Module, spec: StyleSpec, device: str | torch.device | None = None,
                  tile_size: int | None = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto") -> None:
         if tile_size is not None and not 0 <= tile_overlap < tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}")
         self.spec = spec
@@ -89,22 +92,41 @@ class Stylizer:
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.max_pixels = max_pixels
+        self._backend_choice = backend
+        self.backend = self._pick_backend()
+        self._runners: dict[str, Runner] = {}
+
+    def _pick_backend(self) -> str:
+        if not isinstance(self.model, StyleModel):
+            return "torch"
+        return resolve_backend(self._backend_choice, self.device)
+
+    def _runner(self, part: str) -> Runner:
+        if part not in self._runners:
+            self._runners[part] = make_runner(self.model.network(part), self.backend, self.device)
+        return self._runners[part]
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def __repr__(self) -> str:
-        return f"Stylizer(style={self.spec.name!r}, kind={self.spec.kind!r}, device={str(self.device)!r})"
+        return (f"Stylizer(style={self.spec.name!r}, kind={self.spec.kind!r}, device={str(self.device)!r}, "
+                f"backend={self.backend!r})")
 
     def to(self, device: str | torch.device) -> "Stylizer":
         """Move the model to ``device`` and return ``self``."""
         self.device = resolve_device(device)
         self.model.to(self.device)
+        self.backend = self._pick_backend()
+        self._runners.clear()
         return self
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.device))
+        x = x.to(self.device)
+        if not isinstance(self.model, StyleModel):
+            return self.model(x)
+        return self.model.from_network(self._runner("bg")(self.model.to_network(x)))
 
     @torch.inference_mode()
     def __call__(self, image: ImageInput, strength: float = 1.0, progress: bool = False) -> Image.Image:
@@ -171,7 +193,8 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
         name: ``"toon"`` (see :func:`list_styles`), ``"path/to/style_folder"``, ``"org/name"``,
             ``"org/name@revision"``; ``None`` loads the registry's default style.
         device: where to run (default: CUDA, MPS, else CPU).
-        **stylizer_kwargs: ``tile_size``, ``tile_overlap``, ``max_pixels`` for :class:`Stylizer`.
+        **stylizer_kwargs: ``tile_size``, ``tile_overlap``, ``max_pixels``, ``backend`` for
+            :class:`Stylizer`.
 
     Raises:
         StyleNotFoundError: unknown name (the message lists the known ones).

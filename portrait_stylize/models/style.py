@@ -110,18 +110,30 @@ class StyleModel(
                 input_range=list(self.input_range),
             )
 
+    def config_dict(self) -> dict[str, Any]:
+        """The resolved configuration, exactly as ``save_pretrained`` writes it to ``config.json``."""
+        return json.loads(json.dumps(self._hub_mixin_config))
+
     def network(self, part: str = "bg") -> TTN:
         """The raw TTN used for ``part`` (``"bg"`` falls back to ``head`` when there is no bg network)."""
         if part not in ("bg", "head"):
             raise ValueError(f"part must be 'bg' or 'head', got {part!r}")
         return self.bg if part == "bg" and self.bg is not None else self.head
 
-    def forward(self, image: torch.Tensor, part: str = "bg") -> torch.Tensor:
+    def to_network(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` RGB in [0, 1] -> the networks' channel order and ``input_range``."""
         lo, hi = self.input_range
         x = image.flip(1) if self.channel_order == "bgr" else image
-        y = self.network(part)(x * (hi - lo) + lo)
+        return x * (hi - lo) + lo
+
+    def from_network(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_network`, clipped to [0, 1]."""
+        lo, hi = self.input_range
         y = (y - lo) / (hi - lo)
         return (y.flip(1) if self.channel_order == "bgr" else y).clamp(0.0, 1.0)
+
+    def forward(self, image: torch.Tensor, part: str = "bg") -> torch.Tensor:
+        return self.from_network(self.network(part)(self.to_network(image)))
 
     # --- loading (safetensors only) -------------------------------------------------------
 

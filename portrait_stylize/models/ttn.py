@@ -49,19 +49,23 @@ class Conv2dSame(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding_mode_tf: str = "tf_same") -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
         if padding_mode_tf not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding_mode_tf!r}")
+        # Stride 1 with an odd kernel pads k//2 on both sides in either convention, so the
+        # convolution pads natively; only TF's stride-2 SAME needs an explicit asymmetric pad.
+        self.explicit_pad = padding_mode_tf == "tf_same" and stride > 1
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
+                         padding=0 if self.explicit_pad else kernel_size // 2)
         self.padding_mode_tf = padding_mode_tf
 
     def _pads(self, n: int) -> tuple[int, int]:
         k, s = self.kernel_size[0], self.stride[0]
-        if self.padding_mode_tf == "symmetric" or s == 1:
-            return k // 2, k // 2
         total = max((-(-n // s) - 1) * s + k - n, 0)
         return total // 2, total - total // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.explicit_pad:
+            return super().forward(x)
         top, bottom = self._pads(x.shape[-2])
         left, right = self._pads(x.shape[-1])
         return super().forward(F.pad(x, (left, right, top, bottom)))
@@ -78,11 +82,11 @@ def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     if mode != "tf_legacy":
         raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {mode!r}")
-    for dim in (2, 3):
-        n = x.shape[dim]
-        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
-        x = torch.stack([x, x + (nxt - x) * 0.5], dim=dim + 1).flatten(dim, dim + 1)
-    return x
+    # Sampling at src = dst / 2 is align_corners=True interpolation from n + 1 to 2n + 1 pixels
+    # once the last row/column is repeated; one fused kernel instead of gathers and stacks.
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    return F.interpolate(x, size=(2 * h + 1, 2 * w + 1), mode="bilinear", align_corners=True)[..., : 2 * h, : 2 * w]
 
 
 class ResBlock(nn.Module):
@@ -172,14 +176,27 @@ class TTN(nn.Module):
         x4 = act(self.up2_conv1(upsample2x(x3, self.upsample) + x0))
         return self.conv_out(x4)
 
+    def forward_aligned(self, x: torch.Tensor) -> torch.Tensor:
+        """U-Net + guided filter on ``(B, 3, H, W)`` with ``H, W`` multiples of 4 (no padding).
+
+        The U-Net runs in the dtype of the weights (e.g. bfloat16 for speed) and the guided
+        filter in ``x``'s dtype, because the filter's variance terms lose most precision in low
+        precision while costing little. This is the graph exported to ONNX.
+        """
+        y = self.unet(x.to(self.conv_in.weight.dtype)).to(x.dtype)
+        if self.gf_radius > 0:
+            y = guided_filter(x, y, self.gf_radius, self.gf_eps)
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"TTN expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % 4, -w % 4
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self.unet(x)
-        if self.gf_radius > 0:
-            y = guided_filter(x, y, self.gf_radius, self.gf_eps)
-        return y[..., :h, :w]
+        x = pad_to_multiple(x, 4)
+        return self.forward_aligned(x)[..., :h, :w]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate ``(B, C, H, W)`` at the bottom/right so that ``H`` and ``W`` are multiples of ``multiple``."""
+    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

@@ -1,0 +1,107 @@
+"""Our runtime against the TFLite runtime on the same White-box cartoonizer, side by side.
+
+Run:  .venv/bin/python benchmarks/bench_peer_tflite.py [--tflite FILE] [--size 512] [--threads 2] [--repeats 9]
+
+The TFLite model (``ai-edge-litert``, XNNPACK, dynamic-range int8 by default) is converted with
+``portrait_stylize.convert.read_tflite`` so that every runtime executes the same weights on the same
+input (a gradient + noise image in [-1, 1], NHWC for TFLite, NCHW for us). Runs alternate between
+runtimes after one warm-up each, and the median of each is reported with its speed ratio to
+TFLite (> 1 means faster than TFLite) and its PSNR against our float32 PyTorch output (the peak
+is the [-1, 1] range, so the error is measured on the scale of 8-bit pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from portrait_stylize.backends import BACKENDS, auto_backend, has_native_bf16, has_onnxruntime, make_runner
+from portrait_stylize.convert import read_tflite, ttn_from_weights
+
+DEFAULT_TFLITE = Path(__file__).resolve().parents[2] / "shared/fixtures/weights/whitebox_cartoon_gan_dr.tflite"
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
+    """PSNR in dB between two arrays of the same shape, for values spanning ``peak``."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def test_input(size: int) -> np.ndarray:
+    """``(1, size, size, 3)`` float32 in [-1, 1]: smooth gradients plus texture, like a photo."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = np.stack([xx, yy, (xx + yy) / 2], axis=-1)
+    noise = np.random.default_rng(0).normal(0, 0.1, base.shape)
+    return np.clip(base * 2 - 1 + noise, -1, 1).astype(np.float32)[None]
+
+
+def tflite_runner(path: Path, shape: tuple[int, ...], threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, list(shape))
+    interpreter.allocate_tensors()
+    output = interpreter.get_output_details()[0]["index"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output)
+
+    return run
+
+
+def compare(tflite: Path, size: int, threads: int, repeats: int, backends: list[str]) -> list[dict]:
+    """Median seconds, speed ratio to TFLite and PSNR to float32 PyTorch for each runtime."""
+    torch.set_num_threads(threads)
+    device = torch.device("cpu")
+    net = ttn_from_weights(read_tflite(tflite), str(tflite))
+    x_nhwc = test_input(size)
+    x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2).contiguous()
+    tflite_run = tflite_runner(tflite, x_nhwc.shape, threads)
+    runs = {"tflite": lambda: tflite_run(x_nhwc).transpose(0, 3, 1, 2)}
+    for backend in backends:
+        runner = make_runner(net, backend, device)
+        runs[backend] = lambda runner=runner: runner(x).float().numpy()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        reference = net(x).numpy()
+        outputs = {name: run() for name, run in runs.items()}  # also the warm-up
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return [{"runtime": name, "ms": medians[name] * 1000, "ratio": medians["tflite"] / medians[name],
+             "psnr": psnr(outputs[name], reference)} for name in runs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tflite", type=Path, default=DEFAULT_TFLITE)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    if not args.tflite.is_file():
+        parser.error(f"{args.tflite} not found; pass --tflite with a White-box cartoonizer .tflite file")
+    device = torch.device("cpu")
+    backends = [b for b in BACKENDS if b != "onnx" or has_onnxruntime()]
+    rows = compare(args.tflite, args.size, args.threads, args.repeats, backends)
+    print(f"{args.size}x{args.size}, {args.threads} threads, median of {args.repeats}; "
+          f"native bf16: {has_native_bf16(device)}; auto backend: {auto_backend(device)}\n")
+    print("| runtime | ms | speed vs TFLite | PSNR vs float32 (dB) |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['runtime']} | {row['ms']:.0f} | {row['ratio']:.2f}x | {row['psnr']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""How a style's TTN runs: PyTorch float32, PyTorch bfloat16, or ONNX Runtime.
+
+Every backend maps ``(B, 3, H, W)`` float32 in the network's colour order and range (see
+:meth:`StyleModel.to_network`) to the TTN output, for any ``H, W``; they differ in speed and in
+the last bits of precision:
+
+========== ============================================ ===========================================
+backend    runs                                         precision versus float32
+========== ============================================ ===========================================
+torch      PyTorch float32 on the chosen device         reference
+torch-bf16 U-Net in bfloat16 (channels-last), guided    about 55 dB PSNR; fast only where the
+           filter in float32                            hardware has bf16 units (AMX/AVX-512 BF16
+                                                        CPUs, recent GPUs)
+onnx       ONNX Runtime on the CPU (graph exported      within 1e-4
+           from the same weights when first used)
+========== ============================================ ===========================================
+
+``auto`` (the default) picks ``torch-bf16`` where the device has native bfloat16, else ``onnx`` on
+the CPU when ``onnx`` and ``onnxruntime`` are installed, else ``torch``: the fastest measured order
+on each kind of machine (``benchmarks/bench_peer_tflite.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+from typing import Callable
+
+import torch
+
+from .models.ttn import TTN, pad_to_multiple
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "torch-bf16", "onnx")
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions in hardware (not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False
+
+
+def has_onnxruntime() -> bool:
+    """Whether the ONNX backend's packages (``onnx`` to export, ``onnxruntime`` to run) are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def auto_backend(device: torch.device) -> str:
+    """The fastest backend for ``device`` (see the module docstring for the order)."""
+    if has_native_bf16(device):
+        return "torch-bf16"
+    if device.type == "cpu" and has_onnxruntime():
+        return "onnx"
+    return "torch"
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """Check ``backend`` (``None`` or ``"auto"`` picks :func:`auto_backend`) against ``device``."""
+    if backend in (None, "auto"):
+        return auto_backend(device)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    if backend == "onnx":
+        if device.type != "cpu":
+            raise ValueError(f"the onnx backend runs on the CPU, not {device}; use --device cpu or backend torch")
+        if not has_onnxruntime():
+            raise ValueError("the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime")
+    return backend
+
+
+def make_runner(net: TTN, backend: str, device: torch.device) -> Runner:
+    """A callable running ``net`` with ``backend`` on ``device``; ``net`` itself is not modified."""
+    if backend == "torch":
+        return net.to(device)
+    if backend == "torch-bf16":
+        return copy.deepcopy(net).to(device=device, dtype=torch.bfloat16, memory_format=torch.channels_last)
+    if backend == "onnx":
+        from .export import onnx_bytes, onnx_session
+
+        session = onnx_session(onnx_bytes(net))
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            h, w = x.shape[-2:]
+            padded = pad_to_multiple(x.float(), 4).cpu().contiguous().numpy()
+            y = torch.from_numpy(session.run(None, {"image": padded})[0])
+            return y[..., :h, :w].to(x.device)
+
+        return run
+    raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
