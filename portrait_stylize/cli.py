@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from . import __version__
 from .errors import PortraitStylizeError
 from .backends import BACKENDS
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
-from .models.style import StyleModel
+from .models.style import CHANNEL_ORDERS, StyleModel
+from .models.ttn import PADDINGS, UPSAMPLINGS
 from .pipeline import DEFAULT_TILE_SIZE, list_styles, load_style
 
 
@@ -103,6 +105,27 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import command_line, convert
+    from .hub import publish_style_folder
+
+    overrides = {key: getattr(args, key) for key in ("gf_eps", "gf_radius", "upsample", "padding", "negative_slope")
+                 if getattr(args, key) is not None}
+    output = Path(args.output)
+    name = args.name or output.name
+    model = convert(args.sources, output, name=name, description=args.description, licence=args.licence,
+                    source=args.source, channel_order=args.channel_order, overwrite=args.overwrite,
+                    command=command_line(args.argv), **overrides)
+    networks = "head + bg" if model.bg is not None else "head"
+    print(f"wrote {output} ({networks}; channel order {model.channel_order}; head {model.head.config})")
+    if args.push_to_hub:
+        entry = publish_style_folder(output, args.push_to_hub, private=args.private)
+        print(f"published to https://huggingface.co/{args.push_to_hub} at {entry['revision']}")
+        print("checkpoints.json entry:")
+        print(json.dumps({name: entry}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portrait-stylize", description="Turn portrait photos into artworks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -128,6 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("convert", help="convert DCT-Net / White-box releases (.pb, checkpoint, .tflite) into a style")
+    p.add_argument("sources", nargs="+", help="head network [background network]: frozen .pb, .tflite, or a "
+                   "checkpoint (PREFIX, PREFIX.index); a file ending in _bg is the background network")
+    p.add_argument("-o", "--output", required=True, help="style folder to write")
+    p.add_argument("--name", default="", help="style name (default: the folder name)")
+    p.add_argument("--description", default="", help="one line for list_styles() and the model card")
+    p.add_argument("--licence", default="other", help="licence id of the weights, e.g. apache-2.0, cc-by-nc-sa-4.0")
+    p.add_argument("--source", default="", help="where the weights come from (URL or model id)")
+    p.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="bgr",
+                   help="colour order the weights were trained on (official releases: bgr)")
+    p.add_argument("--gf-eps", type=float, help="guided-filter eps (default: found in the graph, else 1e-2; White-box: 5e-3)")
+    p.add_argument("--gf-radius", type=int, help="guided-filter radius, 0 = none (default: found in the graph, else 1)")
+    p.add_argument("--upsample", choices=UPSAMPLINGS, help="bilinear convention (default: found in the graph, else tf_legacy)")
+    p.add_argument("--padding", choices=PADDINGS, help="stride-2 padding convention (default tf_same)")
+    p.add_argument("--negative-slope", type=float, help="LeakyReLU slope (default: found in the graph, else 0.2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    p.set_defaults(func=_cmd_convert)
+
     p = sub.add_parser("export-onnx", help="export a style's networks to ONNX (dynamic size, checked against PyTorch)")
     p.add_argument("style", help="registry name, style folder or Hub 'org/name'")
     p.add_argument("-o", "--output", required=True, help="folder for head.onnx [+ bg.onnx] and config.json")
@@ -137,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

@@ -49,3 +49,7 @@ class UnsafeWeightsError(PortraitStylizeError):
 
 class InvalidStyleError(PortraitStylizeError, ValueError):
     """A style folder is incomplete or its ``config.json`` cannot build a model."""
+
+
+class HubUploadError(PortraitStylizeError):
+    """Creating a Hub repository or uploading a style to it failed."""

@@ -11,6 +11,7 @@ never picked up again.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import struct
@@ -27,7 +28,14 @@ from huggingface_hub.errors import (
 )
 
 from . import __version__
-from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError, UnsafeWeightsError
+from .errors import (
+    ChecksumMismatchError,
+    HubUploadError,
+    InvalidStyleError,
+    StyleDownloadError,
+    StyleNotCachedError,
+    UnsafeWeightsError,
+)
 from .registry import StyleSpec
 
 logger = logging.getLogger(__name__)
@@ -178,3 +186,33 @@ def is_cached(spec: StyleSpec) -> bool:
         isinstance(try_to_load_from_cache(spec.repo_id, name, cache_dir=cache_dir(), revision=spec.revision), str)
         for name in (spec.filename, _config_name(spec.filename))
     )
+
+
+def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None,
+                         commit_message: str = "Upload portrait-stylize style") -> dict:
+    """Create (or reuse) the Hub model repo ``repo_id``, upload a style folder, and describe it.
+
+    Returns:
+        The ``checkpoints.json`` entry for the upload: ``kind``, ``repo_id``, ``revision`` (the
+        new commit id, so the entry pins exactly these files), ``filename``, ``sha256``,
+        ``licence``, ``source`` and ``description`` from the folder's ``config.json``.
+    """
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not weights.is_file() or not config_path.is_file():
+        raise InvalidStyleError(f"{folder}: a style folder needs {CONFIG_NAME} and {WEIGHTS_NAME} to be published")
+    check_safetensors(weights)
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
+                                   commit_message=commit_message)
+    except Exception as exc:  # network, auth, offline mode: all end the same way for the user
+        raise HubUploadError(f"could not publish {folder} to {repo_id}: {exc}. Log in with `hf auth login` "
+                             "(or set HF_TOKEN) and make sure HF_HUB_OFFLINE is not set.") from None
+    return {"kind": "hub", "repo_id": repo_id, "revision": commit.oid, "filename": WEIGHTS_NAME,
+            "sha256": sha256_file(weights), "licence": config.get("licence", ""),
+            "source": config.get("source", ""), "description": config.get("description", "")}

@@ -45,3 +45,29 @@ def lively_style_model(seed: int = 0, **kwargs):
 def gray(img) -> np.ndarray:
     """PIL image -> float64 luma array in [0, 255]."""
     return np.asarray(img.convert("RGB"), dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def psnr(a, b, peak: float = 2.0) -> float:
+    """PSNR in dB of two arrays whose values span ``peak`` (2 for the networks' [-1, 1])."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+@pytest.fixture(scope="session")
+def tf_fixtures(tmp_path_factory) -> Path:
+    """Frozen graphs, a checkpoint and TensorFlow's outputs built by ``tests/tf_make_fixtures.py``.
+
+    Needs ``PORTRAIT_STYLIZE_TF_PYTHON``: a Python with ``tensorflow-cpu`` (``.ci/run`` builds
+    ``.venv-tf`` for it). TensorFlow never enters the main environment.
+    """
+    import os
+    import subprocess
+
+    python = os.environ.get("PORTRAIT_STYLIZE_TF_PYTHON")
+    if not python:
+        pytest.skip("PORTRAIT_STYLIZE_TF_PYTHON (a Python with tensorflow-cpu) is not set")
+    out = tmp_path_factory.mktemp("tf")
+    result = subprocess.run([python, str(REPO / "tests" / "tf_make_fixtures.py"), str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
