@@ -1,0 +1,108 @@
+"""Backends (torch, torch-bf16, onnx), ONNX export, and speed against the TFLite runtime."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import portrait_stylize as ps
+from portrait_stylize import backends
+from portrait_stylize.backends import BACKENDS, auto_backend, make_runner, resolve_backend
+from portrait_stylize.cli import main
+from portrait_stylize.convert import read_tflite, ttn_from_weights
+from portrait_stylize.export import ExportError, export_onnx, onnx_session
+
+from conftest import REPO, lively_style_model, psnr
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def whitebox(fixtures):
+    """The real White-box TTN (trained weights give realistic activations for precision checks)."""
+    path = fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite"
+    return ttn_from_weights(read_tflite(path), str(path))
+
+
+@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0)])
+def test_fast_backends_match_float32(whitebox, backend, min_psnr):
+    x = torch.rand(1, 3, 75, 122, generator=torch.Generator().manual_seed(0)) * 2 - 1  # odd, non-square
+    with torch.inference_mode():
+        reference = whitebox(x)
+        out = make_runner(whitebox, backend, CPU)(x)
+    assert out.shape == reference.shape and out.dtype == torch.float32
+    assert psnr(out.numpy(), reference.numpy()) >= min_psnr
+
+
+def test_stylizer_backends_agree_on_a_portrait(portraits):
+    model = lively_style_model(channel_order="bgr")
+    outputs = {b: np.asarray(ps.Stylizer(model, ps.StyleSpec(name="t", kind="local"), backend=b)(portraits[0]),
+                             np.float64) for b in BACKENDS}
+    assert abs(outputs["onnx"] - outputs["torch"]).max() <= 1.0
+    assert psnr(outputs["torch-bf16"], outputs["torch"], peak=255.0) >= 40.0
+
+
+def test_backend_choice_and_errors(monkeypatch):
+    monkeypatch.setattr(backends, "has_native_bf16", lambda device: False)
+    assert auto_backend(CPU) == "onnx"
+    monkeypatch.setattr(backends, "has_onnxruntime", lambda: False)
+    assert auto_backend(CPU) == "torch"
+    with pytest.raises(ValueError, match="needs onnx and onnxruntime"):
+        resolve_backend("onnx", CPU)
+    monkeypatch.setattr(backends, "has_native_bf16", lambda device: True)
+    assert resolve_backend("auto", CPU) == "torch-bf16" and resolve_backend(None, CPU) == "torch-bf16"
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        resolve_backend("tensorrt", CPU)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_backend("onnx", torch.device("cuda"))
+    st = ps.load_style("toon", backend="onnx")  # built-in filters are not networks: always torch
+    assert st.backend == "torch" and "backend='torch'" in repr(st)
+
+
+def test_export_onnx_runs_at_any_size(tmp_path):
+    model = lively_style_model(bg={"gf_eps": 5e-3})
+    files = export_onnx(model, tmp_path / "onnx")
+    assert sorted(f.name for f in files) == ["bg.onnx", "config.json", "head.onnx"]
+    session = onnx_session(tmp_path / "onnx" / "bg.onnx")
+    x = torch.rand(2, 3, 36, 132) * 2 - 1
+    with torch.inference_mode():
+        expected = model.bg(x).numpy()
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected).max() <= 1e-4
+
+
+def test_failed_export_check_leaves_no_output(tmp_path, monkeypatch):
+    import portrait_stylize.export as export
+
+    monkeypatch.setattr(export, "max_onnx_difference", lambda net, session: 0.5)
+    with pytest.raises(ExportError, match="differs from PyTorch by 5.00e-01"):
+        export_onnx(lively_style_model(), tmp_path / "onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_onnx(tmp_path, capsys):
+    style = tmp_path / "style"
+    lively_style_model().save_pretrained(style)
+    assert main(["export-onnx", str(style), "-o", str(tmp_path / "onnx")]) == 0
+    assert (tmp_path / "onnx" / "head.onnx").is_file()
+    assert main(["export-onnx", "toon", "-o", str(tmp_path / "x")]) == 2
+    assert "built-in image filter" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fastest_backend_against_tflite(fixtures):
+    """The auto backend beats float32 PyTorch everywhere, and the TFLite runtime where the CPU
+    has bfloat16 units (where it cannot, the README's table shows the ONNX Runtime ratio)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_peer_tflite import compare
+
+    auto = auto_backend(CPU)
+    rows = {r["runtime"]: r for r in compare(fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite", size=512,
+                                             threads=2, repeats=5, backends=sorted({"torch", auto}))}
+    assert rows[auto]["psnr"] >= 40.0
+    assert rows["torch"]["ms"] / rows[auto]["ms"] >= 1.2
+    if backends.has_native_bf16(CPU):
+        assert rows[auto]["ratio"] >= 1.0, rows
