@@ -7,22 +7,30 @@ repo id ``org/name`` (optionally ``org/name@revision``, or prefixed ``hf-hub:``)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from .backends import Runner, make_runner, resolve_backend
 from .errors import StyleNotFoundError
+from .faces import Face, get_face_backend, resolve_face_backend
+from .faces import align
 from .hub import fetch_spec, fetch_style_files, is_cached
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .models.builtin import BuiltinStyle
 from .models.style import StyleModel, load_style_folder
+from .regions import FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, region_weights
+from .regions import harmonize as harmonize_colours
 from .registry import StyleSpec, load_registry
 from .tiling import run_tiled
 
@@ -31,6 +39,7 @@ logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^(?:hf-hub:)?(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
 DEFAULT_TILE_SIZE = 512
+MIN_FACE_SIZE = 32
 DEFAULT_TILE_OVERLAP = 64
 
 
@@ -75,6 +84,9 @@ class Stylizer:
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how network styles run: ``"auto"`` (fastest here), ``"torch"``, ``"torch-bf16"``
             or ``"onnx"`` (see :mod:`portrait_stylize.backends`). Built-in styles always use torch.
+        face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
+            ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
+        min_face_size: faces smaller than this (pixels, box side) are not stylized separately.
 
     Attributes:
         model: the underlying module; for network styles ``model.head`` (and ``model.bg``) are
@@ -83,7 +95,8 @@ class Stylizer:
 
     def __init__(self, model: nn.Module, spec: StyleSpec, device: str | torch.device | None = None,
                  tile_size: int | None = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto") -> None:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto", face_backend: str | None = None,
+                 min_face_size: int = MIN_FACE_SIZE) -> None:
         if tile_size is not None and not 0 <= tile_overlap < tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}")
         self.spec = spec
@@ -93,6 +106,8 @@ class Stylizer:
         self.tile_overlap = tile_overlap
         self.max_pixels = max_pixels
         self._backend_choice = backend
+        self._face_backend_choice = resolve_face_backend(face_backend)
+        self.min_face_size = min_face_size
         self.backend = self._pick_backend()
         self._runners: dict[str, Runner] = {}
 
@@ -128,29 +143,187 @@ class Stylizer:
             return self.model(x)
         return self.model.from_network(self._runner("bg")(self.model.to_network(x)))
 
+    @property
+    def face_backend(self):
+        """The face detection/parsing backend (created on first use; see :mod:`portrait_stylize.faces`)."""
+        return get_face_backend(self._face_backend_choice)
+
+    def _check_call(self, regions, strength, harmonize, faces) -> tuple[list[str] | None, dict[str, float]]:
+        if regions is not None:
+            regions = [regions] if isinstance(regions, str) else list(regions)
+            if not regions:
+                raise ValueError("regions is empty; pass None for the whole image or names such as ['hair', 'lips']")
+        if isinstance(strength, dict):
+            if regions is None:
+                raise ValueError("a per-region strength dict needs regions=[...]")
+            unknown = set(strength) - set(regions)
+            if unknown:
+                raise ValueError(f"strength names regions that are not selected: {sorted(unknown)}")
+            strengths = {r: strength.get(r, 1.0) for r in regions}
+        else:
+            strengths = {r: strength for r in (regions or ["all"])}
+        for name, value in strengths.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"strength{'' if name == 'all' else f' for {name!r}'} must be a number in [0, 1], "
+                                 f"got {value!r}")
+        if isinstance(harmonize, bool) or not isinstance(harmonize, (int, float)) or not 0.0 <= harmonize <= 1.0:
+            raise ValueError(f"harmonize must be a number in [0, 1], got {harmonize!r}")
+        if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
+            raise ValueError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
+        return regions, {k: float(v) for k, v in strengths.items()}
+
     @torch.inference_mode()
-    def __call__(self, image: ImageInput, strength: float = 1.0, progress: bool = False) -> Image.Image:
-        """Stylize one image.
+    def __call__(self, image: ImageInput, regions: list[str] | str | None = None,
+                 strength: float | dict[str, float] = 1.0, harmonize: float = 0.0, faces: list[int] | None = None,
+                 return_details: bool = False, progress: bool = False):
+        """Stylize one image, optionally only some regions of some faces.
 
         Args:
             image: a path, encoded bytes, PIL image or uint8 array (see
                 :func:`portrait_stylize.io.load_image`; EXIF orientation is applied, grayscale,
                 palette, 16-bit and CMYK are converted).
-            strength: in [0, 1]; blends the stylized result with the photo (1 = fully stylized).
+            regions: ``None`` stylizes everything; otherwise names from
+                :data:`portrait_stylize.faces.REGIONS` (``"hair"``, ``"lips"``, ...) and only those
+                change. Which names a face backend can see: :attr:`face_backend` ``.regions``.
+            strength: in [0, 1], how far to go from the photo to the stylized result (1 = fully
+                stylized); with ``regions``, also a dict ``{region: strength}`` (unlisted: 1).
+            harmonize: in [0, 1]; histogram-matches the untouched area towards the stylized
+                colours by this much, so a partly stylized picture reads as one (0 = untouched
+                pixels stay exactly as they were).
+            faces: indices of the faces to stylize (sorted left to right; see
+                :func:`portrait_stylize.detect_faces`); ``None`` = all, ``[]`` = none. Faces
+                smaller than ``min_face_size`` pixels are skipped and reported.
+            return_details: also return a :class:`StylizeDetails` (faces, masks, crops, timings).
             progress: show a progress bar over tiles for large images.
 
         Returns:
-            PIL image of the input's (upright) size: ``RGB``, or ``RGBA`` with the input's alpha.
+            PIL image of the input's (upright) size: ``RGB``, or ``RGBA`` with the input's alpha;
+            with ``return_details``, ``(image, details)``.
         """
-        if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+        regions, strengths = self._check_call(regions, strength, harmonize, faces)
+        details = StylizeDetails()
+        clock = _Clock(details.timings)
         img = load_image(image, self.max_pixels)
         alpha = img.getchannel("A") if img.mode == "RGBA" else None
-        photo = pil_to_tensor(img)
-        out = run_tiled(self._forward, photo, self.tile_size, self.tile_overlap, progress)
-        if strength < 1.0:
-            out = photo + (out - photo) * float(strength)
-        return tensor_to_pil(out, alpha)
+        photo_t = pil_to_tensor(img)
+        with clock("whole image"):
+            stylized = run_tiled(self._forward, photo_t, self.tile_size, self.tile_overlap, progress)
+        stylized = stylized[0].permute(1, 2, 0).cpu().float().numpy()
+        photo = photo_t[0].permute(1, 2, 0).numpy()
+        rgb = np.asarray(img.convert("RGB"))
+        network = isinstance(self.model, StyleModel)
+        chosen: list[Face] = []
+        if regions is not None or (network and faces != []):
+            backend = self.face_backend
+            details.face_backend = backend.name
+            if regions is not None:
+                regions = check_regions(regions, backend.regions, backend.name)
+            with clock("detect faces"):
+                details.faces = backend.detect(rgb)
+            chosen = self._choose_faces(details, faces)
+            if network and chosen:
+                with clock("face network"):
+                    stylized = self._paste_heads(rgb, stylized, chosen, details)
+        if regions is None:
+            out = photo + (stylized - photo) * strengths["all"]
+        else:
+            with clock("parse regions"):
+                parsing = backend.parse(rgb, chosen)
+                masks = region_weights(parsing, chosen, regions, photo.shape[:2])
+            with clock("composite"):
+                weight = np.zeros(photo.shape[:2], np.float32)
+                for name, mask in masks.items():
+                    np.maximum(weight, mask * strengths[name], out=weight)
+                base = harmonize_colours(photo, stylized, weight, harmonize)
+                sizes = [f.size for f in chosen] or [min(photo.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
+                out = composite(base, stylized, weight, feather_width(min(sizes), FACE_FEATHER))
+            details.masks, details.weight = masks, weight
+        result = tensor_to_pil(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], alpha)
+        return (result, details) if return_details else result
+
+    def _choose_faces(self, details: "StylizeDetails", faces: list[int] | None) -> list[Face]:
+        found = details.faces
+        if faces is not None:
+            bad = [i for i in faces if not 0 <= i < len(found)]
+            if bad:
+                raise ValueError(f"face index {bad[0]} is out of range: {len(found)} face(s) detected"
+                                 + (f" (0-{len(found) - 1}, left to right)" if found else ""))
+        wanted = range(len(found)) if faces is None else sorted(set(faces))
+        chosen = []
+        for i in wanted:
+            if found[i].size < self.min_face_size:
+                details.skipped.append((i, f"face {i} is {found[i].size:.0f} px, below min_face_size={self.min_face_size}"))
+                logger.warning(details.skipped[-1][1])
+            else:
+                details.stylized_faces.append(i)
+                chosen.append(found[i])
+        return chosen
+
+    def _paste_heads(self, rgb: np.ndarray, stylized: np.ndarray, faces: list[Face],
+                     details: "StylizeDetails") -> np.ndarray:
+        """DCT-Net's face pass: aligned crops through the head network in one batch, warped back
+        with a feathered elliptical mask over the whole-image result."""
+        matrices = [align.crop_transform(f.landmarks) for f in faces]
+        crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
+        heads = self.model.from_network(self._runner("head")(self.model.to_network(x)))
+        heads = heads.permute(0, 2, 3, 1).float().cpu().numpy()
+        out = stylized.copy()
+        for crop, head, matrix in zip(crops, heads, matrices):
+            window = align.crop_footprint(matrix, rgb.shape[:2])
+            x0, y0, x1, y1 = window
+            paste = align.warp_from_crop(head, matrix, window)
+            alpha = align.warp_from_crop(_head_mask(), matrix, window)[..., None]
+            out[y0:y1, x0:x1] = alpha * paste + (1 - alpha) * out[y0:y1, x0:x1]
+            details.crops.append((Image.fromarray(crop), Image.fromarray((head * 255).round().clip(0, 255).astype(np.uint8))))
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def _head_mask(size: int = align.CROP_SIZE) -> np.ndarray:
+    """Feathered ellipse over the face in the aligned crop: where the head result replaces the
+    whole-image result (DCT-Net pastes with a similar soft mask)."""
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    inside = ((xx - 0.5) / 0.40) ** 2 + ((yy - 0.52) / 0.46) ** 2 <= 1.0
+    return feather(inside, round(0.08 * size))
+
+
+@dataclass
+class StylizeDetails:
+    """What :meth:`Stylizer.__call__` did (``return_details=True``), e.g. for the app to show.
+
+    Attributes:
+        faces: every detected face, left to right.
+        stylized_faces: indices of the faces that were stylized.
+        skipped: ``(index, reason)`` for faces left out (too small).
+        face_backend: which face backend ran (``""`` when none was needed).
+        masks: region name -> ``(H, W)`` float32 feathered mask (only with ``regions``).
+        weight: ``(H, W)`` float32 final blend weight (masks × strengths), or ``None``.
+        crops: ``(aligned input crop, stylized crop)`` PIL pairs per stylized face.
+        timings: stage name -> seconds.
+    """
+
+    faces: list[Face] = field(default_factory=list)
+    stylized_faces: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    face_backend: str = ""
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    weight: np.ndarray | None = None
+    crops: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """``with clock("stage"):`` adds the stage's wall time (seconds) to a dict."""
+
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _model_for_spec(spec: StyleSpec) -> nn.Module:

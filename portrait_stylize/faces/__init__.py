@@ -1,0 +1,81 @@
+"""Faces: detection, 5-point alignment and region parsing, behind one interface.
+
+Two backends (see :data:`FACE_BACKENDS`):
+
+* ``mediapipe`` (MediaPipe 0.10.21, models inside the wheel, works offline): detection, 478-point
+  mesh, selfie segmentation; regions skin, brows, eyes, nose, lips, mouth, hair, background.
+* ``facexlib``: RetinaFace + BiSeNet (19 classes); also ears, neck, clothes. Weights download
+  from GitHub on first use, or are read from ``PORTRAIT_STYLIZE_FACEXLIB_DIR``.
+
+``auto`` uses facexlib when its weights are already on disk and MediaPipe otherwise; force a
+choice with ``face_backend=`` or ``PORTRAIT_STYLIZE_FACE_BACKEND``.
+
+Example::
+
+    import portrait_stylize as ps
+    faces = ps.detect_faces("group.jpg")        # [Face(box=..., landmarks=(5, 2), score=...), ...]
+    parsing = ps.parse_faces("group.jpg", faces)  # per-face region masks + background
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import numpy as np
+
+from ..io import ImageInput, load_image
+from .face import LANDMARK_NAMES, Face, enlarge_box
+from .parsing import FACE_REGIONS, REGIONS, FaceParse, Parsing
+
+logger = logging.getLogger(__name__)
+
+FACE_BACKENDS = ("auto", "mediapipe", "facexlib")
+ENV_BACKEND = "PORTRAIT_STYLIZE_FACE_BACKEND"
+
+__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "LANDMARK_NAMES", "REGIONS", "Face", "FaceParse", "Parsing",
+           "detect_faces", "enlarge_box", "get_face_backend", "parse_faces", "resolve_face_backend"]
+
+
+def resolve_face_backend(name: str | None = None) -> str:
+    """``name`` (or ``$PORTRAIT_STYLIZE_FACE_BACKEND``, or ``auto``) -> ``mediapipe`` or ``facexlib``."""
+    from .facexlib_backend import weights_present
+
+    choice = name or os.environ.get(ENV_BACKEND) or "auto"
+    if choice not in FACE_BACKENDS:
+        raise ValueError(f"unknown face backend {choice!r}; choose {', '.join(FACE_BACKENDS)}")
+    if choice == "auto":
+        choice = "facexlib" if weights_present() else "mediapipe"
+        logger.info("face backend: %s (auto: facexlib weights %s)", choice,
+                    "found" if choice == "facexlib" else "not on disk")
+    return choice
+
+
+@functools.lru_cache(maxsize=4)
+def get_face_backend(name: str | None = None):
+    """A (cached) backend instance with ``name``, ``regions``, ``detect(rgb)`` and ``parse(rgb, faces)``."""
+    resolved = resolve_face_backend(name)
+    if resolved == "facexlib":
+        from .facexlib_backend import FacexlibBackend
+
+        return FacexlibBackend()
+    from .mediapipe_backend import MediapipeBackend
+
+    return MediapipeBackend()
+
+
+def _rgb(image: ImageInput) -> np.ndarray:
+    return np.asarray(load_image(image).convert("RGB"))
+
+
+def detect_faces(image: ImageInput, backend: str | None = None) -> list[Face]:
+    """Faces in ``image`` (path, bytes, PIL or array; EXIF-upright), sorted left to right."""
+    return get_face_backend(backend).detect(_rgb(image))
+
+
+def parse_faces(image: ImageInput, faces: list[Face] | None = None, backend: str | None = None) -> Parsing:
+    """Region masks of ``faces`` (detected when ``None``) in ``image``."""
+    rgb = _rgb(image)
+    parser = get_face_backend(backend)
+    return parser.parse(rgb, parser.detect(rgb) if faces is None else faces)

@@ -1,0 +1,181 @@
+"""Face detection, 478-point mesh and region masks from MediaPipe 0.10.21 (models ship in its wheel).
+
+* Detection: the full-range BlazeFace model on the image, again on an auto-contrasted copy (faded
+  old photos), and on four overlapping zoomed quarters (small faces: the detector sees a 192²
+  input, so zooming is what makes a small face bigger); overlapping boxes are merged.
+* Landmarks: the face mesh (with irises) runs on each face's aligned crop, so small and tilted
+  faces are seen upright at a good size; the 5 alignment points come from it.
+* Regions: polygons of the mesh give skin, brows, eyes, nose, lips and mouth; selfie segmentation
+  gives the person, so background = not person and hair ~ person near the head minus the face.
+  MediaPipe cannot see ears, neck or clothes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from . import align
+from .face import Face, merge_detections
+from .parsing import FaceParse, Parsing
+
+logger = logging.getLogger(__name__)
+
+REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background")
+_DETECT_SIDE = 1280
+_MESH_CROP = 256
+_MESH_SCALE = 0.6
+# Eyebrow outlines (upper arc then lower arc back), image-left brow first.
+_BROWS = ([70, 63, 105, 66, 107, 55, 65, 52, 53, 46], [300, 293, 334, 296, 336, 285, 295, 282, 283, 276])
+_NOSE_TIP, _MOUTH_CORNERS = 1, (61, 291)
+
+
+def _loops(edges) -> list[list[int]]:
+    """Closed vertex loops from an undirected edge set (MediaPipe's FACEMESH_* connections)."""
+    adjacent: dict[int, list[int]] = {}
+    for a, b in edges:
+        adjacent.setdefault(a, []).append(b)
+        adjacent.setdefault(b, []).append(a)
+    seen, loops = set(), []
+    for start in sorted(adjacent):
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            nxt = next((n for n in adjacent[cur] if n != prev and n not in seen), None)
+            if nxt is None:
+                break
+            loop.append(nxt)
+            seen.add(nxt)
+            prev, cur = cur, nxt
+        loops.append(loop)
+    return loops
+
+
+class MediapipeBackend:
+    """Face detection + parsing with MediaPipe (offline: the models are inside the wheel)."""
+
+    name = "mediapipe"
+    regions = REGIONS
+
+    def __init__(self, min_score: float = 0.5) -> None:
+        import mediapipe as mp
+
+        solutions = mp.solutions
+        self._detector = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
+        self._mesh = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                                  min_detection_confidence=0.3)
+        self._selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        fm = solutions.face_mesh
+        self._oval = max(_loops(fm.FACEMESH_FACE_OVAL), key=len)
+        self._lips = sorted(_loops(fm.FACEMESH_LIPS), key=len)  # inner, outer: same length; sorted below
+        self._eyes = (max(_loops(fm.FACEMESH_RIGHT_EYE), key=len), max(_loops(fm.FACEMESH_LEFT_EYE), key=len))
+        self._nose = sorted({i for edge in fm.FACEMESH_NOSE for i in edge})
+
+    # --- detection ---------------------------------------------------------------------------
+
+    def _detect_pass(self, image: np.ndarray, offset=(0, 0), min_score: float = 0.0) -> list[Face]:
+        h, w = image.shape[:2]
+        result = self._detector.process(np.ascontiguousarray(image))
+        faces = []
+        for det in result.detections or []:
+            score = float(det.score[0])
+            if score < min_score:
+                continue
+            rel = det.location_data.relative_bounding_box
+            box = (rel.xmin * w + offset[0], rel.ymin * h + offset[1],
+                   (rel.xmin + rel.width) * w + offset[0], (rel.ymin + rel.height) * h + offset[1])
+            kp = np.array([[k.x * w + offset[0], k.y * h + offset[1]] for k in det.location_data.relative_keypoints])
+            faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=score))
+        return faces
+
+    @staticmethod
+    def _five_from_keypoints(kp: np.ndarray) -> np.ndarray:
+        """BlazeFace's 6 keypoints (eyes, nose, mouth centre, ears) -> approximate 5 points."""
+        eyes = kp[:2][np.argsort(kp[:2, 0])]
+        axis = eyes[1] - eyes[0]
+        return np.array([eyes[0], eyes[1], kp[2], kp[3] - 0.35 * axis, kp[3] + 0.35 * axis])
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 ``(H, W, 3)`` image, sorted left to right, landmarks from the mesh."""
+        # The detector sees 192², so passes on a copy of at most _DETECT_SIDE pixels lose nothing.
+        factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
+        small = Image.fromarray(image)
+        if factor < 1.0:
+            small = small.resize((round(image.shape[1] * factor), round(image.shape[0] * factor)), Image.BILINEAR)
+        plain, contrasted = np.asarray(small), np.asarray(ImageOps.autocontrast(small, cutoff=1))
+        candidates = self._detect_pass(plain) + self._detect_pass(contrasted)
+        h, w = plain.shape[:2]
+        th, tw = int(h * 0.625), int(w * 0.625)
+        for y in (0, h - th):
+            for x in (0, w - tw):
+                # Zoomed passes see more false positives: keep only confident ones.
+                candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
+        for face in candidates:
+            face.box = tuple(v / factor for v in face.box)
+            face.landmarks = face.landmarks / factor
+        faces = [self._refine(image, f) for f in merge_detections(candidates)]
+        return merge_detections(faces)
+
+    def _refine(self, image: np.ndarray, face: Face) -> Face:
+        """Run the face mesh on the aligned crop; take the 5 points from it when it succeeds."""
+        matrix = align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE)
+        crop = align.warp_to_crop(image, matrix, _MESH_CROP)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return face
+        pts = np.array([[p.x * _MESH_CROP, p.y * _MESH_CROP] for p in result.multi_face_landmarks[0].landmark])
+        mesh = align.apply(align.invert(matrix), pts)
+        five = np.array([mesh[self._eyes[0]].mean(0), mesh[self._eyes[1]].mean(0), mesh[_NOSE_TIP],
+                         mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
+        return Face(box=face.box, landmarks=five, score=face.score, mesh=mesh)
+
+    # --- parsing -----------------------------------------------------------------------------
+
+    def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:
+        """Region masks for ``faces`` (from :meth:`detect`) and the whole-image background."""
+        h, w = image.shape[:2]
+        person = self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5
+        parsed = [self._parse_face(face, person, (h, w)) for face in faces]
+        return Parsing(faces=parsed, image_masks={"background": ~person})
+
+    def _parse_face(self, face: Face, person: np.ndarray, shape: tuple[int, int]) -> FaceParse:
+        h, w = shape
+        if face.mesh is None:
+            return FaceParse(window=(0, 0, 0, 0))
+        mesh = face.mesh
+        oval = mesh[self._oval]
+        (ox0, oy0), (ox1, oy1) = oval.min(0), oval.max(0)
+        fw, fh = ox1 - ox0, oy1 - oy0
+        window = (max(int(ox0 - 0.6 * fw), 0), max(int(oy0 - 0.7 * fh), 0),
+                  min(int(ox1 + 0.6 * fw) + 1, w), min(int(oy1 + 0.3 * fh) + 1, h))
+        x0, y0, x1, y1 = window
+        size = (y1 - y0, x1 - x0)
+
+        def poly(points: np.ndarray) -> np.ndarray:
+            mask = np.zeros(size, np.uint8)
+            cv2.fillPoly(mask, [np.round((points - (x0, y0)) * 4).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=2)
+            return mask.astype(bool)
+
+        lips_a, lips_b = (poly(mesh[loop]) for loop in self._lips)
+        outer, inner = (lips_a, lips_b) if lips_a.sum() >= lips_b.sum() else (lips_b, lips_a)
+        masks = {
+            "eyes": poly(mesh[self._eyes[0]]) | poly(mesh[self._eyes[1]]),
+            "brows": poly(mesh[_BROWS[0]]) | poly(mesh[_BROWS[1]]),
+            "nose": poly(mesh[self._nose][cv2.convexHull(mesh[self._nose].astype(np.float32), returnPoints=False)[:, 0]]),
+            "lips": outer & ~inner,
+            "mouth": inner,
+        }
+        face_area = poly(oval)
+        masks["nose"] &= ~outer
+        masks["skin"] = face_area & ~masks["eyes"] & ~masks["brows"] & ~masks["nose"] & ~outer
+        # Hair: the person near the head, outside the face, down to a little below the chin.
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        cx, cy = (ox0 + ox1) / 2, oy0 + 0.35 * fh
+        head_zone = ((xx - cx) / (0.95 * fw)) ** 2 + ((yy - cy) / (0.95 * fh)) ** 2 <= 1.0
+        masks["hair"] = person[y0:y1, x0:x1] & head_zone & ~face_area & (yy <= oy1 + 0.1 * fh)
+        return FaceParse(window=window, masks={k: v for k, v in masks.items() if v.any()})
