@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import PortraitStylizeError
 from .backends import BACKENDS
+from .faces import FACE_BACKENDS, REGIONS
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
 from .models.style import CHANNEL_ORDERS, StyleModel
 from .models.ttn import PADDINGS, UPSAMPLINGS
@@ -52,6 +53,31 @@ def _output_paths(files: list[Path], out: Path, single_file: bool) -> list[Path]
     return paths
 
 
+def _save_masks(details, folder: Path, stem: str) -> None:
+    """One 8-bit PNG per region mask, plus the final blend weight, as ``STEM_NAME.png``."""
+    from PIL import Image
+
+    masks = dict(details.masks)
+    if details.weight is not None:
+        masks["weight"] = details.weight
+    for name, mask in masks.items():
+        save_image(Image.fromarray((mask * 255).round().astype("uint8"), "L"), folder / f"{stem}_{name}.png")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated face indices like 0,2; got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated region names like hair,lips")
+    return names
+
+
 def _cmd_styles(args: argparse.Namespace) -> int:
     styles = list_styles(args.pattern)
     rows = [("name", "kind", "licence", "offline", "description")]
@@ -73,13 +99,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {len(files)} inputs need an output folder, but -o {out} looks like a file", file=sys.stderr)
         return 2
     stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
-                          max_pixels=args.max_pixels or None, backend=args.backend)
+                          max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend)
     failures: list[tuple[Path, str]] = []
     targets = _output_paths(files, out, single_file)
+    options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
+               "progress": not args.quiet}
     for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",
                          disable=len(files) < 2 or args.quiet):
         try:
-            save_image(stylizer(src, strength=args.strength, progress=not args.quiet), dst)
+            result, details = stylizer(src, return_details=True, **options)
+            save_image(result, dst)
+            if args.save_masks:
+                _save_masks(details, Path(args.save_masks), src.stem)
+            for _, reason in details.skipped:
+                tqdm.write(f"{src}: {reason}", file=sys.stderr)
         except (PortraitStylizeError, ValueError, OSError, RuntimeError) as exc:  # RuntimeError: e.g. out of memory
             failures.append((src, str(exc)))
             tqdm.write(f"skipped {src}: {exc}", file=sys.stderr)
@@ -141,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (written as NAME.png)")
     p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
     p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
+    p.add_argument("--regions", type=_name_list, default=None,
+                   help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
+    p.add_argument("--faces", type=_int_list, default=None,
+                   help="only these faces, by index left to right, e.g. 0,2 (default: all)")
+    p.add_argument("--harmonize", type=float, default=0.0,
+                   help="0..1, match the untouched area's colours to the stylized ones (default 0)")
+    p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,
+                   help="face detector/parser (default: $PORTRAIT_STYLIZE_FACE_BACKEND, else auto)")
+    p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
                    help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")

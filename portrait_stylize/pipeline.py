@@ -201,6 +201,10 @@ class Stylizer:
             with ``return_details``, ``(image, details)``.
         """
         regions, strengths = self._check_call(regions, strength, harmonize, faces)
+        network = isinstance(self.model, StyleModel)
+        backend = self.face_backend if regions is not None or (network and faces != []) else None
+        if regions is not None:
+            regions = check_regions(regions, backend.regions, backend.name)
         details = StylizeDetails()
         clock = _Clock(details.timings)
         img = load_image(image, self.max_pixels)
@@ -211,13 +215,9 @@ class Stylizer:
         stylized = stylized[0].permute(1, 2, 0).cpu().float().numpy()
         photo = photo_t[0].permute(1, 2, 0).numpy()
         rgb = np.asarray(img.convert("RGB"))
-        network = isinstance(self.model, StyleModel)
         chosen: list[Face] = []
-        if regions is not None or (network and faces != []):
-            backend = self.face_backend
+        if backend is not None:
             details.face_backend = backend.name
-            if regions is not None:
-                regions = check_regions(regions, backend.regions, backend.name)
             with clock("detect faces"):
                 details.faces = backend.detect(rgb)
             chosen = self._choose_faces(details, faces)
@@ -231,13 +231,16 @@ class Stylizer:
                 parsing = backend.parse(rgb, chosen)
                 masks = region_weights(parsing, chosen, regions, photo.shape[:2])
             with clock("composite"):
-                weight = np.zeros(photo.shape[:2], np.float32)
-                for name, mask in masks.items():
-                    np.maximum(weight, mask * strengths[name], out=weight)
-                base = harmonize_colours(photo, stylized, weight, harmonize)
+                # Coverage (where) and strength (how far) stay separate, so a region at strength
+                # s is exactly photo + s * (stylized - photo) inside and still blends band-wise.
+                stack = np.stack([masks[name] for name in regions])
+                coverage = stack.max(0)
+                amount = np.array([strengths[name] for name in regions], np.float32)[stack.argmax(0)]
+                target = photo + (stylized - photo) * amount[..., None]
+                base = harmonize_colours(photo, stylized, coverage, harmonize)
                 sizes = [f.size for f in chosen] or [min(photo.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
-                out = composite(base, stylized, weight, feather_width(min(sizes), FACE_FEATHER))
-            details.masks, details.weight = masks, weight
+                out = composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER))
+            details.masks, details.weight = masks, coverage * amount
         result = tensor_to_pil(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], alpha)
         return (result, details) if return_details else result
 
@@ -298,7 +301,8 @@ class StylizeDetails:
         skipped: ``(index, reason)`` for faces left out (too small).
         face_backend: which face backend ran (``""`` when none was needed).
         masks: region name -> ``(H, W)`` float32 feathered mask (only with ``regions``).
-        weight: ``(H, W)`` float32 final blend weight (masks × strengths), or ``None``.
+        weight: ``(H, W)`` float32 how far each pixel moved towards the stylized result
+            (feathered masks × strengths), or ``None`` without regions.
         crops: ``(aligned input crop, stylized crop)`` PIL pairs per stylized face.
         timings: stage name -> seconds.
     """

@@ -22,7 +22,7 @@ from .faces.face import Face
 from .faces.parsing import FACE_REGIONS, REGIONS, Parsing
 
 #: Feather width as a fraction of the face size (face regions), or of the image's short side.
-FACE_FEATHER = 0.06
+FACE_FEATHER = 0.05
 IMAGE_FEATHER = 0.02
 MIN_FEATHER = 2
 
@@ -30,6 +30,14 @@ MIN_FEATHER = 2
 def feather_width(size: float, fraction: float) -> int:
     """Feather width in pixels for something ``size`` pixels big."""
     return max(MIN_FEATHER, round(fraction * size))
+
+
+def region_feather(mask: np.ndarray, face_size: float) -> int:
+    """Feather width for one face region: :data:`FACE_FEATHER` × the face size, but at most half
+    the region's thickness (chessboard inscribed radius), so even thin regions such as lips keep a
+    fully stylized core."""
+    thickness = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_C, 3).max()
+    return max(MIN_FEATHER, min(feather_width(face_size, FACE_FEATHER), int(thickness // 2)))
 
 
 def _square(radius: int) -> np.ndarray:
@@ -78,8 +86,8 @@ def check_regions(names, visible: tuple[str, ...], backend: str) -> list[str]:
 def region_weights(parsing: Parsing, faces: list[Face], names: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Feathered ``(H, W)`` float32 mask per region name, combined over ``faces`` (max).
 
-    Face-local regions are feathered by :data:`FACE_FEATHER` × each face's size and never reach
-    past their face's mask window; whole-image regions (background) by :data:`IMAGE_FEATHER` ×
+    Face-local regions are feathered by :func:`region_feather` and reach at most that far past
+    their face's mask window; whole-image regions (background) by :data:`IMAGE_FEATHER` ×
     the short side.
     """
     h, w = shape
@@ -94,7 +102,7 @@ def region_weights(parsing: Parsing, faces: list[Face], names: list[str], shape:
             if mask is None:
                 continue
             x0, y0, x1, y1 = parsed.window
-            radius = feather_width(face.size, FACE_FEATHER)
+            radius = region_feather(mask, face.size)
             # Feather inside a margin around the window, then paste with max.
             px0, py0, px1, py1 = max(x0 - radius, 0), max(y0 - radius, 0), min(x1 + radius, w), min(y1 + radius, h)
             local = np.zeros((py1 - py0, px1 - px0), bool)

@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 
 import cv2
 import numpy as np
@@ -31,6 +34,20 @@ _MESH_SCALE = 0.6
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
 _BROWS = ([70, 63, 105, 66, 107, 55, 65, 52, 53, 46], [300, 293, 334, 296, 336, 285, 295, 282, 283, 276])
 _NOSE_TIP, _MOUTH_CORNERS = 1, (61, 291)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence MediaPipe's native model-loading chatter (absl writes it straight to fd 2)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _loops(edges) -> list[list[int]]:
@@ -63,6 +80,10 @@ class MediapipeBackend:
     regions = REGIONS
 
     def __init__(self, min_score: float = 0.5) -> None:
+        with _quiet_native_stderr():
+            self._load(min_score)
+
+    def _load(self, min_score: float) -> None:
         import mediapipe as mp
 
         solutions = mp.solutions
@@ -75,6 +96,8 @@ class MediapipeBackend:
         self._lips = sorted(_loops(fm.FACEMESH_LIPS), key=len)  # inner, outer: same length; sorted below
         self._eyes = (max(_loops(fm.FACEMESH_RIGHT_EYE), key=len), max(_loops(fm.FACEMESH_LEFT_EYE), key=len))
         self._nose = sorted({i for edge in fm.FACEMESH_NOSE for i in edge})
+        blank = np.zeros((48, 64, 3), np.uint8)  # graphs initialise (and log) on first use
+        self._detector.process(blank), self._mesh.process(blank), self._selfie.process(blank)
 
     # --- detection ---------------------------------------------------------------------------
 
@@ -125,7 +148,8 @@ class MediapipeBackend:
         """Run the face mesh on the aligned crop; take the 5 points from it when it succeeds."""
         matrix = align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE)
         crop = align.warp_to_crop(image, matrix, _MESH_CROP)
-        result = self._mesh.process(crop)
+        with _quiet_native_stderr():  # the mesh warns once about its non-square face ROI
+            result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return face
         pts = np.array([[p.x * _MESH_CROP, p.y * _MESH_CROP] for p in result.multi_face_landmarks[0].landmark])
@@ -177,5 +201,7 @@ class MediapipeBackend:
         yy, xx = np.mgrid[y0:y1, x0:x1]
         cx, cy = (ox0 + ox1) / 2, oy0 + 0.35 * fh
         head_zone = ((xx - cx) / (0.95 * fw)) ** 2 + ((yy - cy) / (0.95 * fh)) ** 2 <= 1.0
-        masks["hair"] = person[y0:y1, x0:x1] & head_zone & ~face_area & (yy <= oy1 + 0.1 * fh)
+        # Below the mouth, the person straight under the jaw is neck, not hair.
+        neck = (yy > mesh[_MOUTH_CORNERS, 1].mean()) & (np.abs(xx - cx) < 0.5 * fw)
+        masks["hair"] = person[y0:y1, x0:x1] & head_zone & ~face_area & ~neck & (yy <= oy1 + 0.1 * fh)
         return FaceParse(window=window, masks={k: v for k, v in masks.items() if v.any()})
