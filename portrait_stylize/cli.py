@@ -127,6 +127,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_video(args: argparse.Namespace) -> int:
+    from .video import stylize_video
+
+    stylizer = load_style(args.style, device=args.device, backend=args.backend, face_backend=args.face_backend)
+    info = stylize_video(args.input, args.output, stylizer, regions=args.regions, strength=args.strength,
+                         harmonize=args.harmonize, faces=args.faces, max_seconds=args.max_seconds or None,
+                         smoothing=args.smoothing, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {args.output}: {info.frames} frames at {info.fps:g} fps, {info.size[0]}x{info.size[1]}, "
+              f"audio {'kept' if info.audio else 'none in the input'}")
+    return 0
+
+
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
@@ -159,6 +172,23 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_style_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``video``: which style, how strongly, where, which regions."""
+    p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
+    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
+    p.add_argument("--regions", type=_name_list, default=None,
+                   help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
+    p.add_argument("--faces", type=_int_list, default=None,
+                   help="only these faces, by index left to right, e.g. 0,2 (default: all)")
+    p.add_argument("--harmonize", type=float, default=0.0,
+                   help="0..1, match the untouched area's colours to the stylized ones (default 0)")
+    p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,
+                   help="face detector/parser (default: $PORTRAIT_STYLIZE_FACE_BACKEND, else auto)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
+                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portrait-stylize", description="Turn portrait photos into artworks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -172,26 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="stylize images or folders of images")
     p.add_argument("images", nargs="+", help="image files and/or folders of images")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (written as NAME.png)")
-    p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
-    p.add_argument("--regions", type=_name_list, default=None,
-                   help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
-    p.add_argument("--faces", type=_int_list, default=None,
-                   help="only these faces, by index left to right, e.g. 0,2 (default: all)")
-    p.add_argument("--harmonize", type=float, default=0.0,
-                   help="0..1, match the untouched area's colours to the stylized ones (default 0)")
-    p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,
-                   help="face detector/parser (default: $PORTRAIT_STYLIZE_FACE_BACKEND, else auto)")
+    _add_style_options(p)
     p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
-                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("video", help="stylize a video clip frame by frame (audio kept, faces smoothed over time)")
+    p.add_argument("input", help="video file (anything ffmpeg reads)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    _add_style_options(p)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer clips; 0 = no limit (default 60)")
+    p.add_argument("--smoothing", type=float, default=0.6,
+                   help="0..<1, how much landmarks and masks follow the previous frame (default 0.6)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_cmd_video)
 
     p = sub.add_parser("convert", help="convert DCT-Net / White-box releases (.pb, checkpoint, .tflite) into a style")
     p.add_argument("sources", nargs="+", help="head network [background network]: frozen .pb, .tflite, or a "

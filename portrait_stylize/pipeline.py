@@ -24,6 +24,7 @@ from torch import nn
 from .backends import Runner, make_runner, resolve_backend
 from .errors import StyleNotFoundError
 from .faces import Face, get_face_backend, resolve_face_backend
+from .faces.face import box_iou
 from .faces import align
 from .hub import fetch_spec, fetch_style_files, is_cached
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
@@ -175,7 +176,7 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, image: ImageInput, regions: list[str] | str | None = None,
                  strength: float | dict[str, float] = 1.0, harmonize: float = 0.0, faces: list[int] | None = None,
-                 return_details: bool = False, progress: bool = False):
+                 return_details: bool = False, progress: bool = False, temporal: "TemporalState | None" = None):
         """Stylize one image, optionally only some regions of some faces.
 
         Args:
@@ -195,6 +196,9 @@ class Stylizer:
                 smaller than ``min_face_size`` pixels are skipped and reported.
             return_details: also return a :class:`StylizeDetails` (faces, masks, crops, timings).
             progress: show a progress bar over tiles for large images.
+            temporal: for video frames: a :class:`TemporalState` carried from frame to frame,
+                which smooths face landmarks and region masks over time (no flicker). The exact
+                pixel guarantees of ``regions`` then hold for the smoothed masks.
 
         Returns:
             PIL image of the input's (upright) size: ``RGB``, or ``RGBA`` with the input's alpha;
@@ -220,6 +224,8 @@ class Stylizer:
             details.face_backend = backend.name
             with clock("detect faces"):
                 details.faces = backend.detect(rgb)
+                if temporal is not None:
+                    details.faces = temporal.smooth_faces(details.faces)
             chosen = self._choose_faces(details, faces)
             if network and chosen:
                 with clock("face network"):
@@ -234,7 +240,7 @@ class Stylizer:
                 # Coverage (where) and strength (how far) stay separate, so a region at strength
                 # s is exactly photo + s * (stylized - photo) inside and still blends band-wise.
                 stack = np.stack([masks[name] for name in regions])
-                coverage = stack.max(0)
+                coverage = stack.max(0) if temporal is None else temporal.smooth_coverage(stack.max(0))
                 amount = np.array([strengths[name] for name in regions], np.float32)[stack.argmax(0)]
                 target = photo + (stylized - photo) * amount[..., None]
                 base = harmonize_colours(photo, stylized, coverage, harmonize)
@@ -315,6 +321,42 @@ class StylizeDetails:
     weight: np.ndarray | None = None
     crops: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TemporalState:
+    """Carries faces and the region coverage from one video frame to the next.
+
+    ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average: faces
+    (box, landmarks, mesh) are matched to the previous frame's by box overlap and averaged;
+    the coverage mask is averaged pixel-wise. 0 disables smoothing.
+    """
+
+    smoothing: float = 0.6
+    faces: list[Face] = field(default_factory=list)
+    coverage: np.ndarray | None = None
+
+    def _mix(self, old, new):
+        return None if old is None or new is None else self.smoothing * old + (1 - self.smoothing) * new
+
+    def smooth_faces(self, faces: list[Face]) -> list[Face]:
+        smoothed = []
+        for face in faces:
+            prev = max(self.faces, key=lambda p: box_iou(p.box, face.box), default=None)
+            if prev is not None and box_iou(prev.box, face.box) > 0.3 and self.smoothing > 0:
+                mesh = self._mix(prev.mesh, face.mesh) if prev.mesh is not None and face.mesh is not None \
+                    and prev.mesh.shape == face.mesh.shape else face.mesh
+                face = Face(box=tuple(self._mix(np.array(prev.box), np.array(face.box))),
+                            landmarks=self._mix(prev.landmarks, face.landmarks), score=face.score, mesh=mesh)
+            smoothed.append(face)
+        self.faces = smoothed
+        return smoothed
+
+    def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray:
+        if self.coverage is not None and self.coverage.shape == coverage.shape and self.smoothing > 0:
+            coverage = self._mix(self.coverage, coverage).astype(np.float32)
+        self.coverage = coverage
+        return coverage
 
 
 class _Clock:

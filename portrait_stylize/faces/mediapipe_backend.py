@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -80,6 +81,9 @@ class MediapipeBackend:
     regions = REGIONS
 
     def __init__(self, min_score: float = 0.5) -> None:
+        # MediaPipe graphs are not re-entrant: one image at a time per backend (web servers call
+        # from several threads).
+        self._lock = threading.Lock()
         with _quiet_native_stderr():
             self._load(min_score)
 
@@ -125,6 +129,10 @@ class MediapipeBackend:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 ``(H, W, 3)`` image, sorted left to right, landmarks from the mesh."""
+        with self._lock:
+            return self._detect(image)
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
         # The detector sees 192², so passes on a copy of at most _DETECT_SIDE pixels lose nothing.
         factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
         small = Image.fromarray(image)
@@ -163,7 +171,8 @@ class MediapipeBackend:
     def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:
         """Region masks for ``faces`` (from :meth:`detect`) and the whole-image background."""
         h, w = image.shape[:2]
-        person = self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5
+        with self._lock:
+            person = self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5
         parsed = [self._parse_face(face, person, (h, w)) for face in faces]
         return Parsing(faces=parsed, image_masks={"background": ~person})
 

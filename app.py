@@ -1,0 +1,119 @@
+"""portrait-stylize web demo: a thin Gradio front end; every decision lives in portrait_stylize.ui.
+
+Run locally with `python app.py` (http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
+change it) or as a Hugging Face Space (space.yaml). Analytics and Hub telemetry stay off unless
+you set GRADIO_ANALYTICS_ENABLED / HF_HUB_DISABLE_TELEMETRY yourself.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from portrait_stylize import ui  # noqa: E402
+
+MAX_FILE_SIZE = "25mb"
+CONCURRENCY, QUEUE_SIZE = 2, 32
+PRIVATE = {"api_visibility": "private", "queue": False}
+
+
+def _user_errors(fn):
+    """Library UserErrors become gr.Error: a plain message in the UI, never a crash."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ui.UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+    return wrapper
+
+
+class PhotoInput(gr.Image):
+    """gr.Image that turns unreadable uploads (text renamed .png, empty files) into a plain message."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the browser renders it with gr.Image's front-end component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:
+            raise gr.Error(ui.UNREADABLE_UPLOAD, print_exception=False) from None
+
+
+@_user_errors
+def stylize(image, style, regions, strength, harmonize, region_strengths, face_backend, max_side, faces,
+            progress=gr.Progress(track_tqdm=True)):
+    """Stylize a portrait; regions/faces left empty mean everything. Returns before/after, the
+    region overlay, a PNG file to download and a status line."""
+    r = ui.run_photo(image, style, regions, strength, harmonize, region_strengths, face_backend or None,
+                     int(max_side), faces or None)
+    return (r.before, r.after), r.overlay, r.png, r.status
+
+
+@_user_errors
+def find_faces(image, face_backend, max_side):
+    if image is None:
+        return gr.update(value=[], visible=False), gr.update(choices=[], value=[], visible=False)
+    thumbs, labels = ui.face_gallery(image, face_backend or None, int(max_side))
+    many = len(labels) > 1
+    return gr.update(value=thumbs, visible=many), gr.update(choices=labels, value=labels, visible=many)
+
+
+@_user_errors
+def stylize_video(video, style, regions, strength, face_backend, progress=gr.Progress()):
+    return ui.run_video(video, style, regions, strength, face_backend or None,
+                        progress=lambda done, total: progress(done / total, desc=f"frame {done}/{total}"))
+
+
+def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
+    """The whole UI; queued with a concurrency limit and a maximum queue size."""
+    style0 = ui.default_style()
+    with gr.Blocks(title="portrait-stylize") as demo:
+        gr.Markdown("# portrait-stylize\nTurn a portrait into art — all of it, or only the regions you tick.")
+        with gr.Tab("Photo"):
+            with gr.Row():
+                with gr.Column():
+                    image = PhotoInput(label="Portrait", type="filepath", image_mode=None,
+                                     sources=["upload", "webcam", "clipboard"])
+                    style = gr.Dropdown(ui.style_choices(), value=style0, label="Style")
+                    info = gr.Markdown(ui.style_markdown(style0))
+                    regions = gr.CheckboxGroup(ui.regions_for(None), label="Regions (none ticked = the whole picture)")
+                    strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
+                    gallery = gr.Gallery(label="Faces found", columns=6, height=160, visible=False)
+                    faces = gr.CheckboxGroup([], label="Faces to stylize", visible=False)
+                    with gr.Accordion("Advanced", open=False):
+                        harmonize = gr.Slider(0, 1, value=0, step=0.05, label="Harmonize untouched colours")
+                        region_strengths = gr.Textbox(label="Per-region strength", placeholder="lips=0.5, hair=0.8")
+                        face_backend = gr.Dropdown(["auto", "mediapipe", "facexlib"], value="auto", label="Face backend")
+                        side = gr.Slider(256, 2048, value=max_side, step=64, label="Max side (px)")
+                    run = gr.Button("Stylize", variant="primary")
+                with gr.Column():
+                    result = gr.ImageSlider(label="Before / after", type="pil", format="png")
+                    overlay = gr.Image(label="Regions (coloured) and faces (green: stylized)", type="pil")
+                    png = gr.File(label="Download PNG")
+                    status = gr.Markdown()
+            gr.Examples([[ui.example_photo()]], inputs=[image], label="Example (public-domain astronaut)")
+        with gr.Tab("Video"):
+            with gr.Row():
+                clip = gr.Video(label=f"Clip (up to {ui.MAX_VIDEO_SECONDS:g} s; audio is kept)", sources=["upload"])
+                clip_out = gr.Video(label="Stylized clip")
+            run_clip = gr.Button("Stylize video", variant="primary")
+        style.change(ui.style_markdown, style, info, **PRIVATE)
+        face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
+                            face_backend, regions, **PRIVATE)
+        image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private")
+        run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces],
+                  [result, overlay, png, status], api_name="stylize")
+        run_clip.click(stylize_video, [clip, style, regions, strength, face_backend], clip_out,
+                       api_visibility="private")
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+
+
+if __name__ == "__main__":
+    create_demo().launch(max_file_size=MAX_FILE_SIZE, show_error=True)

@@ -1,0 +1,219 @@
+"""Everything a front end decides, so that ``app.py`` (and other UIs) stay thin.
+
+Style labels, the regions a face backend can offer, per-region strength parsing, face
+thumbnails, mask overlays, size limits, and :func:`run_photo` / :func:`run_video`, which take the
+raw values of UI widgets and return what to show. Errors a user can cause come out as
+:class:`UserError` with a plain-language message.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import PortraitStylizeError
+from .faces import detect_faces, get_face_backend, resolve_face_backend
+from .io import load_image, save_image
+from .pipeline import Stylizer, StylizeDetails, list_styles, load_style
+from .registry import load_registry
+
+DEFAULT_MAX_SIDE = 1024
+MAX_VIDEO_SECONDS = 10.0
+UNREADABLE_UPLOAD = ("This file cannot be used: it is empty or not an image (JPEG, PNG, WebP, BMP, TIFF). "
+                     "Please upload a photo.")
+#: Overlay colour per region (mask previews).
+REGION_COLOURS = {"skin": (255, 190, 140), "brows": (140, 70, 10), "eyes": (0, 220, 255), "nose": (230, 0, 230),
+                  "lips": (230, 20, 20), "mouth": (20, 20, 230), "hair": (40, 200, 60), "ears": (255, 150, 0),
+                  "neck": (200, 120, 255), "clothes": (90, 90, 255), "background": (120, 120, 120)}
+
+
+class UserError(PortraitStylizeError):
+    """Something the user can fix (bad file, bad setting); the message says what and how."""
+
+
+def style_choices() -> list[tuple[str, str]]:
+    """``(label, name)`` for every registered style; styles not on disk are marked as downloads."""
+    return [(s.name if s.available_offline else f"{s.name} (downloads on first use)", s.name) for s in list_styles()]
+
+
+def default_style() -> str:
+    return load_registry().default
+
+
+def style_markdown(name: str) -> str:
+    """One line about a style: description, licence, whether it needs a download."""
+    spec = next((s for s in list_styles() if s.name == name), None)
+    if spec is None:
+        return ""
+    where = "ready offline" if spec.available_offline else "downloads from the Hugging Face Hub on first use"
+    return f"{spec.description} · licence **{spec.licence}** · {where}"
+
+
+def regions_for(face_backend: str | None = None) -> list[str]:
+    """Region names the face backend (``None``/``auto`` resolved) can see, in display order."""
+    return list(get_face_backend(resolve_face_backend(face_backend)).regions)
+
+
+def parse_region_strengths(text: str, regions: list[str]) -> dict[str, float]:
+    """``"lips=0.5, hair=0.8"`` -> ``{"lips": 0.5, "hair": 0.8}``; names must be among ``regions``."""
+    strengths: dict[str, float] = {}
+    for item in (text or "").replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            strengths[name] = float(value) if sep else float("nan")
+        except ValueError:
+            strengths[name] = float("nan")
+        if name not in regions:
+            raise UserError(f"per-region strength for {name!r}: tick that region first (ticked: {', '.join(regions) or 'none'})")
+        if not 0.0 <= strengths[name] <= 1.0:
+            raise UserError(f"per-region strength for {name!r} must be a number from 0 to 1, like lips=0.5")
+    return strengths
+
+
+def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
+    """Downscale so the longest side is at most ``max_side`` (never upscales)."""
+    if not max_side or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+
+
+def open_photo(path, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
+    """Load an uploaded file with our checks, then fit it within ``max_side``."""
+    if path is None:
+        raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
+    try:
+        return fit_within(load_image(path), max_side)
+    except PortraitStylizeError as exc:
+        raise UserError(f"This file cannot be used: {_plain(exc)}") from None
+
+
+def _plain(exc: Exception) -> str:
+    """The message without the temporary upload path that starts it."""
+    text = str(exc)
+    head, sep, tail = text.partition(": ")
+    return tail if sep and ("/" in head or "\\" in head) else text
+
+
+def face_labels(count: int) -> list[str]:
+    return [f"face {i + 1}" for i in range(count)]
+
+
+def face_indices(labels: list[str] | None) -> list[int] | None:
+    """Checkbox labels back to indices; ``None`` (no picker shown) means all faces."""
+    return None if labels is None else [int(label.split()[-1]) - 1 for label in labels]
+
+
+def face_gallery(path, face_backend: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE):
+    """``(thumbnails with captions, labels)`` of the faces in an uploaded photo, left to right."""
+    photo = open_photo(path, max_side).convert("RGB")
+    faces = detect_faces(photo, backend=resolve_face_backend(face_backend))
+    thumbs = []
+    for label, face in zip(face_labels(len(faces)), faces):
+        x0, y0, x1, y1 = (round(v) for v in _square(face.box, 1.4, photo.size))
+        thumbs.append((photo.crop((x0, y0, x1, y1)).resize((128, 128)), label))
+    return thumbs, face_labels(len(faces))
+
+
+def _square(box, factor: float, size: tuple[int, int]):
+    x0, y0, x1, y1 = box
+    half = max(x1 - x0, y1 - y0) * factor / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return max(cx - half, 0), max(cy - half, 0), min(cx + half, size[0]), min(cy + half, size[1])
+
+
+def mask_overlay(photo: Image.Image, details: StylizeDetails) -> Image.Image:
+    """The photo with each region mask tinted in its colour and face boxes outlined."""
+    out = np.asarray(photo.convert("RGB"), np.float32).copy()
+    for name, mask in details.masks.items():
+        alpha = mask[..., None] * 0.55
+        out = out * (1 - alpha) + np.array(REGION_COLOURS[name], np.float32) * alpha
+    for i, face in enumerate(details.faces):
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        colour = (60, 220, 60) if i in details.stylized_faces else (220, 60, 60)
+        out[max(y0, 0):y1, max(x0, 0):max(x0, 0) + 2] = colour
+        out[max(y0, 0):y1, max(x1 - 2, 0):x1] = colour
+        out[max(y0, 0):max(y0, 0) + 2, max(x0, 0):x1] = colour
+        out[max(y1 - 2, 0):y1, max(x0, 0):x1] = colour
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
+@functools.lru_cache(maxsize=4)
+def cached_stylizer(style: str, face_backend: str | None = None) -> Stylizer:
+    """A loaded style, kept for the next request (loading weights is the slow part)."""
+    return load_style(style, face_backend=face_backend)
+
+
+def _stylizer(style: str, face_backend: str | None) -> Stylizer:
+    try:
+        return cached_stylizer(style, face_backend)
+    except PortraitStylizeError as exc:
+        raise UserError(f"The style {style!r} is not available: {exc}") from None
+
+
+@dataclass
+class PhotoResult:
+    """What the photo tab shows: before/after, the mask preview, a PNG to download, a status line."""
+
+    before: Image.Image
+    after: Image.Image
+    overlay: Image.Image
+    png: str
+    status: str
+
+
+def run_photo(path, style: str, regions: list[str] | None = None, strength: float = 1.0, harmonize: float = 0.0,
+              region_strengths: str = "", face_backend: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE,
+              faces: list[str] | None = None) -> PhotoResult:
+    """Stylize an uploaded photo with widget values (regions ``[]``/``None`` = everything)."""
+    photo = open_photo(path, max_side)
+    st = _stylizer(style, face_backend)
+    regions = list(regions or []) or None
+    per_region = parse_region_strengths(region_strengths, regions or [])
+    amount = {r: per_region.get(r, strength) for r in regions} if regions else strength
+    try:
+        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize,
+                            faces=face_indices(faces), return_details=True)
+    except (PortraitStylizeError, ValueError) as exc:
+        raise UserError(_plain(exc)) from None
+    png = Path(tempfile.mkdtemp(prefix="portrait-stylize-")) / f"{st.name}.png"
+    save_image(after, png)
+    found = len(details.faces)
+    status = (f"{style}: {found} face(s) found, {len(details.stylized_faces)} stylized"
+              + "".join(f"; {reason}" for _, reason in details.skipped)
+              + f" · {sum(details.timings.values()):.1f} s")
+    return PhotoResult(photo, after, mask_overlay(photo, details), str(png), status)
+
+
+def run_video(path, style: str, regions: list[str] | None = None, strength: float = 1.0,
+              face_backend: str | None = None, progress=None) -> str:
+    """Stylize an uploaded clip (at most :data:`MAX_VIDEO_SECONDS`); returns the MP4 path."""
+    from .video import stylize_video
+
+    if path is None:
+        raise UserError("Upload a short video clip first.")
+    out = Path(tempfile.mkdtemp(prefix="portrait-stylize-")) / "stylized.mp4"
+    try:
+        stylize_video(path, out, _stylizer(style, face_backend), regions=list(regions or []) or None,
+                      strength=strength, max_seconds=MAX_VIDEO_SECONDS, progress=progress or False)
+    except (PortraitStylizeError, ValueError) as exc:
+        raise UserError(_plain(exc)) from None
+    return str(out)
+
+
+def example_photo() -> str:
+    """The public-domain astronaut portrait from scikit-image, as a PNG file (made once)."""
+    from skimage import data
+
+    path = Path(tempfile.gettempdir()) / "portrait-stylize-astronaut.png"
+    if not path.is_file():
+        save_image(Image.fromarray(data.astronaut()), path)
+    return str(path)

@@ -1,0 +1,87 @@
+"""Video: frames, size and audio survive; only the chosen regions change; faces are smoothed over time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+import portrait_stylize as ps
+from portrait_stylize.faces import Face
+from portrait_stylize.pipeline import TemporalState
+from portrait_stylize.video import stylize_video
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _frames(path) -> np.ndarray:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+
+
+@pytest.fixture(scope="module")
+def clip(fixtures, tmp_path_factory):
+    """2 s at 8 fps of a real portrait with grain that changes every frame, plus a 440 Hz tone."""
+    out = tmp_path_factory.mktemp("video") / "clip.mp4"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-i",
+                    str(fixtures / "faces" / "whole" / "Blake_Lively.jpg"), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=2", "-t", "2", "-r", "8", "-vf", "scale=350:232,noise=alls=6:allf=t",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)], check=True)
+    return out
+
+
+def test_video_keeps_frames_size_audio_and_untouched_pixels(clip, tmp_path):
+    st = ps.load_style("toon", face_backend="mediapipe")
+    info = stylize_video(clip, tmp_path / "out.mp4", st, regions=["lips", "eyes"], progress=False)
+    assert info.frames == 16 and info.size == (350, 232) and info.audio
+    probe = subprocess.run([FFMPEG, "-i", str(tmp_path / "out.mp4")], capture_output=True, text=True).stderr
+    assert "Audio: aac" in probe and "Video: h264" in probe
+    src, out = _frames(clip).astype(float), _frames(tmp_path / "out.mp4").astype(float)
+    assert out.shape == src.shape
+    faces = ps.detect_faces(_frames(clip)[0], backend="mediapipe")
+    inside = np.zeros(src.shape[1:3], bool)
+    for face in faces:
+        x0, y0, x1, y1 = (round(v) for v in face.box)
+        inside[y0:y1, x0:x1] = True
+    diff = np.abs(out - src).mean(-1).mean(0)
+    assert diff[~inside].mean() < 3.0 < diff[inside].max()  # only codec noise outside the faces
+
+
+def test_temporal_state_smooths_jittery_landmarks():
+    rng = np.random.default_rng(0)
+    base = np.array([[40.0, 50], [70, 50], [55, 65], [45, 80], [65, 80]])
+    state, raw, smooth = TemporalState(smoothing=0.6), [], []
+    for _ in range(40):
+        jitter = base + rng.normal(0, 2.0, base.shape)
+        face = Face(box=(30.0, 35.0, 80.0, 90.0), landmarks=jitter, score=0.9)
+        raw.append(jitter)
+        smooth.append(state.smooth_faces([face])[0].landmarks)
+    assert np.std(np.diff(smooth, axis=0)) < 0.6 * np.std(np.diff(raw, axis=0))
+    off = TemporalState(smoothing=0.0)
+    face = Face(box=(0.0, 0.0, 10.0, 10.0), landmarks=base, score=1.0)
+    assert off.smooth_faces([face])[0] is face
+
+
+def test_long_or_unreadable_clips_are_refused(clip, tmp_path):
+    st = ps.load_style("toon")
+    with pytest.raises(ps.InvalidImageError, match="the limit is 0.5 s"):
+        stylize_video(clip, tmp_path / "out.mp4", st, max_seconds=0.5, progress=False)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(ps.InvalidImageError, match="not a readable video"):
+        stylize_video(bad, tmp_path / "out.mp4", st, progress=False)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_cli_video(clip, tmp_path):
+    out = tmp_path / "cli.mp4"
+    result = subprocess.run([sys.executable, "-m", "portrait_stylize", "video", str(clip), "-o", str(out),
+                             "--style", "sketch", "--regions", "hair", "--face-backend", "mediapipe"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "16 frames at 8 fps, 350x232, audio kept" in result.stdout and _frames(out).shape[0] == 16
