@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,11 +29,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
-    """`python app.py` with no network and telemetry off; yields (url, seconds to ready)."""
+def server(tmp_path_factory):
+    """`python app.py` with no network and telemetry off; yields (url, seconds to ready).
+
+    The registry also lists a Hub style whose weights are not cached, as a user's might.
+    """
+    registry = tmp_path_factory.mktemp("registry") / "checkpoints.json"
+    registry.write_text(json.dumps({"format_version": 1, "styles": {"anime": {
+        "kind": "hub", "repo_id": "someone/dctnet-anime", "revision": "0" * 40, "filename": "model.safetensors",
+        "sha256": "0" * 64, "licence": "apache-2.0", "description": "DCT-Net anime"}}}))
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1",
-           "PORTRAIT_STYLIZE_FACE_BACKEND": "mediapipe"}
+           "PORTRAIT_STYLIZE_FACE_BACKEND": "mediapipe", "PORTRAIT_STYLIZE_CHECKPOINTS": str(registry),
+           "HF_HUB_CACHE": str(registry.parent / "cache")}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -60,10 +69,10 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
-def _call(client, path, regions=(), faces=()):
+def _call(client, path, regions=(), faces=(), style="toon"):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), "toon", list(regions), 1.0, 0.0, "", "mediapipe", 1024,
+    return client.predict(handle_file(str(path)), style, list(regions), 1.0, 0.0, "", "mediapipe", 1024,
                           list(faces), api_name="/stylize")
 
 
@@ -117,6 +126,14 @@ def test_bad_uploads_give_readable_errors_and_the_server_goes_on(client, fixture
         _call(client, bad)
     message = str(info.value)
     assert ("cannot be used" in message and ("not an image" in message or "60,000,000" in message)), message
+    assert Image.open(_call(client, fixtures / "faces" / "cropped" / "Adele_crop.png")[2]).size == (512, 512)
+
+
+def test_a_style_that_cannot_be_downloaded_gives_a_message(client, fixtures):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="The style 'anime' is not available: .*is not in the cache"):
+        _call(client, fixtures / "faces" / "cropped" / "Adele_crop.png", style="anime")
     assert Image.open(_call(client, fixtures / "faces" / "cropped" / "Adele_crop.png")[2]).size == (512, 512)
 
 
