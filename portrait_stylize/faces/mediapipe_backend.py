@@ -166,6 +166,20 @@ class MediapipeBackend:
                          mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
         return Face(box=face.box, landmarks=five, score=face.score, mesh=mesh)
 
+    def opening_ratios(self, face: Face) -> np.ndarray | None:
+        """``(3,)`` expression values: height / width of the image-left eye, the image-right eye and
+        the inner mouth, from the face mesh (``None`` without a mesh). DCT-Net's facial
+        perception loss keeps these equal between photo and stylized face."""
+        if face.mesh is None:
+            return None
+
+        def ratio(points: np.ndarray) -> float:
+            (x0, y0), (x1, y1) = points.min(0), points.max(0)
+            return float((y1 - y0) / max(x1 - x0, 1e-6))
+
+        inner = min(self._lips, key=lambda loop: np.ptp(face.mesh[loop, 0]))
+        return np.array([ratio(face.mesh[self._eyes[0]]), ratio(face.mesh[self._eyes[1]]), ratio(face.mesh[inner])])
+
     # --- parsing -----------------------------------------------------------------------------
 
     def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:

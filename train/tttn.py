@@ -1,0 +1,228 @@
+"""Train a DCT-Net texture translation network (TTN) as a portrait-stylize style.
+
+    accelerate launch train/tttn.py --photos PHOTOS/ --styles STYLE_IMAGES/ --output OUT/ [options]
+
+Runs on CPU, one GPU or many (``accelerate launch --multi_gpu``), with mixed precision, resumes
+from ``--resume_from_checkpoint latest``, logs to TensorBoard (``OUT/logs``), writes sample grids
+(``OUT/samples/step-N.png``: photo | stylized) and ends with ``OUT`` being a style folder:
+``ps.load_style("OUT")``. Defaults follow DCT-Net / White-box (see ``--help``); any option can
+also come from ``--config file.yaml`` (command-line flags win).
+
+Losses (weights as flags): surface adversarial (SN-PatchGAN on the guided-filtered image,
+r=5, eps=0.2), texture adversarial (SN-PatchGAN on a random colour-shift grayscale), both LSGAN;
+content = L1 of VGG19 conv4_4 features against the photo and against the output's SLIC
+superpixel average; total variation; DCT-Net's facial perception loss (an expression regressor
+trained on the photos keeps eye/mouth opening); optionally paper 2's region-masked Gram loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/tttn.py` from a clone
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from portrait_stylize.models.style import StyleModel  # noqa: E402
+from portrait_stylize.models.ttn import TTN  # noqa: E402
+from train import losses  # noqa: E402
+from train.common import grid, parse_with_config, publish, resolve_resume, save_checkpoint  # noqa: E402
+from train.data import batch, load_set, step_rng  # noqa: E402
+from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML/JSON file of option values (flags override it)")
+    g = p.add_argument_group("data")
+    g.add_argument("--photos", help="folder of photos (content domain), searched recursively")
+    g.add_argument("--styles", help="folder of style images (unpaired with the photos)")
+    g.add_argument("--calibrated", action="append", default=[], help="extra style folder (e.g. from calibrate.py); repeatable")
+    g.add_argument("--resolution", type=int, default=256, help="training crop side (default 256, as the paper)")
+    g.add_argument("--align-faces", action="store_true", help="crop photos to aligned faces with the library's face pipeline")
+    g.add_argument("--no-expand", action="store_true", help="turn off geometry expansion (flip, scale 0.8-1.2, rotation ±10°)")
+    g = p.add_argument_group("model")
+    g.add_argument("--channels", type=int, default=32)
+    g.add_argument("--num-blocks", type=int, default=4)
+    g.add_argument("--gf-eps", type=float, default=1e-2, help="guided-filter eps of the trained TTN (DCT-Net 1e-2)")
+    g.add_argument("--bg", choices=("head", "train"), default="head",
+                   help="background network: reuse the head (default) or train a second TTN on unaligned photos")
+    g = p.add_argument_group("losses")
+    g.add_argument("--surface-weight", type=float, default=0.1)
+    g.add_argument("--texture-weight", type=float, default=1.0)
+    g.add_argument("--content-weight", type=float, default=200.0, help="photo and superpixel content terms")
+    g.add_argument("--tv-weight", type=float, default=1e4)
+    g.add_argument("--expression-weight", type=float, default=10.0, help="facial perception loss (0 = off)")
+    g.add_argument("--local-style-weight", type=float, default=0.0, help="region-masked Gram loss (paper 2), 0 = off")
+    g.add_argument("--local-regions", default="skin,hair,lips,eyes,brows", help="regions for the local style loss")
+    g.add_argument("--content-net", choices=("vgg19", "random"), default="vgg19",
+                   help="VGG19 with torchvision's ImageNet weights, or a fixed random VGG19 (offline runs, tests)")
+    g.add_argument("--superpixel-segments", type=int, default=200)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, default=2e-4)
+    g.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.99))
+    g.add_argument("--batch-size", type=int, default=16, help="per process")
+    g.add_argument("--max-steps", type=int, default=10_000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="default: accelerate config")
+    g = p.add_argument_group("checkpoints and logs")
+    g.add_argument("--output", help="output folder: the style, plus checkpoints/, logs/, samples/")
+    g.add_argument("--checkpointing-steps", type=int, default=500)
+    g.add_argument("--checkpoints-total-limit", type=int, default=3)
+    g.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", help="'latest' or a checkpoint-STEP folder")
+    g.add_argument("--sample-steps", type=int, default=250)
+    g.add_argument("--logging-steps", type=int, default=10)
+    g = p.add_argument_group("publishing")
+    g.add_argument("--name", default="", help="style name (default: the output folder's name)")
+    g.add_argument("--description", default="")
+    g.add_argument("--licence", default="other", help="licence of the trained weights (mind your data's licence)")
+    g.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
+    args = parse_with_config(p, argv)
+    missing = [flag for flag in ("photos", "styles", "output") if not getattr(args, flag)]
+    if missing:
+        p.error("missing " + ", ".join(f"--{m}" for m in missing))
+    return args
+
+
+def main(args: argparse.Namespace) -> Path:
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+
+    output = Path(args.output)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with="tensorboard",
+                              project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")))
+    set_seed(args.seed)
+    main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
+    regions = [r for r in args.local_regions.split(",") if r] if args.local_style_weight > 0 else None
+    photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions, main_process)
+    styles = load_set([args.styles, *args.calibrated], "--styles", res, progress=main_process)
+    sets = {"head": photos}
+    if args.bg == "train":
+        sets["bg"] = load_set([args.photos], "--photos", res, progress=main_process) if args.align_faces else photos
+    if main_process:
+        print(photos.describe("photos"), "|", styles.describe("style images"))
+
+    ttn_kwargs = {"channels": args.channels, "num_blocks": args.num_blocks, "gf_eps": args.gf_eps}
+    generators = torch.nn.ModuleDict({part: TTN(**ttn_kwargs) for part in sets})
+    d_surface, d_texture = PatchDiscriminator(3), PatchDiscriminator(1)
+    regressor = ExpressionRegressor()
+    content_net = ContentNet(args.content_net, seed=args.seed)
+    adam = dict(lr=args.lr, betas=tuple(args.betas))
+    opt_g = torch.optim.Adam(generators.parameters(), **adam)
+    opt_d = torch.optim.Adam([*d_surface.parameters(), *d_texture.parameters()], **adam)
+    opt_r = torch.optim.Adam(regressor.parameters(), **adam)
+    generators, d_surface, d_texture, regressor, opt_g, opt_d, opt_r = accelerator.prepare(
+        generators, d_surface, d_texture, regressor, opt_g, opt_d, opt_r)
+    content_net.to(accelerator.device)
+    accelerator.init_trackers("tttn", config={k: str(v) for k, v in vars(args).items()})
+
+    checkpoint, start = resolve_resume(output, args.resume_from_checkpoint)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        if main_process:
+            print(f"resumed from {checkpoint} (step {start})")
+    shown = list(range(min(4, len(photos.samples))))
+    preview = batch(photos.samples, step_rng(args.seed, 0), len(shown), res, expand=False, indices=shown)["image"]
+    device = accelerator.device
+    bar = tqdm(range(start, args.max_steps), initial=start, total=args.max_steps, desc="training",
+               disable=not main_process)
+    for step in bar:
+        rng = step_rng(args.seed, step, accelerator.process_index)
+        style = batch(styles.samples, rng, bsz, res, not args.no_expand)["image"].to(device)
+        shift = losses.random_colour_weights(bsz, torch.Generator().manual_seed(args.seed * 1_000_003 + step))
+        inputs = {part: batch(s.samples, rng, bsz, res, not args.no_expand) for part, s in sets.items()}
+        fakes = {part: generators[part](b["image"].to(device)) for part, b in inputs.items()}
+
+        d_loss = sum(losses.lsgan_d(d_surface(losses.surface(style)), d_surface(losses.surface(f.detach())))
+                     + losses.lsgan_d(d_texture(losses.texture(style, shift)), d_texture(losses.texture(f.detach(), shift)))
+                     for f in fakes.values())
+        opt_d.zero_grad()
+        accelerator.backward(d_loss)
+        opt_d.step()
+
+        head = inputs["head"]
+        photo, expression, valid = head["image"].to(device), head["expression"].to(device), head["valid"].to(device)
+        r_loss = losses.expression_loss(regressor(photo), expression, valid)
+        if args.expression_weight > 0:
+            opt_r.zero_grad()
+            accelerator.backward(r_loss)
+            opt_r.step()
+
+        terms = {"surface": 0.0, "texture": 0.0, "content": 0.0, "tv": 0.0, "expression": 0.0, "local_style": 0.0}
+        for part, fake in fakes.items():
+            real = inputs[part]["image"].to(device)
+            terms["surface"] += losses.lsgan_g(d_surface(losses.surface(fake)))
+            terms["texture"] += losses.lsgan_g(d_texture(losses.texture(fake, shift)))
+            f_fake = content_net(fake)
+            with torch.no_grad():
+                f_real = content_net(real)
+                f_super = content_net(losses.superpixel_average(fake, args.superpixel_segments).to(device))
+            terms["content"] += F.l1_loss(f_fake, f_real) + F.l1_loss(f_fake, f_super)
+            terms["tv"] += losses.tv_loss(fake)
+            if part == "head" and args.expression_weight > 0:
+                terms["expression"] += losses.expression_loss(regressor(fake), expression, valid)
+            if part == "head" and regions:
+                with torch.no_grad():
+                    f_style = content_net(style)
+                terms["local_style"] += losses.masked_gram_loss(f_fake, f_style, inputs[part]["mask"].to(device))
+        weights = {"surface": args.surface_weight, "texture": args.texture_weight, "content": args.content_weight,
+                   "tv": args.tv_weight, "expression": args.expression_weight, "local_style": args.local_style_weight}
+        g_loss = sum(weights[k] * v for k, v in terms.items())
+        opt_g.zero_grad()
+        accelerator.backward(g_loss)
+        opt_g.step()
+
+        done = step + 1
+        if done % args.logging_steps == 0 or done == args.max_steps:
+            values = {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}
+            accelerator.log({k: float(torch.as_tensor(v).detach()) for k, v in values.items()}, step=done)
+            bar.set_postfix(g=f"{float(g_loss):.3f}", d=f"{float(d_loss):.3f}")
+        if done % args.checkpointing_steps == 0 or done == args.max_steps:
+            save_checkpoint(accelerator, output, done, args.checkpoints_total_limit)
+        if main_process and (done % args.sample_steps == 0 or done == args.max_steps):
+            _sample(accelerator, generators, preview, output, done)
+    accelerator.wait_for_everyone()
+    if main_process:
+        _write_style(args, accelerator.unwrap_model(generators), output, photos, styles, ttn_kwargs)
+        if args.push_to_hub:
+            publish(output, args.push_to_hub, args.name or output.name)
+    accelerator.end_training()
+    return output
+
+
+@torch.no_grad()
+def _sample(accelerator, generators, preview: torch.Tensor, output: Path, step: int) -> None:
+    """photo | stylized rows for fixed photos -> OUT/samples/step-N.png and TensorBoard."""
+    net = accelerator.unwrap_model(generators)["head"]
+    fake = net(preview.to(accelerator.device))
+    image = grid([[p, f] for p, f in zip(preview, fake)])
+    (output / "samples").mkdir(parents=True, exist_ok=True)
+    image.save(output / "samples" / f"step-{step:06d}.png")
+    image.save(output / "sample.png")
+    import numpy as np
+
+    accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(image)}, step=step, dataformats="HWC")
+
+
+def _write_style(args, generators, output: Path, photos, styles, ttn_kwargs: dict) -> None:
+    """Write OUT as a style folder (config.json, model.safetensors, README.md model card)."""
+    name = args.name or output.name
+    model = StyleModel(head=generators["head"].config, bg=generators["bg"].config if "bg" in generators else None,
+                       channel_order="rgb", name=name, description=args.description or f"Trained with train/tttn.py",
+                       licence=args.licence, source="train/tttn.py")
+    model.head.load_state_dict(generators["head"].state_dict())
+    if "bg" in generators:
+        model.bg.load_state_dict(generators["bg"].state_dict())
+    options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k not in ("config",))
+    extra = (f"\n## Training\n\n![photo | stylized](sample.png)\n\n"
+             f"Data: {photos.describe('photos')}; {styles.describe('style images')}.\n\n"
+             f"| option | value |\n|---|---|\n{options}\n")
+    model.save_pretrained(output, model_card_kwargs={"extra": extra, "load_name": str(output)})
+
+
+if __name__ == "__main__":
+    main(parse_args())
