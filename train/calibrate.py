@@ -34,7 +34,7 @@ from portrait_stylize.io import save_image  # noqa: E402
 from train.data import list_images  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("img2img", "text2img"))
     p.add_argument("--model", required=True, help="Stable Diffusion model id on the Hub, or a local folder")
@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--output", required=True)
     p.add_argument("--save-rejected", metavar="DIR", help="also write rejected generations here")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.mode == "img2img" and not args.photos:
         p.error("img2img needs --photos")

@@ -35,7 +35,7 @@ from train.data import batch, load_set, step_rng  # noqa: E402
 from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML/JSON file of option values (flags override it)")
     g = p.add_argument_group("data")
@@ -81,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--description", default="")
     g.add_argument("--licence", default="other", help="licence of the trained weights (mind your data's licence)")
     g.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = parse_with_config(p, argv)
     missing = [flag for flag in ("photos", "styles", "output") if not getattr(args, flag)]
     if missing:
