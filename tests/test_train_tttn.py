@@ -89,15 +89,15 @@ def test_training_learns_the_style_colours(fixtures, tmp_path):
     target = _quantiles(np.stack([np.asarray(Image.open(p)) for p in sorted(styles.glob("*.png"))]))
     photos = [Image.open(p).convert("RGB").resize((64, 64)) for p in sorted((fixtures / "train" / "photos").glob("*"))[:8]]
     args = ["--photos", str(fixtures / "train" / "photos"), "--styles", str(styles), "--resolution", "32",
-            "--batch-size", "8", "--content-net", "random", "--expression-weight", "0", "--lr", "1e-3",
+            "--batch-size", "8", "--content-net", "random", "--expression-weight", "0",
             "--content-weight", "1", "--surface-weight", "1", "--texture-weight", "0.1", "--tv-weight", "10"]
     distance = {}
-    for steps in (1, 150):
+    for steps in (1, 100):
         out = tmp_path / f"run{steps}"
         _train(*args, "--max-steps", str(steps), "--output", str(out))
         st = ps.load_style(out, backend="torch")
         outputs = np.stack([np.asarray(st(p, faces=[])) for p in photos])
         distance[steps] = np.abs(_quantiles(outputs) - target).mean()
-    assert distance[150] <= 0.5 * distance[1], distance
-    content = _scalar(tmp_path / "run150" / "logs", "content")
+    assert distance[100] <= 0.5 * distance[1], distance
+    content = _scalar(tmp_path / "run100" / "logs", "content")
     assert max(content) < 1.0 and content[-1] < 3 * content[0], content

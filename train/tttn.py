@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/tttn.py` from a clone
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -112,16 +113,19 @@ def main(args: argparse.Namespace) -> Path:
         print(photos.describe("photos"), "|", styles.describe("style images"))
 
     ttn_kwargs = {"channels": args.channels, "num_blocks": args.num_blocks, "gf_eps": args.gf_eps}
-    generators = torch.nn.ModuleDict({part: TTN(**ttn_kwargs) for part in sets})
+    generators = {part: TTN(**ttn_kwargs) for part in sets}
     d_surface, d_texture = PatchDiscriminator(3), PatchDiscriminator(1)
     regressor = ExpressionRegressor()
     content_net = ContentNet(args.content_net, seed=args.seed)
     adam = dict(lr=args.lr, betas=tuple(args.betas))
-    opt_g = torch.optim.Adam(generators.parameters(), **adam)
+    opt_g = torch.optim.Adam([p for g in generators.values() for p in g.parameters()], **adam)
     opt_d = torch.optim.Adam([*d_surface.parameters(), *d_texture.parameters()], **adam)
     opt_r = torch.optim.Adam(regressor.parameters(), **adam)
-    generators, d_surface, d_texture, regressor, opt_g, opt_d, opt_r = accelerator.prepare(
-        generators, d_surface, d_texture, regressor, opt_g, opt_d, opt_r)
+    # Each network is prepared on its own so that, on several GPUs, every one is wrapped for
+    # gradient synchronisation; each is called once per backward (real and fake concatenated).
+    *nets, d_surface, d_texture, regressor, opt_g, opt_d, opt_r = accelerator.prepare(
+        *generators.values(), d_surface, d_texture, regressor, opt_g, opt_d, opt_r)
+    generators = dict(zip(generators, nets))
     content_net.to(accelerator.device)
     accelerator.init_trackers("tttn", config={k: str(v) for k, v in vars(args).items()})
 
@@ -141,10 +145,14 @@ def main(args: argparse.Namespace) -> Path:
         shift = losses.random_colour_weights(bsz, torch.Generator().manual_seed(args.seed * 1_000_003 + step))
         inputs = {part: batch(s.samples, rng, bsz, res, not args.no_expand) for part, s in sets.items()}
         fakes = {part: generators[part](b["image"].to(device)) for part, b in inputs.items()}
+        fake = torch.cat(list(fakes.values()))
+        shifts = shift.repeat(len(fakes), 1)
 
-        d_loss = sum(losses.lsgan_d(d_surface(losses.surface(style)), d_surface(losses.surface(f.detach())))
-                     + losses.lsgan_d(d_texture(losses.texture(style, shift)), d_texture(losses.texture(f.detach(), shift)))
-                     for f in fakes.values())
+        real_s, fake_s = d_surface(torch.cat([losses.surface(style), losses.surface(fake.detach())])).split(
+            [bsz, len(fake)])
+        real_t, fake_t = d_texture(torch.cat([losses.texture(style, shift), losses.texture(fake.detach(), shifts)])).split(
+            [bsz, len(fake)])
+        d_loss = losses.lsgan_d(real_s, fake_s) + losses.lsgan_d(real_t, fake_t)
         opt_d.zero_grad()
         accelerator.backward(d_loss)
         opt_d.step()
@@ -157,23 +165,21 @@ def main(args: argparse.Namespace) -> Path:
             accelerator.backward(r_loss)
             opt_r.step()
 
-        terms = {"surface": 0.0, "texture": 0.0, "content": 0.0, "tv": 0.0, "expression": 0.0, "local_style": 0.0}
-        for part, fake in fakes.items():
-            real = inputs[part]["image"].to(device)
-            terms["surface"] += losses.lsgan_g(d_surface(losses.surface(fake)))
-            terms["texture"] += losses.lsgan_g(d_texture(losses.texture(fake, shift)))
-            f_fake = content_net(fake)
+        real = torch.cat([b["image"] for b in inputs.values()]).to(device)
+        terms = {"surface": losses.lsgan_g(d_surface(losses.surface(fake))),
+                 "texture": losses.lsgan_g(d_texture(losses.texture(fake, shifts))),
+                 "content": 0.0, "tv": losses.tv_loss(fake), "expression": 0.0, "local_style": 0.0}
+        f_fake = content_net(fake)
+        with torch.no_grad():
+            f_real = content_net(real)
+            f_super = content_net(losses.superpixel_average(fake, args.superpixel_segments).to(device))
+        terms["content"] = F.l1_loss(f_fake, f_real) + F.l1_loss(f_fake, f_super)
+        if args.expression_weight > 0:
+            terms["expression"] = losses.expression_loss(regressor(fakes["head"]), expression, valid)
+        if regions:
             with torch.no_grad():
-                f_real = content_net(real)
-                f_super = content_net(losses.superpixel_average(fake, args.superpixel_segments).to(device))
-            terms["content"] += F.l1_loss(f_fake, f_real) + F.l1_loss(f_fake, f_super)
-            terms["tv"] += losses.tv_loss(fake)
-            if part == "head" and args.expression_weight > 0:
-                terms["expression"] += losses.expression_loss(regressor(fake), expression, valid)
-            if part == "head" and regions:
-                with torch.no_grad():
-                    f_style = content_net(style)
-                terms["local_style"] += losses.masked_gram_loss(f_fake, f_style, inputs[part]["mask"].to(device))
+                f_style = content_net(style)
+            terms["local_style"] = losses.masked_gram_loss(f_fake[:bsz], f_style, head["mask"].to(device))
         weights = {"surface": args.surface_weight, "texture": args.texture_weight, "content": args.content_weight,
                    "tv": args.tv_weight, "expression": args.expression_weight, "local_style": args.local_style_weight}
         g_loss = sum(weights[k] * v for k, v in terms.items())
@@ -192,7 +198,8 @@ def main(args: argparse.Namespace) -> Path:
             _sample(accelerator, generators, preview, output, done)
     accelerator.wait_for_everyone()
     if main_process:
-        _write_style(args, accelerator.unwrap_model(generators), output, photos, styles, ttn_kwargs)
+        _write_style(args, {part: accelerator.unwrap_model(net) for part, net in generators.items()}, output, photos,
+                     styles)
         if args.push_to_hub:
             publish(output, args.push_to_hub, args.name or output.name)
     accelerator.end_training()
@@ -202,22 +209,20 @@ def main(args: argparse.Namespace) -> Path:
 @torch.no_grad()
 def _sample(accelerator, generators, preview: torch.Tensor, output: Path, step: int) -> None:
     """photo | stylized rows for fixed photos -> OUT/samples/step-N.png and TensorBoard."""
-    net = accelerator.unwrap_model(generators)["head"]
+    net = accelerator.unwrap_model(generators["head"])
     fake = net(preview.to(accelerator.device))
     image = grid([[p, f] for p, f in zip(preview, fake)])
     (output / "samples").mkdir(parents=True, exist_ok=True)
     image.save(output / "samples" / f"step-{step:06d}.png")
     image.save(output / "sample.png")
-    import numpy as np
-
     accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(image)}, step=step, dataformats="HWC")
 
 
-def _write_style(args, generators, output: Path, photos, styles, ttn_kwargs: dict) -> None:
+def _write_style(args, generators: dict, output: Path, photos, styles) -> None:
     """Write OUT as a style folder (config.json, model.safetensors, README.md model card)."""
     name = args.name or output.name
     model = StyleModel(head=generators["head"].config, bg=generators["bg"].config if "bg" in generators else None,
-                       channel_order="rgb", name=name, description=args.description or f"Trained with train/tttn.py",
+                       channel_order="rgb", name=name, description=args.description or "Trained with train/tttn.py",
                        licence=args.licence, source="train/tttn.py")
     model.head.load_state_dict(generators["head"].state_dict())
     if "bg" in generators:
