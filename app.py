@@ -48,11 +48,11 @@ class PhotoInput(gr.Image):
 
 @_user_errors
 def stylize(image, style, regions, strength, harmonize, region_strengths, face_backend, max_side, faces,
-            progress=gr.Progress(track_tqdm=True)):
-    """Stylize a portrait; regions/faces left empty mean everything. Returns before/after, the
-    region overlay, a PNG file to download and a status line."""
+            style_image=None, progress=gr.Progress(track_tqdm=True)):
+    """Stylize a portrait; regions/faces left empty mean everything; style_image is the reference
+    of reference-based styles. Returns before/after, the region overlay, a PNG and a status line."""
     r = ui.run_photo(image, style, regions, strength, harmonize, region_strengths, face_backend or None,
-                     int(max_side), faces or None)
+                     int(max_side), faces or None, style_image)
     return (r.before, r.after), r.overlay, r.png, r.status
 
 
@@ -83,6 +83,8 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                                      sources=["upload", "webcam", "clipboard"])
                     style = gr.Dropdown(ui.style_choices(), value=style0, label="Style")
                     info = gr.Markdown(ui.style_markdown(style0))
+                    reference = gr.Image(label="Style reference (reference-based styles)", type="filepath",
+                                         visible=ui.is_reference_style(style0))
                     regions = gr.CheckboxGroup(ui.regions_for(None), label="Regions (none ticked = the whole picture)")
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     gallery = gr.Gallery(label="Faces found", columns=6, height=160, visible=False)
@@ -104,12 +106,13 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                 clip = gr.Video(label=f"Clip (up to {ui.MAX_VIDEO_SECONDS:g} s; audio is kept)", sources=["upload"])
                 clip_out = gr.Video(label="Stylized clip")
             run_clip = gr.Button("Stylize video", variant="primary")
-        style.change(ui.style_markdown, style, info, **PRIVATE)
+        style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name))),
+                     style, [info, reference], **PRIVATE)
         face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
                             face_backend, regions, **PRIVATE)
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private")
-        run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces],
-                  [result, overlay, png, status], api_name="stylize")
+        run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces,
+                            reference], [result, overlay, png, status], api_name="stylize")
         run_clip.click(stylize_video, [clip, style, regions, strength, face_backend], clip_out,
                        api_visibility="private")
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)

@@ -103,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     targets = _output_paths(files, out, single_file)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
-               "progress": not args.quiet}
+               "style_image": args.style_image, "progress": not args.quiet}
     for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",
                          disable=len(files) < 2 or args.quiet):
         try:
@@ -132,7 +132,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
     stylizer = load_style(args.style, device=args.device, backend=args.backend, face_backend=args.face_backend)
     info = stylize_video(args.input, args.output, stylizer, regions=args.regions, strength=args.strength,
-                         harmonize=args.harmonize, faces=args.faces, max_seconds=args.max_seconds or None,
+                         harmonize=args.harmonize, faces=args.faces, style_image=args.style_image,
+                         max_seconds=args.max_seconds or None,
                          smoothing=args.smoothing, progress=not args.quiet)
     if not args.quiet:
         print(f"wrote {args.output}: {info.frames} frames at {info.fps:g} fps, {info.size[0]}x{info.size[1]}, "
@@ -184,6 +185,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
                    help="0..1, match the untouched area's colours to the stylized ones (default 0)")
     p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,
                    help="face detector/parser (default: $PORTRAIT_STYLIZE_FACE_BACKEND, else auto)")
+    p.add_argument("--style-image", metavar="IMAGE",
+                   help="style reference for reference-based (u2lffm) styles (default: the one stored with the style)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
                    help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")

@@ -112,9 +112,14 @@ class Stylizer:
         self.backend = self._pick_backend()
         self._runners: dict[str, Runner] = {}
 
+    @property
+    def reference_based(self) -> bool:
+        """Whether the style takes a style reference image (``arch: u2lffm``)."""
+        return isinstance(self.model, StyleModel) and self.model.generator is not None
+
     def _pick_backend(self) -> str:
-        if not isinstance(self.model, StyleModel):
-            return "torch"
+        if not isinstance(self.model, StyleModel) or self.reference_based:
+            return "torch"  # built-in filters and u2lffm styles run in PyTorch
         return resolve_backend(self._backend_choice, self.device)
 
     def _runner(self, part: str) -> Runner:
@@ -138,10 +143,10 @@ class Stylizer:
         self._runners.clear()
         return self
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device)
-        if not isinstance(self.model, StyleModel):
-            return self.model(x)
+        if not isinstance(self.model, StyleModel) or self.reference_based:
+            return self.model(x) if style is None else self.model(x, style_image=style.to(self.device))
         return self.model.from_network(self._runner("bg")(self.model.to_network(x)))
 
     @property
@@ -176,7 +181,8 @@ class Stylizer:
     @torch.inference_mode()
     def __call__(self, image: ImageInput, regions: list[str] | str | None = None,
                  strength: float | dict[str, float] = 1.0, harmonize: float = 0.0, faces: list[int] | None = None,
-                 return_details: bool = False, progress: bool = False, temporal: "TemporalState | None" = None):
+                 return_details: bool = False, progress: bool = False, temporal: "TemporalState | None" = None,
+                 style_image: ImageInput | None = None):
         """Stylize one image, optionally only some regions of some faces.
 
         Args:
@@ -196,6 +202,8 @@ class Stylizer:
                 smaller than ``min_face_size`` pixels are skipped and reported.
             return_details: also return a :class:`StylizeDetails` (faces, masks, crops, timings).
             progress: show a progress bar over tiles for large images.
+            style_image: the style reference of a reference-based style (``arch: u2lffm``; default:
+                the reference stored with its weights); an error for other styles.
             temporal: for video frames: a :class:`TemporalState` carried from frame to frame,
                 which smooths face landmarks and region masks over time (no flicker). The exact
                 pixel guarantees of ``regions`` then hold for the smoothed masks.
@@ -205,7 +213,10 @@ class Stylizer:
             with ``return_details``, ``(image, details)``.
         """
         regions, strengths = self._check_call(regions, strength, harmonize, faces)
-        network = isinstance(self.model, StyleModel)
+        if style_image is not None and not self.reference_based:
+            raise ValueError(f"style {self.name!r} does not take a style image; only reference-based (u2lffm) styles do")
+        style = pil_to_tensor(load_image(style_image, self.max_pixels)) if style_image is not None else None
+        network = isinstance(self.model, StyleModel) and not self.reference_based
         backend = self.face_backend if regions is not None or (network and faces != []) else None
         if regions is not None:
             regions = check_regions(regions, backend.regions, backend.name)
@@ -215,7 +226,8 @@ class Stylizer:
         alpha = img.getchannel("A") if img.mode == "RGBA" else None
         photo_t = pil_to_tensor(img)
         with clock("whole image"):
-            stylized = run_tiled(self._forward, photo_t, self.tile_size, self.tile_overlap, progress)
+            stylized = run_tiled(functools.partial(self._forward, style=style), photo_t, self.tile_size,
+                                 self.tile_overlap, progress)
         stylized = stylized[0].permute(1, 2, 0).cpu().float().numpy()
         photo = photo_t[0].permute(1, 2, 0).numpy()
         rgb = np.asarray(img.convert("RGB"))

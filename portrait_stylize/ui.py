@@ -54,6 +54,14 @@ def style_markdown(name: str) -> str:
     return f"{spec.description} · licence **{spec.licence}** · {where}"
 
 
+def is_reference_style(name: str) -> bool:
+    """Whether the style takes a style reference image (u2lffm); unknown or unloadable styles: False."""
+    try:
+        return cached_stylizer(name).reference_based
+    except PortraitStylizeError:
+        return False
+
+
 def regions_for(face_backend: str | None = None) -> list[str]:
     """Region names the face backend (``None``/``auto`` resolved) can see, in display order."""
     return list(get_face_backend(resolve_face_backend(face_backend)).regions)
@@ -172,16 +180,17 @@ class PhotoResult:
 
 def run_photo(path, style: str, regions: list[str] | None = None, strength: float = 1.0, harmonize: float = 0.0,
               region_strengths: str = "", face_backend: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE,
-              faces: list[str] | None = None) -> PhotoResult:
-    """Stylize an uploaded photo with widget values (regions ``[]``/``None`` = everything)."""
+              faces: list[str] | None = None, style_image=None) -> PhotoResult:
+    """Stylize an uploaded photo with widget values (regions ``[]``/``None`` = everything);
+    ``style_image`` is the reference of a reference-based style (ignored by the others)."""
     photo = open_photo(path, max_side)
     st = _stylizer(style, face_backend)
     regions = list(regions or []) or None
     per_region = parse_region_strengths(region_strengths, regions or [])
     amount = {r: per_region.get(r, strength) for r in regions} if regions else strength
     try:
-        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize,
-                            faces=face_indices(faces), return_details=True)
+        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=face_indices(faces),
+                            style_image=style_image if st.reference_based else None, return_details=True)
     except (PortraitStylizeError, ValueError) as exc:
         raise UserError(_plain(exc)) from None
     png = Path(tempfile.mkdtemp(prefix="portrait-stylize-")) / f"{st.name}.png"

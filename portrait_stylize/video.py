@@ -42,14 +42,15 @@ def _has_audio(path: Path) -> bool:
 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Stylizer, *, regions=None,
-                  strength=1.0, harmonize: float = 0.0, faces=None, max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                  strength=1.0, harmonize: float = 0.0, faces=None, style_image=None,
+                  max_seconds: float | None = DEFAULT_MAX_SECONDS,
                   smoothing: float = 0.6, progress=True) -> VideoInfo:
     """Stylize every frame of ``src`` into ``dst`` (MP4), keeping ``src``'s audio.
 
     Args:
         src, dst: input video (anything ffmpeg reads) and output ``.mp4`` path.
         stylizer: a loaded style (:func:`portrait_stylize.load_style`).
-        regions, strength, harmonize, faces: as :meth:`Stylizer.__call__`, for every frame.
+        regions, strength, harmonize, faces, style_image: as :meth:`Stylizer.__call__`, for every frame.
         max_seconds: refuse longer clips (``None``: no limit).
         smoothing: weight of the previous frame when averaging face landmarks and region masks
             over time, in [0, 1); 0 treats every frame on its own.
@@ -91,7 +92,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
         for raw in reader:
             frame = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
             result = stylizer(frame, regions=regions, strength=strength, harmonize=harmonize, faces=faces,
-                              temporal=state)
+                              style_image=style_image, temporal=state)
             writer.send(np.ascontiguousarray(np.asarray(result.convert("RGB"))))
             count += 1
             bar.update(1)

@@ -73,7 +73,7 @@ def _call(client, path, regions=(), faces=(), style="toon"):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(path)), style, list(regions), 1.0, 0.0, "", "mediapipe", 1024,
-                          list(faces), api_name="/stylize")
+                          list(faces), None, api_name="/stylize")
 
 
 def test_cold_start_under_10_seconds(server):

@@ -28,10 +28,10 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_them():
 
 def test_readme_cli_options_exist():
     readme = (REPO / "README.md").read_text()
-    from train import calibrate, tttn
+    from train import calibrate, local, tttn
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    parsers = [*commands.values(), tttn.build_parser(), calibrate.build_parser()]
+    parsers = [*commands.values(), tttn.build_parser(), local.build_parser(), calibrate.build_parser()]
     helps = "".join(parser.format_help() for parser in parsers)
     for option in set(re.findall(r"`(--[a-z-]+)", readme)):
         assert re.search(rf"{option}\b", helps), option

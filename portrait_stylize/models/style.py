@@ -20,8 +20,10 @@ from torch import nn
 from ..errors import InvalidStyleError
 from ..hub import CONFIG_NAME, WEIGHTS_NAME, check_safetensors, fetch_style_files
 from .ttn import TTN
+from .u2lffm import U2LFFMGenerator
 
 REPO_URL = "https://github.com/portrait-stylize/portrait-stylize"
+ARCHS = ("ttn", "u2lffm")
 CHANNEL_ORDERS = ("rgb", "bgr")
 FORMAT_VERSION = 1
 
@@ -70,7 +72,10 @@ class StyleModel(
     Args:
         head: :class:`~portrait_stylize.models.ttn.TTN` keyword arguments for the face network.
         bg: keyword arguments for a separate whole-image network, or ``None`` to reuse ``head``.
-        arch: network family (``"ttn"``).
+        arch: ``"ttn"`` (DCT-Net TTNs) or ``"u2lffm"`` (paper 2's reference-based generator,
+            :class:`~portrait_stylize.models.u2lffm.U2LFFMGenerator`; ``head``/``bg`` unused).
+        generator: ``U2LFFMGenerator`` keyword arguments (``arch="u2lffm"``).
+        reference_size: side of the default style reference stored with the weights (``u2lffm``).
         channel_order: ``"rgb"`` or ``"bgr"``, the order the weights were trained on
             (official DCT-Net and White-box weights: ``"bgr"``).
         input_range: ``[lo, hi]`` value range the networks expect (``[-1, 1]``).
@@ -86,10 +91,11 @@ class StyleModel(
     def __init__(self, head: dict[str, Any] | None = None, bg: dict[str, Any] | None = None, arch: str = "ttn",
                  channel_order: str = "rgb", input_range: list[float] | None = None, name: str = "",
                  description: str = "", licence: str = "apache-2.0", source: str = "",
-                 format_version: int = FORMAT_VERSION) -> None:
+                 format_version: int = FORMAT_VERSION, generator: dict[str, Any] | None = None,
+                 reference_size: int = 256) -> None:
         super().__init__()
-        if arch != "ttn":
-            raise InvalidStyleError(f"unsupported arch {arch!r}; this version knows 'ttn'")
+        if arch not in ARCHS:
+            raise InvalidStyleError(f"unsupported arch {arch!r}; this version knows {', '.join(ARCHS)}")
         if channel_order not in CHANNEL_ORDERS:
             raise InvalidStyleError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
         if format_version != FORMAT_VERSION:
@@ -97,15 +103,20 @@ class StyleModel(
         self.input_range = tuple(input_range or (-1.0, 1.0))
         if len(self.input_range) != 2 or self.input_range[0] >= self.input_range[1]:
             raise InvalidStyleError(f"input_range must be [lo, hi] with lo < hi, got {input_range!r}")
-        self.head = TTN(**(head or {}))
-        self.bg = TTN(**bg) if bg is not None else None
+        self.arch = arch
+        self.generator = U2LFFMGenerator(**(generator or {})) if arch == "u2lffm" else None
+        self.head = TTN(**(head or {})) if arch == "ttn" else None
+        self.bg = TTN(**bg) if bg is not None and arch == "ttn" else None
+        if self.generator is not None:
+            # The default style reference travels with the weights (uint8 RGB, in the safetensors).
+            self.register_buffer("reference", torch.full((3, reference_size, reference_size), 128, dtype=torch.uint8))
         self.channel_order = channel_order
         self.meta = {"name": name, "description": description, "licence": licence, "source": source}
         # Save resolved values rather than None placeholders, so a saved style never depends on
         # the defaults of the version that loads it.
         if isinstance(self._hub_mixin_config, dict):
             self._hub_mixin_config.update(
-                head=self.head.config,
+                head=self.head.config if self.head is not None else None,
                 bg=self.bg.config if self.bg is not None else None,
                 input_range=list(self.input_range),
             )
@@ -116,6 +127,8 @@ class StyleModel(
 
     def network(self, part: str = "bg") -> TTN:
         """The raw TTN used for ``part`` (``"bg"`` falls back to ``head`` when there is no bg network)."""
+        if self.generator is not None:
+            raise ValueError("a u2lffm style has no TTN; call the model with a style image instead")
         if part not in ("bg", "head"):
             raise ValueError(f"part must be 'bg' or 'head', got {part!r}")
         return self.bg if part == "bg" and self.bg is not None else self.head
@@ -132,8 +145,23 @@ class StyleModel(
         y = (y - lo) / (hi - lo)
         return (y.flip(1) if self.channel_order == "bgr" else y).clamp(0.0, 1.0)
 
-    def forward(self, image: torch.Tensor, part: str = "bg") -> torch.Tensor:
-        return self.from_network(self.network(part)(self.to_network(image)))
+    def set_reference(self, image: torch.Tensor) -> None:
+        """Store ``(3, H, W)`` RGB in [0, 1] (resized) as the default style reference (``u2lffm``)."""
+        size = self.reference.shape[-1]
+        resized = torch.nn.functional.interpolate(image[None].float(), size=(size, size), mode="area")[0]
+        self.reference.copy_((resized.clamp(0, 1) * 255).round().to(torch.uint8))
+
+    def forward(self, image: torch.Tensor, part: str = "bg", style_image: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` RGB in [0, 1] -> stylized, same shape. ``style_image`` ``(1, 3, Hs, Ws)``
+        RGB in [0, 1] is the reference of a ``u2lffm`` style (default: the stored one)."""
+        if self.generator is None:
+            if style_image is not None:
+                raise ValueError("style_image is only for reference-based styles (arch 'u2lffm')")
+            return self.from_network(self.network(part)(self.to_network(image)))
+        reference = self.reference[None].float() / 255.0 if style_image is None else style_image
+        reference = self.to_network(reference.to(image.device, image.dtype)).expand(len(image), -1, -1, -1)
+        stylized, _ = self.generator(self.to_network(image), reference)
+        return self.from_network(stylized)
 
     # --- loading (safetensors only) -------------------------------------------------------
 
@@ -173,7 +201,8 @@ class StyleModel(
     # --- model card -----------------------------------------------------------------------
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        head = self.head
+        conventions = self.head.config if self.head is not None else \
+            {"upsample": "bilinear", "padding": "zero", "gf_radius": "none", "gf_eps": "-"}
         data = ModelCardData(
             library_name="portrait-stylize",
             license=self.meta["licence"] or "other",
@@ -185,15 +214,16 @@ class StyleModel(
             "description": self.meta["description"],
             "repo_url": REPO_URL,
             "load_name": kwargs.pop("load_name", self.meta["name"] or "ORG/REPO"),
-            "arch": "DCT-Net TTN",
+            "arch": "DCT-Net TTN" if self.generator is None else "U²-Net encoders + LFFM (reference-based)",
             "n_params": f"{sum(p.numel() for p in self.parameters()):,}",
-            "networks": "head + bg" if self.bg is not None else "head (also used for whole images)",
+            "networks": ("photo -> style generator with a stored default reference" if self.generator is not None
+                         else "head + bg" if self.bg is not None else "head (also used for whole images)"),
             "channel_order": self.channel_order,
             "input_range": list(self.input_range),
-            "upsample": head.config["upsample"],
-            "padding": head.config["padding"],
-            "gf_radius": head.config["gf_radius"],
-            "gf_eps": head.config["gf_eps"],
+            "upsample": conventions["upsample"],
+            "padding": conventions["padding"],
+            "gf_radius": conventions["gf_radius"],
+            "gf_eps": conventions["gf_eps"],
             "licence": self.meta["licence"],
             "source": self.meta["source"] or "not recorded",
             "extra": kwargs.pop("extra", ""),
