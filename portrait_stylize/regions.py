@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .faces.face import Face
-from .faces.parsing import FACE_REGIONS, REGIONS, Parsing
+from .faces.parsing import REGIONS, Parsing
 
 #: Feather width as a fraction of the face size (face regions), or of the image's short side.
 FACE_FEATHER = 0.05
@@ -111,11 +111,6 @@ def region_weights(parsing: Parsing, faces: list[Face], names: list[str], shape:
             np.maximum(region, feather(local, radius), out=region)
         out[name] = weight
     return out
-
-
-def face_only(names) -> bool:
-    """Whether every region in ``names`` lies on the face (:data:`FACE_REGIONS`)."""
-    return all(n in FACE_REGIONS for n in names)
 
 
 def _levels(radius: int) -> int:

@@ -167,6 +167,18 @@ def _stylizer(style: str, face_backend: str | None) -> Stylizer:
         raise UserError(f"The style {style!r} is not available: {exc}") from None
 
 
+@functools.lru_cache(maxsize=1)
+def _results_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="portrait-stylize-results-"))
+
+
+def _result_path(name: str) -> Path:
+    """A fresh path for one result, all in one per-process folder (a sub-folder per result keeps
+    the download's file name readable)."""
+    folder = Path(tempfile.mkdtemp(dir=_results_dir()))
+    return folder / name
+
+
 @dataclass
 class PhotoResult:
     """What the photo tab shows: before/after, the mask preview, a PNG to download, a status line."""
@@ -193,7 +205,7 @@ def run_photo(path, style: str, regions: list[str] | None = None, strength: floa
                             style_image=style_image if st.reference_based else None, return_details=True)
     except (PortraitStylizeError, ValueError) as exc:
         raise UserError(_plain(exc)) from None
-    png = Path(tempfile.mkdtemp(prefix="portrait-stylize-")) / f"{st.name}.png"
+    png = _result_path(f"{st.name}.png")
     save_image(after, png)
     found = len(details.faces)
     status = (f"{style}: {found} face(s) found, {len(details.stylized_faces)} stylized"
@@ -209,7 +221,7 @@ def run_video(path, style: str, regions: list[str] | None = None, strength: floa
 
     if path is None:
         raise UserError("Upload a short video clip first.")
-    out = Path(tempfile.mkdtemp(prefix="portrait-stylize-")) / "stylized.mp4"
+    out = _result_path("stylized.mp4")
     try:
         stylize_video(path, out, _stylizer(style, face_backend), regions=list(regions or []) or None,
                       strength=strength, max_seconds=MAX_VIDEO_SECONDS, progress=progress or False)
