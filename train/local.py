@@ -26,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -35,7 +34,18 @@ from portrait_stylize.io import load_image, pil_to_tensor  # noqa: E402
 from portrait_stylize.models.style import StyleModel  # noqa: E402
 from portrait_stylize.models.u2lffm import MultiScaleDiscriminator, U2LFFMGenerator  # noqa: E402
 from train import losses  # noqa: E402
-from train.common import grid, parse_with_config, publish, resolve_resume, save_checkpoint  # noqa: E402
+from train.common import (  # noqa: E402
+    add_run_options,
+    after_step,
+    card_extra,
+    finish,
+    grid,
+    parse_run_args,
+    resume,
+    sample_due,
+    save_samples,
+    start_run,
+)
 from train.data import batch, list_images, load_set, step_rng  # noqa: E402
 from train.nets import ContentNet  # noqa: E402
 
@@ -57,29 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999))
     p.add_argument("--batch-size", type=int, default=1, help="per process (paper: 8)")
-    p.add_argument("--max-steps", type=int, default=20_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None)
-    p.add_argument("--output", help="output folder: the style, plus checkpoints/, logs/, samples/")
-    p.add_argument("--checkpointing-steps", type=int, default=500)
-    p.add_argument("--checkpoints-total-limit", type=int, default=3)
-    p.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", help="'latest' or a checkpoint-STEP folder")
-    p.add_argument("--sample-steps", type=int, default=250)
-    p.add_argument("--logging-steps", type=int, default=10)
-    p.add_argument("--name", default="")
-    p.add_argument("--description", default="")
-    p.add_argument("--licence", default="other")
-    p.add_argument("--push-to-hub", metavar="ORG/REPO")
+    add_run_options(p, max_steps=20_000)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = build_parser()
-    args = parse_with_config(p, argv)
-    missing = [flag for flag in ("photos", "styles", "output") if not getattr(args, flag)]
-    if missing:
-        p.error("missing " + ", ".join(f"--{m}" for m in missing))
-    return args
+    return parse_run_args(build_parser(), argv)
 
 
 def _adversarial_d(d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -88,16 +81,11 @@ def _adversarial_d(d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 def main(args: argparse.Namespace) -> Path:
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate import DistributedDataParallelKwargs
 
-    output = Path(args.output)
     # Each generator runs twice per iteration (translation and cycle): a static graph lets DDP
     # synchronise gradients correctly on several GPUs.
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with="tensorboard",
-                              kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)],
-                              project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")))
-    set_seed(args.seed)
+    accelerator, output = start_run(args, [DistributedDataParallelKwargs(static_graph=True)])
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.regions.split(",") if r]
     photos = load_set([args.photos], "--photos", res, regions=regions, progress=main_process)
@@ -113,12 +101,7 @@ def main(args: argparse.Namespace) -> Path:
     opt_d = torch.optim.Adam([*d_photo.parameters(), *d_style.parameters()], **adam)
     g_st, g_ts, d_photo, d_style, opt_g, opt_d = accelerator.prepare(g_st, g_ts, d_photo, d_style, opt_g, opt_d)
     content_net.to(accelerator.device)
-    accelerator.init_trackers("local", config={k: str(v) for k, v in vars(args).items()})
-    checkpoint, start = resolve_resume(output, args.resume_from_checkpoint)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        if main_process:
-            print(f"resumed from {checkpoint} (step {start})")
+    start = resume(accelerator, args, output, "local")
 
     device = accelerator.device
     shown = list(range(min(4, len(photos.samples))))
@@ -158,28 +141,14 @@ def main(args: argparse.Namespace) -> Path:
         opt_g.step()
 
         done = step + 1
-        if done % args.logging_steps == 0 or done == args.max_steps:
-            values = {"d_loss": d_loss, "g_total": total, **terms}
-            accelerator.log({k: float(torch.as_tensor(v).detach()) for k, v in values.items()}, step=done)
-            bar.set_postfix(g=f"{float(total.detach()):.3f}", d=f"{float(d_loss.detach()):.3f}")
-        if done % args.checkpointing_steps == 0 or done == args.max_steps:
-            save_checkpoint(accelerator, output, done, args.checkpoints_total_limit)
-        if main_process and (done % args.sample_steps == 0 or done == args.max_steps):
+        after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_total": total, **terms}, bar, g_key="g_total")
+        if sample_due(accelerator, args, done):
             with torch.no_grad():
                 net = accelerator.unwrap_model(g_st)
                 fake = net(preview.to(device), preview_style.to(device).expand(len(preview), -1, -1, -1))[0]
-            image = grid([[p, preview_style[0], f] for p, f in zip(preview, fake)])
-            (output / "samples").mkdir(parents=True, exist_ok=True)
-            image.save(output / "samples" / f"step-{done:06d}.png")
-            image.save(output / "sample.png")
-            accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(image)}, step=done,
-                                                              dataformats="HWC")
-    accelerator.wait_for_everyone()
-    if main_process:
-        _write_style(args, accelerator.unwrap_model(g_st), output, photos, styles)
-        if args.push_to_hub:
-            publish(output, args.push_to_hub, args.name or output.name)
-    accelerator.end_training()
+            save_samples(accelerator, grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]), output, done)
+    finish(accelerator, args, output,
+           lambda: _write_style(args, accelerator.unwrap_model(g_st), output, photos, styles))
     return output
 
 
@@ -190,10 +159,8 @@ def _write_style(args, generator: U2LFFMGenerator, output: Path, photos, styles)
                        licence=args.licence, source="train/local.py")
     model.generator.load_state_dict(generator.state_dict())
     model.set_reference(pil_to_tensor(load_image(reference))[0])
-    options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k != "config")
-    extra = (f"\n## Training\n\n![photo | reference | stylized](sample.png)\n\n"
-             f"Data: {photos.describe('photos')}; {styles.describe('style images')}. Default reference: "
-             f"`{reference.name}`.\n\n| option | value |\n|---|---|\n{options}\n")
+    extra = card_extra(args, "photo | reference | stylized", f"Data: {photos.describe('photos')}; "
+                       f"{styles.describe('style images')}. Default reference: `{reference.name}`.")
     model.save_pretrained(output, model_card_kwargs={"extra": extra, "load_name": str(output)})
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/tttn.py` from a clone
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -31,7 +30,18 @@ from tqdm.auto import tqdm  # noqa: E402
 from portrait_stylize.models.style import StyleModel  # noqa: E402
 from portrait_stylize.models.ttn import TTN  # noqa: E402
 from train import losses  # noqa: E402
-from train.common import grid, parse_with_config, publish, resolve_resume, save_checkpoint  # noqa: E402
+from train.common import (  # noqa: E402
+    add_run_options,
+    after_step,
+    card_extra,
+    finish,
+    grid,
+    parse_run_args,
+    resume,
+    sample_due,
+    save_samples,
+    start_run,
+)
 from train.data import batch, load_set, step_rng  # noqa: E402
 from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator  # noqa: E402
 
@@ -67,41 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=2e-4)
     g.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.99))
     g.add_argument("--batch-size", type=int, default=16, help="per process")
-    g.add_argument("--max-steps", type=int, default=10_000)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="default: accelerate config")
-    g = p.add_argument_group("checkpoints and logs")
-    g.add_argument("--output", help="output folder: the style, plus checkpoints/, logs/, samples/")
-    g.add_argument("--checkpointing-steps", type=int, default=500)
-    g.add_argument("--checkpoints-total-limit", type=int, default=3)
-    g.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", help="'latest' or a checkpoint-STEP folder")
-    g.add_argument("--sample-steps", type=int, default=250)
-    g.add_argument("--logging-steps", type=int, default=10)
-    g = p.add_argument_group("publishing")
-    g.add_argument("--name", default="", help="style name (default: the output folder's name)")
-    g.add_argument("--description", default="")
-    g.add_argument("--licence", default="other", help="licence of the trained weights (mind your data's licence)")
-    g.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
+    add_run_options(p, max_steps=10_000)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = build_parser()
-    args = parse_with_config(p, argv)
-    missing = [flag for flag in ("photos", "styles", "output") if not getattr(args, flag)]
-    if missing:
-        p.error("missing " + ", ".join(f"--{m}" for m in missing))
-    return args
+    return parse_run_args(build_parser(), argv)
 
 
 def main(args: argparse.Namespace) -> Path:
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-
-    output = Path(args.output)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with="tensorboard",
-                              project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")))
-    set_seed(args.seed)
+    accelerator, output = start_run(args)
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.local_regions.split(",") if r] if args.local_style_weight > 0 else None
     photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions, main_process)
@@ -127,13 +112,7 @@ def main(args: argparse.Namespace) -> Path:
         *generators.values(), d_surface, d_texture, regressor, opt_g, opt_d, opt_r)
     generators = dict(zip(generators, nets))
     content_net.to(accelerator.device)
-    accelerator.init_trackers("tttn", config={k: str(v) for k, v in vars(args).items()})
-
-    checkpoint, start = resolve_resume(output, args.resume_from_checkpoint)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        if main_process:
-            print(f"resumed from {checkpoint} (step {start})")
+    start = resume(accelerator, args, output, "tttn")
     shown = list(range(min(4, len(photos.samples))))
     preview = batch(photos.samples, step_rng(args.seed, 0), len(shown), res, expand=False, indices=shown)["image"]
     device = accelerator.device
@@ -188,21 +167,12 @@ def main(args: argparse.Namespace) -> Path:
         opt_g.step()
 
         done = step + 1
-        if done % args.logging_steps == 0 or done == args.max_steps:
-            values = {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}
-            accelerator.log({k: float(torch.as_tensor(v).detach()) for k, v in values.items()}, step=done)
-            bar.set_postfix(g=f"{float(g_loss):.3f}", d=f"{float(d_loss):.3f}")
-        if done % args.checkpointing_steps == 0 or done == args.max_steps:
-            save_checkpoint(accelerator, output, done, args.checkpoints_total_limit)
-        if main_process and (done % args.sample_steps == 0 or done == args.max_steps):
+        after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
+        if sample_due(accelerator, args, done):
             _sample(accelerator, generators, preview, output, done)
-    accelerator.wait_for_everyone()
-    if main_process:
-        _write_style(args, {part: accelerator.unwrap_model(net) for part, net in generators.items()}, output, photos,
-                     styles)
-        if args.push_to_hub:
-            publish(output, args.push_to_hub, args.name or output.name)
-    accelerator.end_training()
+
+    finish(accelerator, args, output, lambda: _write_style(
+        args, {part: accelerator.unwrap_model(net) for part, net in generators.items()}, output, photos, styles))
     return output
 
 
@@ -211,11 +181,7 @@ def _sample(accelerator, generators, preview: torch.Tensor, output: Path, step: 
     """photo | stylized rows for fixed photos -> OUT/samples/step-N.png and TensorBoard."""
     net = accelerator.unwrap_model(generators["head"])
     fake = net(preview.to(accelerator.device))
-    image = grid([[p, f] for p, f in zip(preview, fake)])
-    (output / "samples").mkdir(parents=True, exist_ok=True)
-    image.save(output / "samples" / f"step-{step:06d}.png")
-    image.save(output / "sample.png")
-    accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(image)}, step=step, dataformats="HWC")
+    save_samples(accelerator, grid([[p, f] for p, f in zip(preview, fake)]), output, step)
 
 
 def _write_style(args, generators: dict, output: Path, photos, styles) -> None:
@@ -227,10 +193,7 @@ def _write_style(args, generators: dict, output: Path, photos, styles) -> None:
     model.head.load_state_dict(generators["head"].state_dict())
     if "bg" in generators:
         model.bg.load_state_dict(generators["bg"].state_dict())
-    options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k not in ("config",))
-    extra = (f"\n## Training\n\n![photo | stylized](sample.png)\n\n"
-             f"Data: {photos.describe('photos')}; {styles.describe('style images')}.\n\n"
-             f"| option | value |\n|---|---|\n{options}\n")
+    extra = card_extra(args, "photo | stylized", f"Data: {photos.describe('photos')}; {styles.describe('style images')}.")
     model.save_pretrained(output, model_card_kwargs={"extra": extra, "load_name": str(output)})
 
 
