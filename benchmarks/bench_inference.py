@@ -22,12 +22,12 @@ from portrait_stylize.models.ttn import TTN
 _4K_SCRIPT = """
 import json, resource, time, numpy as np, torch
 from PIL import Image
-from portrait_stylize.models.style import StyleModel
+from portrait_stylize.models import TTNStyle
 from portrait_stylize.pipeline import Stylizer
 from portrait_stylize.registry import StyleSpec
 torch.manual_seed(0)
 img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8))
-st = Stylizer(StyleModel(), StyleSpec(name="bench", kind="local"), device={device!r})
+st = Stylizer(TTNStyle(), StyleSpec(name="bench", kind="local"), device={device!r})
 start = time.perf_counter()
 out = st(img)
 assert out.size == (3840, 2160), out.size

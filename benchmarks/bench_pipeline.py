@@ -25,7 +25,7 @@ from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
-from portrait_stylize.models.style import StyleModel
+from portrait_stylize.models import TTNStyle
 
 REGIONS = ["hair", "skin", "eyes", "lips"]
 
@@ -34,7 +34,7 @@ def measure(repeats: int, backend: str) -> dict:
     """Median seconds of the bare and full pipelines, and per-stage medians of the full one."""
     torch.manual_seed(0)
     photo = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.BICUBIC)
-    st = ps.Stylizer(StyleModel(channel_order="bgr"), ps.StyleSpec(name="bench", kind="local"), backend=backend,
+    st = ps.Stylizer(TTNStyle(channel_order="bgr"), ps.StyleSpec(name="bench", kind="local"), backend=backend,
                      face_backend="mediapipe")
     bare = lambda: st(photo, faces=[])  # noqa: E731
     full = lambda: st(photo, regions=REGIONS, return_details=True)[1]  # noqa: E731

@@ -9,9 +9,7 @@
 >>> ps.load_style("toon")("photo.jpg", regions=["hair", "lips"])   # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402
+from .errors import (
     ChecksumMismatchError,
     ImageTooLargeError,
     InvalidImageError,
@@ -23,10 +21,11 @@ from .errors import (  # noqa: E402
     StyleNotFoundError,
     UnsafeWeightsError,
 )
-from .faces import REGIONS, Face, detect_faces, parse_faces  # noqa: E402
-from .io import load_image  # noqa: E402
-from .pipeline import Stylizer, StylizeDetails, list_styles, load_style, stylize  # noqa: E402
-from .registry import StyleSpec  # noqa: E402
+from .faces import REGIONS, Face, detect_faces, parse_faces
+from .io import load_image
+from .pipeline import Stylizer, StylizeDetails, list_styles, load_style, stylize
+from .registry import StyleSpec
+from .version import __version__
 
 __all__ = [
     "__version__",

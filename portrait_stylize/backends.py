@@ -1,8 +1,9 @@
-"""How a style's TTN runs: PyTorch float32, PyTorch bfloat16, or ONNX Runtime.
+"""How a style's sub-networks run: PyTorch float32, PyTorch bfloat16, or ONNX Runtime.
 
-Every backend maps ``(B, 3, H, W)`` float32 in the network's colour order and range (see
-:meth:`StyleModel.to_network`) to the TTN output, for any ``H, W``; they differ in speed and in
-the last bits of precision:
+Every backend stands in for one sub-network (:meth:`StyleNetwork.subnetworks
+<portrait_stylize.models.base.StyleNetwork.subnetworks>`, e.g. a TTN), mapping ``(B, 3, H, W)``
+float32 in the network's colour order and range to its output, for any ``H, W``; they differ in
+speed and in the last bits of precision:
 
 * ``torch``: PyTorch float32 (channels-last) on the chosen device; the reference.
 * ``torch-bf16``: the U-Net in bfloat16 (channels-last), the guided filter in float32; 55-65 dB
@@ -21,16 +22,16 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
-from typing import Callable
 
 import torch
+from torch import nn
 
-from .models.ttn import TTN, pad_to_multiple
+from .models.base import Runner
+from .models.ttn import pad_to_multiple
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torch-bf16", "onnx")
-Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -71,8 +72,9 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return backend
 
 
-def make_runner(net: TTN, backend: str, device: torch.device) -> Runner:
-    """A callable running ``net`` with ``backend`` on ``device``; ``net`` itself is not modified.
+def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
+    """A callable running the sub-network ``net`` with ``backend`` on ``device``; ``net`` itself
+    is not modified.
 
     The PyTorch backends run a channels-last copy (faster for these convolutions on CPU and GPU;
     a copy because channels-last parameters cannot be saved as safetensors).
@@ -87,9 +89,27 @@ def make_runner(net: TTN, backend: str, device: torch.device) -> Runner:
 
         def run(x: torch.Tensor) -> torch.Tensor:
             h, w = x.shape[-2:]
-            padded = pad_to_multiple(x.float(), 4).cpu().contiguous().numpy()
+            padded = pad_to_multiple(x.float(), net.size_multiple).cpu().contiguous().numpy()
             y = torch.from_numpy(session.run(None, {"image": padded})[0])
             return y[..., :h, :w].to(x.device)
 
         return run
     raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+
+
+class Runners(dict):
+    """Runners for a style's sub-networks by name, each made on first use (an ONNX export or a
+    bfloat16 copy costs time and memory, and a style may never use its face network).
+
+    Args:
+        nets: the sub-networks by name (:meth:`StyleNetwork.subnetworks`).
+        backend, device: as :func:`make_runner`.
+    """
+
+    def __init__(self, nets: dict[str, nn.Module], backend: str, device: torch.device) -> None:
+        super().__init__()
+        self.nets, self.backend, self.device = nets, backend, device
+
+    def __missing__(self, name: str) -> Runner:
+        self[name] = make_runner(self.nets[name], self.backend, self.device)
+        return self[name]

@@ -10,21 +10,20 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import __version__
-from .errors import PortraitStylizeError
 from .backends import BACKENDS
+from .errors import PortraitStylizeError
 from .faces import FACE_BACKENDS, REGIONS
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
-from .models.style import CHANNEL_ORDERS, StyleModel
+from .models.base import CHANNEL_ORDERS
 from .models.ttn import PADDINGS, UPSAMPLINGS
 from .pipeline import DEFAULT_TILE_SIZE, list_styles, load_style
+from .version import __version__
 
 
 def _expand_inputs(inputs: list[str]) -> list[Path]:
@@ -145,8 +144,6 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
     stylizer = load_style(args.style, device="cpu", backend="torch")
-    if not isinstance(stylizer.model, StyleModel):
-        raise PortraitStylizeError(f"style {args.style!r} is a built-in image filter, not a network; nothing to export")
     for path in export_onnx(stylizer.model, args.output):
         print(path)
     return 0
@@ -154,7 +151,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import command_line, convert
-    from .hub import publish_style_folder
+    from .hub import publication_report, publish_style_folder
 
     overrides = {key: getattr(args, key) for key in ("gf_eps", "gf_radius", "upsample", "padding", "negative_slope")
                  if getattr(args, key) is not None}
@@ -166,10 +163,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     networks = "head + bg" if model.bg is not None else "head"
     print(f"wrote {output} ({networks}; channel order {model.channel_order}; head {model.head.config})")
     if args.push_to_hub:
-        entry = publish_style_folder(output, args.push_to_hub, private=args.private)
-        print(f"published to https://huggingface.co/{args.push_to_hub} at {entry['revision']}")
-        print("checkpoints.json entry:")
-        print(json.dumps({name: entry}, indent=2))
+        print(publication_report(publish_style_folder(output, args.push_to_hub, name=name, private=args.private)))
     return 0
 
 

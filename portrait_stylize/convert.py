@@ -33,8 +33,9 @@ import torch
 from . import _tfformats as tff
 from .errors import PortraitStylizeError
 from .hub import sha256_file
-from .models.style import StyleModel
+from .models.serialization import save_style
 from .models.ttn import TTN
+from .models.ttn_style import TTNStyle
 
 
 class ConversionError(PortraitStylizeError, ValueError):
@@ -382,7 +383,7 @@ def _is_bg(path: Path) -> bool:
 
 def convert(sources: list[str | Path], output: str | Path, *, name: str = "", description: str = "",
             licence: str = "other", source: str = "", channel_order: str = "bgr", overwrite: bool = False,
-            command: str | None = None, **ttn_overrides: Any) -> StyleModel:
+            command: str | None = None, **ttn_overrides: Any) -> TTNStyle:
     """Convert one or two released networks into a style folder at ``output``.
 
     Args:
@@ -397,7 +398,7 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
             ``gf_radius``, ``upsample``, ``padding``, ``negative_slope``).
 
     Returns:
-        The converted :class:`StyleModel` (also written to ``output``).
+        The converted :class:`~portrait_stylize.models.ttn_style.TTNStyle` (also written to ``output``).
     """
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
@@ -408,7 +409,7 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
         weights = read_weights(path)
         nets[part] = ttn_from_weights(weights, str(path), **ttn_overrides)
         found[part] = weights.conventions
-    model = StyleModel(head=nets["head"].config, bg=nets["bg"].config if "bg" in nets else None,
+    model = TTNStyle(head=nets["head"].config, bg=nets["bg"].config if "bg" in nets else None,
                        channel_order=channel_order, name=name, description=description, licence=licence,
                        source=source)
     for part, net in nets.items():
@@ -425,11 +426,11 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
     return model
 
 
-def _save_atomically(model: StyleModel, output: Path, card_extra: str) -> None:
+def _save_atomically(model: TTNStyle, output: Path, card_extra: str) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
-        model.save_pretrained(tmp, model_card_kwargs={"extra": card_extra, "load_name": str(output)})
+        save_style(model, tmp, card_extra=card_extra, load_name=str(output))
         if output.exists():
             old = output.with_name(f".{output.name}.old")
             shutil.rmtree(old, ignore_errors=True)

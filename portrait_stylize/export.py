@@ -1,9 +1,12 @@
-"""Export a style's TTNs to ONNX (dynamic batch, height and width) and check them numerically.
+"""Export a style's sub-networks to ONNX (dynamic batch, height and width) and check them numerically.
 
-Each exported graph is :meth:`TTN.forward_aligned`: input ``image`` ``(B, 3, H, W)`` float32 in
-the style's ``input_range`` and ``channel_order`` with ``H, W`` multiples of 4 (pad by edge
-replication, then crop the output), output ``stylized`` of the same shape, unclipped. Colour order,
-range and padding stay outside the graph so that any runtime can feed it.
+Each exported graph is a sub-network's ``forward_aligned`` (for a TTN style: ``head`` and ``bg``,
+see :meth:`StyleNetwork.subnetworks <portrait_stylize.models.base.StyleNetwork.subnetworks>`):
+input ``image`` ``(B, 3, H, W)`` float32 in the style's ``input_range`` and ``channel_order`` with
+``H, W`` multiples of the sub-network's ``size_multiple`` (pad by edge replication, then crop the
+output), output ``stylized`` of the same shape, unclipped. Colour order, range and padding stay
+outside the graph so that any runtime can feed it. Styles without sub-networks (built-in filters,
+reference-based styles, which run only as a whole in PyTorch) have nothing to export.
 
 Needs the ``onnx`` package (used by ``torch.onnx.export``) and ``onnxruntime`` for the check.
 """
@@ -23,8 +26,8 @@ import torch
 from torch import nn
 
 from .errors import PortraitStylizeError
-from .models.style import StyleModel
-from .models.ttn import TTN
+from .models import StyleNetwork
+from .models.ttn import pad_to_multiple
 
 OPSET = 17
 #: Largest absolute difference between ONNX Runtime and PyTorch accepted by :func:`export_onnx`.
@@ -37,7 +40,7 @@ class ExportError(PortraitStylizeError, RuntimeError):
 
 
 class _Aligned(nn.Module):
-    def __init__(self, net: TTN) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
@@ -45,7 +48,7 @@ class _Aligned(nn.Module):
         return self.net.forward_aligned(image)
 
 
-def onnx_bytes(net: TTN) -> bytes:
+def onnx_bytes(net: nn.Module) -> bytes:
     """Serialize ``net.forward_aligned`` (float32, on CPU) as an ONNX model with dynamic B, H, W."""
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it; fail with our message, not torch's)
@@ -80,13 +83,14 @@ def onnx_session(model: bytes | str | Path, threads: int | None = None):
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def max_onnx_difference(net: TTN, session, shapes=_CHECK_SHAPES) -> float:
-    """Largest ``|onnxruntime - torch|`` over random inputs of ``shapes`` (non-square, batch 2)."""
+def max_onnx_difference(net: nn.Module, session, shapes=_CHECK_SHAPES) -> float:
+    """Largest ``|onnxruntime - torch|`` over random inputs of ``shapes`` (non-square, batch 2;
+    sides rounded up to the sub-network's ``size_multiple``)."""
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     reference = copy.deepcopy(net).float().cpu().eval()
     for shape in shapes:
-        x = torch.rand(shape, generator=generator) * 2 - 1
+        x = pad_to_multiple(torch.rand(shape, generator=generator) * 2 - 1, net.size_multiple)
         with torch.inference_mode():
             expected = reference.forward_aligned(x).numpy()
         got = session.run(None, {"image": x.numpy()})[0]
@@ -94,8 +98,9 @@ def max_onnx_difference(net: TTN, session, shapes=_CHECK_SHAPES) -> float:
     return worst
 
 
-def export_onnx(model: StyleModel, out_dir: str | Path) -> list[Path]:
-    """Write ``head.onnx`` (and ``bg.onnx`` when the style has one) plus ``config.json`` to ``out_dir``.
+def export_onnx(model: StyleNetwork, out_dir: str | Path) -> list[Path]:
+    """Write ``NAME.onnx`` per sub-network (a TTN style: ``head.onnx``, and ``bg.onnx`` when it has
+    one) plus ``config.json`` to ``out_dir``.
 
     Every graph is checked against PyTorch on random non-square inputs; a difference above
     :data:`ONNX_TOLERANCE` raises :class:`ExportError` and leaves ``out_dir`` untouched. Files are
@@ -103,9 +108,16 @@ def export_onnx(model: StyleModel, out_dir: str | Path) -> list[Path]:
 
     Returns:
         The written file paths.
+
+    Raises:
+        ExportError: the style has no sub-networks, or a graph does not reproduce PyTorch.
     """
     out_dir = Path(out_dir)
-    parts = {"head": model.head, **({"bg": model.bg} if model.bg is not None else {})}
+    parts = model.subnetworks()
+    if not parts:
+        name = model.meta["name"] or "this style"
+        raise ExportError(f"{name} (arch {model.arch!r}) has no sub-networks that run on their own, so there is "
+                          "nothing to export to ONNX; it runs in PyTorch only")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tmp_dir = Path(tmp)
@@ -115,9 +127,11 @@ def export_onnx(model: StyleModel, out_dir: str | Path) -> list[Path]:
             if diff > ONNX_TOLERANCE:
                 raise ExportError(f"{part}: ONNX Runtime differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g})")
             (tmp_dir / f"{part}.onnx").write_bytes(data)
-        config = {**model.config_dict(), "onnx": {"inputs": "image", "outputs": "stylized", "opset": OPSET,
-                                                  "layout": "NCHW, H and W multiples of 4",
-                                                  "graphs": {part: f"{part}.onnx" for part in parts}}}
+        onnx_info = {"inputs": "image", "outputs": "stylized", "opset": OPSET,
+                     "layout": "NCHW, H and W multiples of size_multiple",
+                     "size_multiple": {part: net.size_multiple for part, net in parts.items()},
+                     "graphs": {part: f"{part}.onnx" for part in parts}}
+        config = {**model.config, "onnx": onnx_info}
         (tmp_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         out_dir.mkdir(exist_ok=True)
         written = []

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import struct
 from pathlib import Path
 
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
@@ -27,7 +26,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from . import __version__
 from .errors import (
     ChecksumMismatchError,
     HubUploadError,
@@ -36,15 +34,11 @@ from .errors import (
     StyleNotCachedError,
     UnsafeWeightsError,
 )
+from .models.serialization import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from .registry import StyleSpec
+from .version import __version__
 
 logger = logging.getLogger(__name__)
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-#: File suffixes of pickle-based checkpoints, which are never loaded.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
 
 def is_offline() -> bool:
     """``True`` when ``HF_HUB_OFFLINE`` is set to a true value (checked at every call)."""
@@ -64,26 +58,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def check_safetensors(path: str | os.PathLike) -> None:
-    """Raise :class:`UnsafeWeightsError` unless ``path`` starts like a safetensors file.
-
-    A safetensors file begins with an 8-byte little-endian header length followed by a JSON
-    object; anything else (a pickle, a zip written by ``torch.save``) is refused before loading.
-    """
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UnsafeWeightsError(
-            f"{path}: pickle-based checkpoints are never loaded (they can run code); "
-            "convert it to safetensors (safetensors.torch.save_file) first"
-        )
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    header_len = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
-    if not (0 < header_len <= size - 8 and head[8:9] == b"{"):
-        raise UnsafeWeightsError(f"{path}: not a safetensors file (bad header); only safetensors weights are loaded")
 
 
 def _discard(path: Path) -> None:
@@ -180,22 +154,23 @@ def fetch_spec(spec: StyleSpec) -> tuple[Path, Path]:
 
 def is_cached(spec: StyleSpec) -> bool:
     """Whether a Hub style's weights and config are already in the cache (no network access)."""
-    if spec.kind != "hub":
-        return True
     return all(
         isinstance(try_to_load_from_cache(spec.repo_id, name, cache_dir=cache_dir(), revision=spec.revision), str)
         for name in (spec.filename, _config_name(spec.filename))
     )
 
 
-def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None,
-                         commit_message: str = "Upload portrait-stylize style") -> dict:
+def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, name: str | None = None, private: bool = False,
+                         token: str | None = None, commit_message: str = "Upload portrait-stylize style") -> StyleSpec:
     """Create (or reuse) the Hub model repo ``repo_id``, upload a style folder, and describe it.
 
+    Args:
+        name: the registry name for the returned entry (default: the folder's name).
+
     Returns:
-        The ``checkpoints.json`` entry for the upload: ``kind``, ``repo_id``, ``revision`` (the
-        new commit id, so the entry pins exactly these files), ``filename``, ``sha256``,
-        ``licence``, ``source`` and ``description`` from the folder's ``config.json``.
+        The style as a ``hub`` registry entry pinned to the new commit (``revision``), with the
+        weights' ``sha256`` and the provenance from the folder's ``config.json``; print it with
+        :func:`publication_report`.
     """
     from huggingface_hub import HfApi
 
@@ -213,6 +188,12 @@ def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, private: bo
     except Exception as exc:  # network, auth, offline mode: all end the same way for the user
         raise HubUploadError(f"could not publish {folder} to {repo_id}: {exc}. Log in with `hf auth login` "
                              "(or set HF_TOKEN) and make sure HF_HUB_OFFLINE is not set.") from None
-    return {"kind": "hub", "repo_id": repo_id, "revision": commit.oid, "filename": WEIGHTS_NAME,
-            "sha256": sha256_file(weights), "licence": config.get("licence", ""),
-            "source": config.get("source", ""), "description": config.get("description", "")}
+    return StyleSpec(name=name or folder.name, kind="hub", repo_id=repo_id, revision=commit.oid, filename=WEIGHTS_NAME,
+                     sha256=sha256_file(weights), licence=config.get("licence", ""),
+                     source=config.get("source", ""), description=config.get("description", ""))
+
+
+def publication_report(spec: StyleSpec) -> str:
+    """What to tell someone who just published ``spec``: where it went and its ``checkpoints.json`` entry."""
+    entry = json.dumps({spec.name: spec.to_entry()}, indent=2)
+    return f"published to https://huggingface.co/{spec.repo_id} at {spec.revision}\ncheckpoints.json entry:\n{entry}"

@@ -14,9 +14,13 @@ Format::
         "toon":  {"kind": "builtin", "builtin": "toon", "description": "...", "licence": "apache-2.0"},
         "anime": {"kind": "hub", "repo_id": "org/repo", "revision": "<40-hex commit>",
                   "filename": "model.safetensors", "sha256": "<64 hex>",
-                  "description": "...", "licence": "apache-2.0", "source": "https://..."}
+                  "description": "...", "licence": "apache-2.0", "source": "https://..."},
+        "mine":  {"kind": "local", "path": "styles/mine", "description": "..."}
       }
     }
+
+Which keys each kind takes, and which it must have, is written once: in the field metadata of
+:class:`StyleSpec`. A ``local`` entry's relative ``path`` is relative to the registry file.
 """
 
 from __future__ import annotations
@@ -33,58 +37,72 @@ from typing import Any
 from .errors import RegistryError, UnsafeWeightsError
 
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
-KINDS = ("builtin", "hub")
+#: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
+KINDS = ("builtin", "hub", "local")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+_HUB_ID = re.compile(rf"^(?:hf-hub:)?(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w./-]+))?$")
 
-# key -> (type, required for kind)
-_COMMON_KEYS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "kind": (str, KINDS),
-    "description": (str, ()),
-    "licence": (str, KINDS),
-    "source": (str, ()),
-}
-_KIND_KEYS: dict[str, dict[str, tuple[type, tuple[str, ...]]]] = {
-    "builtin": {"builtin": (str, ("builtin",)), "params": (dict, ())},
-    "hub": {
-        "repo_id": (str, ("hub",)),
-        "revision": (str, ()),
-        "filename": (str, ("hub",)),
-        "sha256": (str, ("hub",)),
-    },
-}
+
+def _key(typ: type, kinds: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Field metadata: the registry key's JSON type, the kinds that may use it, those that must."""
+    return {"type": typ, "kinds": kinds, "required": required}
 
 
 @dataclass(frozen=True)
 class StyleSpec:
-    """One registered style.
+    """One style: what it is, where its files come from, and its provenance.
+
+    This dataclass is the registry entry's schema: every field but ``name`` and
+    ``available_offline`` is a key of a ``checkpoints.json`` entry, valid for the kinds its
+    metadata names.
 
     Attributes:
         name: registry name (``load_style(name)``).
-        kind: ``"builtin"`` (weight-free, always available) or ``"hub"`` (weights on the Hub).
+        kind: where the style comes from, one of :data:`KINDS`: ``"builtin"`` (a weight-free
+            filter, always available), ``"hub"`` (a style folder in a Hugging Face Hub repo) or
+            ``"local"`` (a style folder on disk).
         description, licence, source: what it is and where it came from.
-        builtin, params: for built-in styles, the function name and its keyword overrides.
-        repo_id, revision, filename, sha256: for Hub styles, where the weights are and their
-            expected sha256 (checked before every use). ``revision=None`` means ``main``.
+        builtin, params: ``builtin``: the filter's name and its keyword overrides.
+        repo_id, revision, filename, sha256: ``hub``: where the weights are and their expected
+            sha256 (checked before every use; required in registry files, ``None`` only for an
+            ad-hoc ``org/name`` passed to ``load_style``, which logs a warning).
+            ``revision=None`` means ``main``.
+        path: ``local``: the style folder.
         available_offline: filled in by :func:`portrait_stylize.list_styles`: ``True`` when the
-            style can be used with no network (built-in, or weights already cached).
+            style can be used with no network (built-in, local, or weights already cached).
     """
 
     name: str
-    kind: str
-    description: str = ""
-    licence: str = ""
-    source: str = ""
-    builtin: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    repo_id: str | None = None
-    revision: str | None = None
-    filename: str | None = None
-    sha256: str | None = None
+    kind: str = field(metadata=_key(str, KINDS, KINDS))
+    description: str = field(default="", metadata=_key(str, KINDS))
+    licence: str = field(default="", metadata=_key(str, KINDS, ("builtin", "hub")))
+    source: str = field(default="", metadata=_key(str, KINDS))
+    builtin: str | None = field(default=None, metadata=_key(str, ("builtin",), ("builtin",)))
+    params: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("builtin",)))
+    repo_id: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    revision: str | None = field(default=None, metadata=_key(str, ("hub",)))
+    filename: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    sha256: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    path: str | None = field(default=None, metadata=_key(str, ("local",), ("local",)))
     available_offline: bool = False
 
     def with_availability(self, available: bool) -> "StyleSpec":
         return dataclasses.replace(self, available_offline=available)
+
+    def to_entry(self) -> dict[str, Any]:
+        """The ``checkpoints.json`` entry for this style (keys of its kind that are set and not empty)."""
+        return {f.name: getattr(self, f.name) for f in _SCHEMA
+                if self.kind in f.metadata["kinds"] and getattr(self, f.name) not in (None, {}, "")}
+
+
+_SCHEMA = [f for f in dataclasses.fields(StyleSpec) if f.metadata]
+
+
+def parse_hub_id(text: str) -> tuple[str, str | None] | None:
+    """``"org/name"``, ``"org/name@rev"`` or ``"hf-hub:org/name"`` -> ``(repo_id, revision)``; else ``None``."""
+    match = _HUB_ID.match(text)
+    return (match["repo"], match["rev"]) if match else None
 
 
 @dataclass(frozen=True)
@@ -108,19 +126,18 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
     kind = entry.get("kind")
     if kind not in KINDS:
         raise RegistryError(f"{ctx}: key 'kind' must be one of {KINDS}, got {kind!r}")
-    allowed = {**_COMMON_KEYS, **_KIND_KEYS[kind]}
+    allowed = {f.name: f.metadata for f in _SCHEMA if kind in f.metadata["kinds"]}
     for key in entry:
         if key not in allowed:
             raise RegistryError(f"{ctx}: unknown key {key!r} for kind {kind!r}; allowed: {', '.join(allowed)}")
-    for key, (typ, required_for) in allowed.items():
+    for key, meta in allowed.items():
         if key not in entry:
-            if kind in required_for:
+            if kind in meta["required"]:
                 raise RegistryError(f"{ctx}: missing required key {key!r}")
-            continue
-        if not isinstance(entry[key], typ):
-            raise RegistryError(f"{ctx}: key {key!r} must be a {typ.__name__}, got {type(entry[key]).__name__}")
+        elif not isinstance(entry[key], meta["type"]):
+            raise RegistryError(f"{ctx}: key {key!r} must be a {meta['type'].__name__}, got {type(entry[key]).__name__}")
     if kind == "hub":
-        if not _REPO_ID.match(entry["repo_id"]):
+        if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None):
             raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
         if not _HEX64.match(entry["sha256"]):
             raise RegistryError(f"{ctx}: key 'sha256' must be 64 lowercase hex digits, got {entry['sha256']!r}")
@@ -129,6 +146,9 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
                 f"{ctx}: key 'filename' is {entry['filename']!r}; only .safetensors weights are ever "
                 "loaded (pickle files can run code). Convert the checkpoint to safetensors."
             )
+    if kind == "local":
+        # Relative folders are relative to the registry file, so a registry travels with its styles.
+        entry = {**entry, "path": str(Path(where).resolve().parent / os.path.expandvars(os.path.expanduser(entry["path"])))}
     return StyleSpec(name=name, **entry)
 
 

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import PortraitStylizeError
-from .faces import detect_faces, get_face_backend, resolve_face_backend
+from .faces import detect_faces, get_face_backend
 from .io import load_image, save_image
-from .pipeline import Stylizer, StylizeDetails, list_styles, load_style
+from .pipeline import Stylizer, StylizeDetails, cached_stylizer, list_styles
 from .registry import load_registry
 
 DEFAULT_MAX_SIDE = 1024
@@ -57,14 +57,14 @@ def style_markdown(name: str) -> str:
 def is_reference_style(name: str) -> bool:
     """Whether the style takes a style reference image (u2lffm); unknown or unloadable styles: False."""
     try:
-        return cached_stylizer(name).reference_based
+        return cached_stylizer(name, face_backend=None).reference_based
     except PortraitStylizeError:
         return False
 
 
 def regions_for(face_backend: str | None = None) -> list[str]:
     """Region names the face backend (``None``/``auto`` resolved) can see, in display order."""
-    return list(get_face_backend(resolve_face_backend(face_backend)).regions)
+    return list(get_face_backend(face_backend).regions)
 
 
 def parse_region_strengths(text: str, regions: list[str]) -> dict[str, float]:
@@ -123,7 +123,7 @@ def face_indices(labels: list[str] | None) -> list[int] | None:
 def face_gallery(path, face_backend: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE):
     """``(thumbnails with captions, labels)`` of the faces in an uploaded photo, left to right."""
     photo = open_photo(path, max_side).convert("RGB")
-    faces = detect_faces(photo, backend=resolve_face_backend(face_backend))
+    faces = detect_faces(photo, backend=face_backend)
     thumbs = []
     for label, face in zip(face_labels(len(faces)), faces):
         x0, y0, x1, y1 = (round(v) for v in _square(face.box, 1.4, photo.size))
@@ -154,15 +154,9 @@ def mask_overlay(photo: Image.Image, details: StylizeDetails) -> Image.Image:
     return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
 
 
-@functools.lru_cache(maxsize=4)
-def cached_stylizer(style: str, face_backend: str | None = None) -> Stylizer:
-    """A loaded style, kept for the next request (loading weights is the slow part)."""
-    return load_style(style, face_backend=face_backend)
-
-
 def _stylizer(style: str, face_backend: str | None) -> Stylizer:
     try:
-        return cached_stylizer(style, face_backend)
+        return cached_stylizer(style, face_backend=face_backend)
     except PortraitStylizeError as exc:
         raise UserError(f"The style {style!r} is not available: {exc}") from None
 

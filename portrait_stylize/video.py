@@ -9,16 +9,54 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InvalidImageError
-from .pipeline import Stylizer, TemporalState
+from .faces import Face
+from .faces.face import box_iou
+from .pipeline import Stylizer
 
 DEFAULT_MAX_SECONDS = 60.0
+
+
+@dataclass
+class TemporalState:
+    """Carries faces and the region coverage from one video frame to the next.
+
+    ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average: faces
+    (box, landmarks, mesh) are matched to the previous frame's by box overlap and averaged;
+    the coverage mask ``(H, W)`` float32 is averaged pixel-wise. 0 disables smoothing.
+    """
+
+    smoothing: float = 0.6
+    faces: list[Face] = field(default_factory=list)
+    coverage: np.ndarray | None = None
+
+    def _mix(self, old, new):
+        return None if old is None or new is None else self.smoothing * old + (1 - self.smoothing) * new
+
+    def smooth_faces(self, faces: list[Face]) -> list[Face]:
+        smoothed = []
+        for face in faces:
+            prev = max(self.faces, key=lambda p: box_iou(p.box, face.box), default=None)
+            if prev is not None and box_iou(prev.box, face.box) > 0.3 and self.smoothing > 0:
+                mesh = self._mix(prev.mesh, face.mesh) if prev.mesh is not None and face.mesh is not None \
+                    and prev.mesh.shape == face.mesh.shape else face.mesh
+                face = Face(box=tuple(self._mix(np.array(prev.box), np.array(face.box))),
+                            landmarks=self._mix(prev.landmarks, face.landmarks), score=face.score, mesh=mesh)
+            smoothed.append(face)
+        self.faces = smoothed
+        return smoothed
+
+    def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray:
+        if self.coverage is not None and self.coverage.shape == coverage.shape and self.smoothing > 0:
+            coverage = self._mix(self.coverage, coverage).astype(np.float32)
+        self.coverage = coverage
+        return coverage
 
 
 @dataclass

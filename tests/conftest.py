@@ -27,12 +27,12 @@ def portraits(fixtures: Path) -> list[Path]:
 
 
 def lively_style_model(seed: int = 0, **kwargs):
-    """A random StyleModel whose activations neither vanish nor explode (Kaiming init, damped
+    """A random TTNStyle whose activations neither vanish nor explode (Kaiming init, damped
     residual branches), so its output depends on a wide receptive field like a trained one."""
-    from portrait_stylize.models.style import StyleModel
+    from portrait_stylize.models import TTNStyle
 
     torch.manual_seed(seed)
-    model = StyleModel(**kwargs).eval()
+    model = TTNStyle(**kwargs).eval()
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, a=0.2)
@@ -71,3 +71,60 @@ def tf_fixtures(tmp_path_factory) -> Path:
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+# --- registry, Hub and loading tests (test_registry.py, test_hub.py, test_loading.py) -----------
+# Their constants and plain helpers are in hub_helpers.py.
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A real saved style: its two files' bytes and the saved model's ``head`` state dict."""
+    from fake_hub import sha256_hex
+    from portrait_stylize.models import TTNStyle
+    from portrait_stylize.models.serialization import save_style
+
+    folder = tmp_path_factory.mktemp("tiny_style")
+    torch.manual_seed(1234)
+    model = TTNStyle(name="tiny", description="tiny test style")
+    save_style(model, folder)
+    files = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+    return {"files": files, "head": head, "sha256": sha256_hex(files["model.safetensors"]), "folder": folder}
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Private cache, offline, cwd in tmp, and a :class:`FakeHub` as ``HF_ENDPOINT``.
+
+    Offline tests add the repo they look for to ``env["hub"]``: if the package ignored
+    ``HF_HUB_OFFLINE`` the download would succeed there, and the teardown check below fails any
+    test that sent a request while ``HF_HUB_OFFLINE=1``. huggingface_hub's own import-time
+    offline flag is forced off, so only the package's handling of ``HF_HUB_OFFLINE`` is tested.
+    """
+    import os
+
+    from fake_hub import FakeHub
+    from huggingface_hub import constants as hf_constants
+
+    cache = tmp_path / "hf_cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("PORTRAIT_STYLIZE_CHECKPOINTS", raising=False)  # set by write_registry
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.chdir(tmp_path)
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
+        yield {"cache": cache, "registry": tmp_path / "registry.json", "tmp": tmp_path,
+               "monkeypatch": monkeypatch, "hub": fake}
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            assert fake.requests == [], "HF_HUB_OFFLINE=1 but the Hub was contacted"
+
+
+@pytest.fixture
+def online(env, monkeypatch):
+    """``env`` with offline mode off: downloads go to ``env["hub"]``."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    return env

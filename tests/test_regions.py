@@ -9,7 +9,7 @@ import portrait_stylize as ps
 from portrait_stylize.convert import read_tflite, ttn_from_weights
 from portrait_stylize.faces import enlarge_box, get_face_backend
 from portrait_stylize.io import load_image
-from portrait_stylize.models.style import StyleModel
+from portrait_stylize.models import TTNStyle
 from portrait_stylize.regions import (
     FACE_FEATHER,
     composite,
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def whitebox(fixtures) -> ps.Stylizer:
     """A real trained style (White-box weights, BGR) so textures and seams look like real use."""
     path = fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite"
-    model = StyleModel(head=ttn_from_weights(read_tflite(path), str(path)).config, channel_order="bgr").eval()
+    model = TTNStyle(head=ttn_from_weights(read_tflite(path), str(path)).config, channel_order="bgr").eval()
     model.head.load_state_dict(ttn_from_weights(read_tflite(path), str(path)).state_dict())
     return ps.Stylizer(model, ps.StyleSpec(name="whitebox", kind="local"), face_backend="mediapipe")
 

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
+from portrait_stylize.models.serialization import save_style
 from portrait_stylize.faces import enlarge_box
-from portrait_stylize.models.style import StyleModel
+from portrait_stylize.models import ReferenceStyle
 from portrait_stylize.models.u2lffm import LFFM, RSU, MultiScaleDiscriminator, U2Encoder, U2LFFMGenerator
 
 from conftest import REPO
@@ -70,9 +71,9 @@ def test_generator_round_trip_at_256():
 
 def test_save_and_load_through_the_registry(tmp_path, monkeypatch):
     torch.manual_seed(0)
-    model = StyleModel(arch="u2lffm", generator={"attn_tokens": 1024}, reference_size=64, name="local-test").eval()
+    model = ReferenceStyle(generator={"attn_tokens": 1024}, reference_size=64, name="local-test").eval()
     model.set_reference(torch.rand(3, 80, 80))
-    model.save_pretrained(tmp_path / "style")
+    save_style(model, tmp_path / "style")
     files = {name: (tmp_path / "style" / name).read_bytes() for name in ("config.json", "model.safetensors")}
     commit = "a" * 40
     seed_hub_cache(tmp_path / "cache", "me/local-test", files, commit)

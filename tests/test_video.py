@@ -11,7 +11,7 @@ import pytest
 
 import portrait_stylize as ps
 from portrait_stylize.faces import Face
-from portrait_stylize.pipeline import TemporalState
+from portrait_stylize.video import TemporalState
 from portrait_stylize.video import stylize_video
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()

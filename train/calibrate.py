@@ -22,15 +22,15 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from portrait_stylize.faces import align, get_face_backend
+from portrait_stylize.io import save_image
 
-from portrait_stylize.faces import align, get_face_backend  # noqa: E402
-from portrait_stylize.io import save_image  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python train/calibrate.py` from a clone
 from train.data import list_images  # noqa: E402
 
 

@@ -88,12 +88,10 @@ def grid(rows: list[list[torch.Tensor]]) -> Image.Image:
 
 def publish(folder: Path, repo_id: str, name: str) -> None:
     """Upload a trained style folder and print its ``checkpoints.json`` entry."""
-    from portrait_stylize.hub import publish_style_folder
+    from portrait_stylize.hub import publication_report, publish_style_folder
 
-    entry = publish_style_folder(folder, repo_id, commit_message="Upload trained portrait-stylize style")
-    print(f"published to https://huggingface.co/{repo_id} at {entry['revision']}")
-    print("checkpoints.json entry:")
-    print(json.dumps({name: entry}, indent=2))
+    print(publication_report(publish_style_folder(folder, repo_id, name=name,
+                                                  commit_message="Upload trained portrait-stylize style")))
 
 
 def add_run_options(parser: argparse.ArgumentParser, max_steps: int) -> None:

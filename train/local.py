@@ -24,28 +24,17 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from portrait_stylize.io import load_image, pil_to_tensor
+from portrait_stylize.models import ReferenceStyle
+from portrait_stylize.models.serialization import save_style
+from portrait_stylize.models.u2lffm import MultiScaleDiscriminator, U2LFFMGenerator
 
-from portrait_stylize.io import load_image, pil_to_tensor  # noqa: E402
-from portrait_stylize.models.style import StyleModel  # noqa: E402
-from portrait_stylize.models.u2lffm import MultiScaleDiscriminator, U2LFFMGenerator  # noqa: E402
-from train import losses  # noqa: E402
-from train.common import (  # noqa: E402
-    add_run_options,
-    after_step,
-    card_extra,
-    finish,
-    grid,
-    parse_run_args,
-    resume,
-    sample_due,
-    save_samples,
-    start_run,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/local.py` from a clone
+from train import common, losses  # noqa: E402
 from train.data import batch, list_images, load_set, step_rng  # noqa: E402
 from train.nets import ContentNet  # noqa: E402
 
@@ -67,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999))
     p.add_argument("--batch-size", type=int, default=1, help="per process (paper: 8)")
-    add_run_options(p, max_steps=20_000)
+    common.add_run_options(p, max_steps=20_000)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return parse_run_args(build_parser(), argv)
+    return common.parse_run_args(build_parser(), argv)
 
 
 def _adversarial_d(d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -85,7 +74,7 @@ def main(args: argparse.Namespace) -> Path:
 
     # Each generator runs twice per iteration (translation and cycle): a static graph lets DDP
     # synchronise gradients correctly on several GPUs.
-    accelerator, output = start_run(args, [DistributedDataParallelKwargs(static_graph=True)])
+    accelerator, output = common.start_run(args, [DistributedDataParallelKwargs(static_graph=True)])
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.regions.split(",") if r]
     photos = load_set([args.photos], "--photos", res, regions=regions, progress=main_process)
@@ -101,7 +90,7 @@ def main(args: argparse.Namespace) -> Path:
     opt_d = torch.optim.Adam([*d_photo.parameters(), *d_style.parameters()], **adam)
     g_st, g_ts, d_photo, d_style, opt_g, opt_d = accelerator.prepare(g_st, g_ts, d_photo, d_style, opt_g, opt_d)
     content_net.to(accelerator.device)
-    start = resume(accelerator, args, output, "local")
+    start = common.resume(accelerator, args, output, "local")
 
     device = accelerator.device
     shown = list(range(min(4, len(photos.samples))))
@@ -141,27 +130,27 @@ def main(args: argparse.Namespace) -> Path:
         opt_g.step()
 
         done = step + 1
-        after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_total": total, **terms}, bar, g_key="g_total")
-        if sample_due(accelerator, args, done):
+        common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_total": total, **terms}, bar, g_key="g_total")
+        if common.sample_due(accelerator, args, done):
             with torch.no_grad():
                 net = accelerator.unwrap_model(g_st)
                 fake = net(preview.to(device), preview_style.to(device).expand(len(preview), -1, -1, -1))[0]
-            save_samples(accelerator, grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]), output, done)
-    finish(accelerator, args, output,
+            common.save_samples(accelerator, common.grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]), output, done)
+    common.finish(accelerator, args, output,
            lambda: _write_style(args, accelerator.unwrap_model(g_st), output, photos, styles))
     return output
 
 
 def _write_style(args, generator: U2LFFMGenerator, output: Path, photos, styles) -> None:
     reference = Path(args.reference) if args.reference else list_images(args.styles, "--styles")[0]
-    model = StyleModel(arch="u2lffm", generator={"attn_tokens": args.attn_tokens}, channel_order="rgb",
-                       name=args.name or output.name, description=args.description or "Trained with train/local.py",
-                       licence=args.licence, source="train/local.py")
+    model = ReferenceStyle(generator={"attn_tokens": args.attn_tokens}, channel_order="rgb",
+                           name=args.name or output.name, description=args.description or "Trained with train/local.py",
+                           licence=args.licence, source="train/local.py")
     model.generator.load_state_dict(generator.state_dict())
     model.set_reference(pil_to_tensor(load_image(reference))[0])
-    extra = card_extra(args, "photo | reference | stylized", f"Data: {photos.describe('photos')}; "
+    extra = common.card_extra(args, "photo | reference | stylized", f"Data: {photos.describe('photos')}; "
                        f"{styles.describe('style images')}. Default reference: `{reference.name}`.")
-    model.save_pretrained(output, model_card_kwargs={"extra": extra, "load_name": str(output)})
+    save_style(model, output, card_extra=extra, load_name=str(output))
 
 
 if __name__ == "__main__":

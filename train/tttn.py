@@ -21,27 +21,16 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from portrait_stylize.models import TTNStyle
+from portrait_stylize.models.serialization import save_style
+from portrait_stylize.models.ttn import TTN
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/tttn.py` from a clone
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from portrait_stylize.models.style import StyleModel  # noqa: E402
-from portrait_stylize.models.ttn import TTN  # noqa: E402
-from train import losses  # noqa: E402
-from train.common import (  # noqa: E402
-    add_run_options,
-    after_step,
-    card_extra,
-    finish,
-    grid,
-    parse_run_args,
-    resume,
-    sample_due,
-    save_samples,
-    start_run,
-)
+from train import common, losses  # noqa: E402
 from train.data import batch, load_set, step_rng  # noqa: E402
 from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator  # noqa: E402
 
@@ -77,16 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=2e-4)
     g.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.99))
     g.add_argument("--batch-size", type=int, default=16, help="per process")
-    add_run_options(p, max_steps=10_000)
+    common.add_run_options(p, max_steps=10_000)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return parse_run_args(build_parser(), argv)
+    return common.parse_run_args(build_parser(), argv)
 
 
 def main(args: argparse.Namespace) -> Path:
-    accelerator, output = start_run(args)
+    accelerator, output = common.start_run(args)
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.local_regions.split(",") if r] if args.local_style_weight > 0 else None
     photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions, main_process)
@@ -112,7 +101,7 @@ def main(args: argparse.Namespace) -> Path:
         *generators.values(), d_surface, d_texture, regressor, opt_g, opt_d, opt_r)
     generators = dict(zip(generators, nets))
     content_net.to(accelerator.device)
-    start = resume(accelerator, args, output, "tttn")
+    start = common.resume(accelerator, args, output, "tttn")
     shown = list(range(min(4, len(photos.samples))))
     preview = batch(photos.samples, step_rng(args.seed, 0), len(shown), res, expand=False, indices=shown)["image"]
     device = accelerator.device
@@ -167,11 +156,11 @@ def main(args: argparse.Namespace) -> Path:
         opt_g.step()
 
         done = step + 1
-        after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
-        if sample_due(accelerator, args, done):
+        common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
+        if common.sample_due(accelerator, args, done):
             _sample(accelerator, generators, preview, output, done)
 
-    finish(accelerator, args, output, lambda: _write_style(
+    common.finish(accelerator, args, output, lambda: _write_style(
         args, {part: accelerator.unwrap_model(net) for part, net in generators.items()}, output, photos, styles))
     return output
 
@@ -181,20 +170,20 @@ def _sample(accelerator, generators, preview: torch.Tensor, output: Path, step: 
     """photo | stylized rows for fixed photos -> OUT/samples/step-N.png and TensorBoard."""
     net = accelerator.unwrap_model(generators["head"])
     fake = net(preview.to(accelerator.device))
-    save_samples(accelerator, grid([[p, f] for p, f in zip(preview, fake)]), output, step)
+    common.save_samples(accelerator, common.grid([[p, f] for p, f in zip(preview, fake)]), output, step)
 
 
 def _write_style(args, generators: dict, output: Path, photos, styles) -> None:
     """Write OUT as a style folder (config.json, model.safetensors, README.md model card)."""
     name = args.name or output.name
-    model = StyleModel(head=generators["head"].config, bg=generators["bg"].config if "bg" in generators else None,
-                       channel_order="rgb", name=name, description=args.description or "Trained with train/tttn.py",
-                       licence=args.licence, source="train/tttn.py")
+    model = TTNStyle(head=generators["head"].config, bg=generators["bg"].config if "bg" in generators else None,
+                     channel_order="rgb", name=name, description=args.description or "Trained with train/tttn.py",
+                     licence=args.licence, source="train/tttn.py")
     model.head.load_state_dict(generators["head"].state_dict())
     if "bg" in generators:
         model.bg.load_state_dict(generators["bg"].state_dict())
-    extra = card_extra(args, "photo | stylized", f"Data: {photos.describe('photos')}; {styles.describe('style images')}.")
-    model.save_pretrained(output, model_card_kwargs={"extra": extra, "load_name": str(output)})
+    extra = common.card_extra(args, "photo | stylized", f"Data: {photos.describe('photos')}; {styles.describe('style images')}.")
+    save_style(model, output, card_extra=extra, load_name=str(output))
 
 
 if __name__ == "__main__":

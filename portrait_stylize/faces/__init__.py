@@ -52,10 +52,15 @@ def resolve_face_backend(name: str | None = None) -> str:
     return choice
 
 
-@functools.lru_cache(maxsize=4)
 def get_face_backend(name: str | None = None):
-    """A (cached) backend instance with ``name``, ``regions``, ``detect(rgb)`` and ``parse(rgb, faces)``."""
-    resolved = resolve_face_backend(name)
+    """The backend for ``name`` (resolved as :func:`resolve_face_backend`), with ``name``,
+    ``regions``, ``detect(rgb)`` and ``parse(rgb, faces)``; one shared instance per resolved name,
+    so ``None``, ``"auto"`` and the name they resolve to never load the models twice."""
+    return _backend_instance(resolve_face_backend(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _backend_instance(resolved: str):
     if resolved == "facexlib":
         from .facexlib_backend import FacexlibBackend
 

@@ -1,0 +1,15 @@
+"""Style networks: the interface every style offers the pipeline, one class per architecture,
+and reading/writing style folders.
+
+Importing this package registers the architectures that ship with portrait-stylize:
+``ttn`` (:class:`TTNStyle`), ``u2lffm`` (:class:`ReferenceStyle`) and ``builtin``
+(:class:`BuiltinStyle`).
+"""
+
+from .base import ARCHITECTURES, StyleNetwork, build_network, register_architecture
+from .builtin import BuiltinStyle
+from .reference_style import ReferenceStyle
+from .ttn_style import TTNStyle
+
+__all__ = ["ARCHITECTURES", "BuiltinStyle", "ReferenceStyle", "StyleNetwork", "TTNStyle", "build_network",
+           "register_architecture"]

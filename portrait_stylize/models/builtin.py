@@ -2,19 +2,19 @@
 
 Each style is a pure, deterministic function of a ``(B, 3, H, W)`` RGB tensor in [0, 1] built from
 the tensor ops in :mod:`portrait_stylize.ops`; every operation is local (bounded support), so the
-styles tile seamlessly like the networks do. :class:`BuiltinStyle` wraps one as an ``nn.Module``
-with the same call convention as :class:`~portrait_stylize.models.style.StyleModel`.
+styles tile seamlessly like the networks do. :class:`BuiltinStyle` wraps one as a
+:class:`~portrait_stylize.models.base.StyleNetwork` (``arch: builtin``, no weights).
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
-from torch import nn
 
 from ..ops import gaussian_blur, guided_filter, rgb_to_luma
+from .base import Runner, StyleNetwork, register_architecture
 
 
 def _soft_posterize(y: torch.Tensor, levels: int, sharpness: float) -> torch.Tensor:
@@ -81,20 +81,25 @@ def sketch(image: torch.Tensor, dodge_sigma: float = 6.0, contrast: float = 2.2,
 BUILTIN_STYLES: dict[str, Callable[..., torch.Tensor]] = {"toon": toon, "sketch": sketch}
 
 
-class BuiltinStyle(nn.Module):
-    """A weight-free style as a module.
+@register_architecture
+class BuiltinStyle(StyleNetwork):
+    """A weight-free style.
 
     Args:
         builtin: key of :data:`BUILTIN_STYLES`.
         params: keyword overrides for that function (from the registry entry's ``params``).
+        **conventions: provenance (``name``, ``description`` ...), see
+            :class:`~portrait_stylize.models.base.StyleNetwork`.
 
     Shapes:
         ``forward(image)``: ``(B, 3, H, W)`` RGB in [0, 1] -> same shape, RGB in [0, 1], on the
         input's device.
     """
 
-    def __init__(self, builtin: str, params: dict[str, Any] | None = None) -> None:
-        super().__init__()
+    arch = "builtin"
+
+    def __init__(self, builtin: str = "toon", params: dict[str, Any] | None = None, **conventions: Any) -> None:
+        super().__init__(**conventions)
         if builtin not in BUILTIN_STYLES:
             raise ValueError(f"unknown built-in style {builtin!r}; known: {', '.join(BUILTIN_STYLES)}")
         fn = BUILTIN_STYLES[builtin]
@@ -106,5 +111,13 @@ class BuiltinStyle(nn.Module):
         self.params = dict(params or {})
         self._fn = fn
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def architecture_config(self) -> dict[str, Any]:
+        return {"builtin": self.builtin, "params": self.params}
+
+    def forward(self, image: torch.Tensor, part: str = "image", reference: torch.Tensor | None = None,
+                runners: Mapping[str, Runner] | None = None) -> torch.Tensor:
+        self.check_call(part, reference)
         return self._fn(image, **self.params)
+
+    def card_rows(self) -> dict[str, str]:
+        return {"networks": f"none: the built-in filter {self.builtin!r}"}

@@ -23,7 +23,7 @@ Conventions needed to reproduce TensorFlow-trained weights exactly are construct
   destination / 2); ``"half_pixel"`` is PyTorch's ``interpolate(align_corners=False)``.
 
 The input's colour order (RGB or BGR) is not the network's business: it is recorded by
-:class:`~portrait_stylize.models.style.StyleModel`, which converts before calling the TTN.
+:class:`~portrait_stylize.models.ttn_style.TTNStyle`, which converts before calling the TTN.
 """
 
 from __future__ import annotations
@@ -122,6 +122,9 @@ class TTN(nn.Module):
         processed exactly like the original implementation.
     """
 
+    #: ``forward_aligned`` needs ``H, W`` multiples of this (two stride-2 levels).
+    size_multiple = 4
+
     def __init__(self, channels: int = 32, num_blocks: int = 4, padding: str = "tf_same",
                  upsample: str = "tf_legacy", gf_radius: int = 1, gf_eps: float = 1e-2,
                  negative_slope: float = 0.2) -> None:
@@ -192,7 +195,7 @@ class TTN(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"TTN expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        x = pad_to_multiple(x, 4)
+        x = pad_to_multiple(x, self.size_multiple)
         return self.forward_aligned(x)[..., :h, :w]
 
 

@@ -1,14 +1,17 @@
-"""Registry parsing, the Hub cache (offline) and downloads from a local fake Hub.
+"""The Hub cache (offline), downloads from a local fake Hub, checksums and safetensors checks.
+
+Covers :mod:`portrait_stylize.hub` (``fetch_style_files``, ``is_cached``, ``cache_dir``,
+``is_offline``, eviction of files that fail their sha256) and
+:func:`portrait_stylize.models.serialization.check_safetensors` (pickle files are never loaded).
 
 Nothing here touches the network or ``~/.cache``: every test gets a private ``HF_HUB_CACHE`` and a
 registry file named by ``PORTRAIT_STYLIZE_CHECKPOINTS``. Downloads go to :class:`fake_hub.FakeHub`,
 a local HTTP server speaking the Hub's ``/resolve`` protocol, through the real ``hf_hub_download``.
+The fixtures (``tiny``, ``env``, ``online``) are in conftest.py, the helpers in hub_helpers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import sys
@@ -17,140 +20,34 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _http as hf_http
 
 import portrait_stylize as ps
 from portrait_stylize import hub
 from portrait_stylize.errors import (
     ChecksumMismatchError,
-    InvalidStyleError,
-    RegistryError,
     StyleDownloadError,
     StyleNotCachedError,
-    StyleNotFoundError,
     UnsafeWeightsError,
 )
-from portrait_stylize.models.style import StyleModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_hub  # noqa: E402
-from fake_hub import FakeHub, git_blob_sha1, repo_cache_dir, seed_hub_cache, sha256_hex  # noqa: E402
-
-REPO = "tiny-org/tiny-style"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-WRONG_SHA = hashlib.sha256(b"not the weights").hexdigest()
-UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused
-
-
-# --- fixtures and helpers -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """A real saved style: its two files' bytes and the saved model's ``head`` state dict."""
-    folder = tmp_path_factory.mktemp("tiny_style")
-    torch.manual_seed(1234)
-    model = StyleModel(name="tiny", description="tiny test style")
-    model.save_pretrained(folder)
-    files = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
-    head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
-    return {"files": files, "head": head, "sha256": sha256_hex(files["model.safetensors"]), "folder": folder}
+from fake_hub import git_blob_sha1, repo_cache_dir, seed_hub_cache, sha256_hex  # noqa: E402
+from hub_helpers import (  # noqa: E402
+    COMMIT,
+    REPO,
+    UNREACHABLE,
+    WRONG_SHA,
+    assert_head_equal,
+    hub_entry,
+    malicious_checkpoint,
+    seed,
+    write_registry,
+)
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Private cache, offline, cwd in tmp, and a :class:`FakeHub` as ``HF_ENDPOINT``.
-
-    Offline tests add the repo they look for to ``env["hub"]``: if the package ignored
-    ``HF_HUB_OFFLINE`` the download would succeed there, and the teardown check below fails any
-    test that sent a request while ``HF_HUB_OFFLINE=1``. huggingface_hub's own import-time
-    offline flag is forced off, so only the package's handling of ``HF_HUB_OFFLINE`` is tested.
-    """
-    cache = tmp_path / "hf_cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.delenv("PORTRAIT_STYLIZE_CHECKPOINTS", raising=False)  # set by write_registry
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.chdir(tmp_path)
-    with FakeHub() as fake:
-        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
-        yield {"cache": cache, "registry": tmp_path / "registry.json", "tmp": tmp_path,
-               "monkeypatch": monkeypatch, "hub": fake}
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            assert fake.requests == [], "HF_HUB_OFFLINE=1 but the Hub was contacted"
-
-
-@pytest.fixture
-def online(env, monkeypatch):
-    """``env`` with offline mode off: downloads go to ``env["hub"]``."""
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    return env
-
-
-def write_registry(env: dict, styles: dict | None = None, raw: str | None = None, **top) -> Path:
-    """Write the extra registry (a styles dict, or ``raw`` text) and point $PORTRAIT_STYLIZE_CHECKPOINTS at it."""
-    path = env["registry"]
-    text = raw if raw is not None else json.dumps({"format_version": 1, "styles": styles, **top})
-    path.write_text(text, encoding="utf-8")
-    env["monkeypatch"].setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(path))
-    return path
-
-
-def hub_entry(sha256: str, revision: str | None = COMMIT, repo_id: str = REPO,
-              filename: str = "model.safetensors", **extra) -> dict:
-    entry = {"kind": "hub", "repo_id": repo_id, "filename": filename, "sha256": sha256,
-             "licence": "apache-2.0", "description": "tiny", **extra}
-    if revision is not None:
-        entry["revision"] = revision
-    return entry
-
-
-def assert_head_equal(model, expected: dict) -> None:
-    got = model.head.state_dict()
-    assert sorted(got) == sorted(expected)
-    for key, value in expected.items():
-        assert got[key].dtype == value.dtype, key
-        assert torch.equal(got[key].detach().cpu(), value), key
-
-
-def seed(env, tiny, files=None, commit=COMMIT, repo_id=REPO):
-    return seed_hub_cache(env["cache"], repo_id, files or tiny["files"], commit)
-
-
-class Payload:
-    """Unpickling this calls ``open(marker, "w")``: proof of code execution if the marker appears."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def malicious_checkpoint(path: Path, marker: Path, zipfile: bool = True) -> Path:
-    torch.save({"head.x0.weight": Payload(marker)}, path, _use_new_zipfile_serialization=zipfile)
-    return path
-
-
-# --- 1. seeded Hub cache, offline ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("revision", [COMMIT, None], ids=["pinned_commit", "via_refs_main"])
-def test_load_from_seeded_cache_is_bit_exact(env, tiny, revision):
-    seed(env, tiny)
-    write_registry(env, {"tiny-style": hub_entry(tiny["sha256"], revision)})
-    torch.manual_seed(0)  # a model that silently skipped loading would have different random weights
-
-    st = ps.load_style("tiny-style", device="cpu")
-
-    assert isinstance(st.model, StyleModel)
-    assert_head_equal(st.model, tiny["head"])
-    assert st.model.bg is None
-    assert st.model.meta["name"] == "tiny"
-    assert (st.spec.name, st.spec.kind, st.spec.repo_id, st.spec.revision) == ("tiny-style", "hub", REPO, revision)
+# --- seeded Hub cache, offline ----------------------------------------------------------------
 
 
 def test_seeded_cache_is_found_by_huggingface_hub(env, tiny):
@@ -187,7 +84,7 @@ def test_list_styles_reports_offline_availability(env, tiny):
     assert [s.name for s in ps.list_styles("tiny-*")] == ["tiny-style", "tiny-main"]
 
 
-# --- 2. wrong checksum --------------------------------------------------------------------------
+# --- wrong checksum ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("revision", [COMMIT, None], ids=["pinned_commit", "via_refs_main"])
@@ -217,7 +114,7 @@ def test_wrong_checksum_raises_and_evicts_only_the_bad_file(env, tiny, revision)
     assert {s.name: s.available_offline for s in ps.list_styles("tiny-*")} == {"tiny-style": False}
 
 
-# --- 3. offline and not cached ------------------------------------------------------------------
+# --- offline and not cached -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("revision", [COMMIT, None], ids=["pinned_commit", "main"])
@@ -258,106 +155,12 @@ def test_is_offline_reads_env_at_call_time(monkeypatch):
     assert hub.is_offline() is False
 
 
-# --- 4. unknown name ----------------------------------------------------------------------------
-
-
-def test_unknown_style_lists_known_names(env):
-    write_registry(env, {"extra-one": {"kind": "builtin", "builtin": "toon", "licence": "mit"}})
-    with pytest.raises(StyleNotFoundError) as exc:
-        ps.load_style("no-such-style")
-    msg = str(exc.value)
-    assert msg.startswith("unknown style 'no-such-style'")
-    assert "Known styles: toon, sketch, extra-one." in msg
-    assert isinstance(exc.value, KeyError)
-
-
-def test_unknown_style_without_extra_registry(env):
-    with pytest.raises(StyleNotFoundError, match=r"Known styles: toon, sketch\."):
-        ps.load_style("nonexistent")
-
-
-# --- 5. malformed registry ----------------------------------------------------------------------
-
-GOOD_SHA = "a" * 64
-
-
-@pytest.mark.parametrize(
-    ("styles_or_doc", "fragments"),
-    [
-        pytest.param({"s": {k: v for k, v in hub_entry(GOOD_SHA).items() if k != "sha256"}},
-                     ["style 's'", "missing required key 'sha256'"], id="missing_sha256"),
-        pytest.param({"s": hub_entry("A" * 64)}, ["key 'sha256'", "64 lowercase hex", "'AAAA"], id="sha256_uppercase"),
-        pytest.param({"s": hub_entry("abc123")}, ["key 'sha256'", "'abc123'"], id="sha256_short"),
-        pytest.param({"s": {**hub_entry(GOOD_SHA), "repo": "org/x"}}, ["unknown key 'repo'", "kind 'hub'", "repo_id"],
-                     id="unknown_key_typo"),
-        pytest.param({"s": {**hub_entry(GOOD_SHA), "revision": 5}}, ["key 'revision' must be a str, got int"],
-                     id="wrong_type_revision"),
-        pytest.param({"s": {"kind": "builtin", "builtin": "toon", "licence": "mit", "params": [1]}},
-                     ["key 'params' must be a dict, got list"], id="wrong_type_params"),
-        pytest.param({"s": {**hub_entry(GOOD_SHA), "kind": "zip"}}, ["key 'kind' must be one of", "'zip'"],
-                     id="bad_kind"),
-        pytest.param({"s": {k: v for k, v in hub_entry(GOOD_SHA).items() if k != "kind"}},
-                     ["key 'kind' must be one of", "None"], id="missing_kind"),
-        pytest.param({"s": hub_entry(GOOD_SHA, repo_id="no-slash")}, ["key 'repo_id'", "'no-slash'"], id="bad_repo_id"),
-        pytest.param({"s": "hub"}, ["style 's' must be a JSON object, got str"], id="entry_not_object"),
-        pytest.param({"format_version": 1, "default": "nope", "styles": {"s": hub_entry(GOOD_SHA)}},
-                     ["key 'default' names 'nope'"], id="default_not_a_style"),
-        pytest.param({"format_version": 2, "styles": {}}, ["key 'format_version' is 2"], id="format_version"),
-        pytest.param({"styles": []}, ["'styles' object"], id="styles_not_object"),
-    ],
-)
-def test_malformed_registry_raises_registry_error(env, styles_or_doc, fragments):
-    if "styles" in styles_or_doc:
-        write_registry(env, raw=json.dumps(styles_or_doc))
-    else:
-        write_registry(env, styles_or_doc)
-    for call in (lambda: ps.load_style("toon"), ps.list_styles):
-        with pytest.raises(RegistryError) as exc:
-            call()
-        msg = str(exc.value)
-        assert msg.startswith(str(env["registry"])), msg
-        for fragment in fragments:
-            assert fragment in msg, (fragment, msg)
-
-
-def test_registry_invalid_json(env):
-    write_registry(env, raw='{"styles": {"s": {"kind": "builtin",}}}')
-    with pytest.raises(RegistryError) as exc:
-        ps.load_style("toon")
-    assert str(exc.value).startswith(f"{env['registry']}: not valid UTF-8 JSON (")
-    assert "line 1" in str(exc.value)
-
-
-def test_registry_file_missing(env, monkeypatch):
-    monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["registry"]))
-    with pytest.raises(RegistryError, match="registry file not found") as exc:
-        ps.list_styles()
-    assert str(env["registry"]) in str(exc.value)
-
-
-@pytest.mark.parametrize("filename", ["pytorch_model.bin", "weights/model.pt"])
-def test_registry_pickle_filename_is_unsafe(env, filename):
-    write_registry(env, {"s": hub_entry(GOOD_SHA, filename=filename)})
-    with pytest.raises(UnsafeWeightsError) as exc:
-        ps.load_style("toon")
-    msg = str(exc.value)
-    assert "key 'filename'" in msg and repr(filename) in msg and "safetensors" in msg
-
-
-def test_extra_registry_overrides_builtin_by_name(env, tiny):
-    seed(env, tiny)
-    write_registry(env, {"toon": hub_entry(tiny["sha256"])}, default="toon")
-    st = ps.load_style("toon", device="cpu")
-    assert st.spec.kind == "hub"
-    assert_head_equal(st.model, tiny["head"])
+# --- non-safetensors weights are never unpickled ----------------------------------------------
 
 
 def test_fetch_refuses_pickle_filename_before_any_network(env):
     with pytest.raises(UnsafeWeightsError, match=r"'model\.bin' is not a \.safetensors file"):
         hub.fetch_style_files("org/name", "model.bin")
-
-
-# --- 6. non-safetensors weights are never unpickled ---------------------------------------------
 
 
 @pytest.mark.parametrize("zipfile", [True, False], ids=["torch_zip", "legacy_pickle"])
@@ -401,40 +204,6 @@ def test_check_safetensors_refuses_pickle_suffix_and_accepts_real_file(tmp_path,
     hub.check_safetensors(tiny["folder"] / "model.safetensors")  # no exception
 
 
-def _pickled_style_folder(env, tiny, weights_name: str) -> tuple[Path, Path]:
-    """A style folder whose weights file is a malicious pickle; returns (folder, marker)."""
-    folder = env["tmp"] / f"pickled_{weights_name}"
-    folder.mkdir()
-    (folder / "config.json").write_bytes(tiny["files"]["config.json"])
-    marker = env["tmp"] / "pwned"
-    malicious_checkpoint(folder / weights_name, marker)
-    return folder, marker
-
-
-def test_local_folder_with_only_pytorch_model_bin(env, tiny):
-    folder, marker = _pickled_style_folder(env, tiny, "pytorch_model.bin")
-    with pytest.raises((InvalidStyleError, UnsafeWeightsError)) as exc:
-        ps.load_style(str(folder))
-    msg = str(exc.value)
-    assert "no model.safetensors" in msg
-    assert "found: config.json, pytorch_model.bin" in msg
-    assert "never loaded" in msg
-    assert not marker.exists()
-
-
-def test_local_folder_with_pickle_named_safetensors(env, tiny):
-    folder, marker = _pickled_style_folder(env, tiny, "model.safetensors")
-    with pytest.raises(UnsafeWeightsError, match="not a safetensors file"):
-        ps.load_style(str(folder))
-    assert not marker.exists()
-
-
-def test_local_folder_loads_real_style(env, tiny):
-    st = ps.load_style(str(tiny["folder"]), device="cpu")
-    assert st.spec.kind == "local" and st.spec.name == "tiny" and st.spec.available_offline
-    assert_head_equal(st.model, tiny["head"])
-
-
 def test_cached_hub_style_with_pickle_payload_is_refused(env, tiny):
     marker = env["tmp"] / "pwned"
     bad = malicious_checkpoint(env["tmp"] / "bad.safetensors", marker).read_bytes()
@@ -446,7 +215,7 @@ def test_cached_hub_style_with_pickle_payload_is_refused(env, tiny):
     assert not marker.exists()
 
 
-# --- 7. downloads from a local fake Hub ---------------------------------------------------------
+# --- downloads from a local fake Hub ----------------------------------------------------------
 
 
 def test_download_registered_style_then_load(online, tiny):
@@ -603,7 +372,7 @@ def test_hub_unreachable_and_not_cached(env, monkeypatch, tiny):
     assert sleeps  # it really tried (and retried) the network, which refused
 
 
-# --- regressions found in review ------------------------------------------------------------------
+# --- cache folder -----------------------------------------------------------------------------
 
 
 def test_cache_dir_expands_user_and_vars(env, tiny, monkeypatch):
@@ -623,45 +392,3 @@ def test_style_without_cached_config_is_not_available_offline(env, tiny):
     seed(env, tiny, files={"model.safetensors": tiny["files"]["model.safetensors"]})
     write_registry(env, {"tiny-style": hub_entry(tiny["sha256"])})
     assert {s.name: s.available_offline for s in ps.list_styles()}["tiny-style"] is False
-
-
-@pytest.mark.parametrize("doc,fragment", [
-    ({"default": ["x"], "styles": {}}, "key 'default' must be a style name"),
-    ({"default": "nope", "styles": {}}, "key 'default' names 'nope'"),
-])
-def test_registry_default_errors(env, doc, fragment):
-    write_registry(env, raw=json.dumps(doc))
-    with pytest.raises(RegistryError, match=fragment):
-        ps.load_style()
-
-
-def test_extra_registry_default_wins(env):
-    write_registry(env, {}, default="sketch")
-    assert ps.load_style().name == "sketch"
-
-
-def test_registry_path_that_is_a_folder_or_not_utf8(env, monkeypatch):
-    monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["tmp"]))
-    with pytest.raises(RegistryError, match="cannot read the registry file"):
-        ps.list_styles()
-    env["registry"].write_bytes(b"\xff\xfe{}")
-    monkeypatch.setenv("PORTRAIT_STYLIZE_CHECKPOINTS", str(env["registry"]))
-    with pytest.raises(RegistryError, match="not valid UTF-8 JSON"):
-        ps.list_styles()
-
-
-def test_from_pretrained_hub_id_uses_safetensors_download(online, tiny):
-    commit = online["hub"].add_repo(REPO, tiny["files"])
-    # The mixin fetches config.json itself from the import-time endpoint, so that one comes from
-    # the cache; the weights go through our override, which only ever asks for safetensors.
-    seed(online, tiny, files={"config.json": tiny["files"]["config.json"]}, commit=commit)
-    model = StyleModel.from_pretrained(REPO, revision=commit, cache_dir=online["cache"])
-    paths = [r.path for r in online["hub"].requests]
-    assert any(p.endswith("/model.safetensors") for p in paths) and not any("pytorch_model" in p for p in paths)
-    assert_head_equal(model, tiny["head"])
-
-
-def test_list_styles_glob_and_stylize_shortcut():
-    assert [s.name for s in ps.list_styles("sk*")] == ["sketch"]
-    arr = (torch.rand(40, 56, 3) * 255).to(torch.uint8).numpy()
-    assert ps.stylize(arr, style="sketch").tobytes() == ps.load_style("sketch")(arr).tobytes()
