@@ -91,9 +91,9 @@ class StyleSpec:
         return dataclasses.replace(self, available_offline=available)
 
     def to_entry(self) -> dict[str, Any]:
-        """The ``checkpoints.json`` entry for this style (keys of its kind that are set and not empty)."""
+        """The ``checkpoints.json`` entry for this style (keys of its kind that are set)."""
         return {f.name: getattr(self, f.name) for f in _SCHEMA
-                if self.kind in f.metadata["kinds"] and getattr(self, f.name) not in (None, {}, "")}
+                if self.kind in f.metadata["kinds"] and getattr(self, f.name) not in (None, {})}
 
 
 _SCHEMA = [f for f in dataclasses.fields(StyleSpec) if f.metadata]
