@@ -38,6 +38,10 @@ from .models.ttn import TTN
 from .models.ttn_style import TTNStyle
 
 
+#: Side of a face paste mask stored with a converted style (the aligned crop's side).
+FACE_MASK_SIZE = 288
+
+
 class ConversionError(PortraitStylizeError, ValueError):
     """The source does not have the structure of a DCT-Net/White-box TTN, or cannot be read."""
 
@@ -383,7 +387,8 @@ def _is_bg(path: Path) -> bool:
 
 def convert(sources: list[str | Path], output: str | Path, *, name: str = "", description: str = "",
             licence: str = "other", source: str = "", channel_order: str = "bgr", overwrite: bool = False,
-            command: str | None = None, **ttn_overrides: Any) -> TTNStyle:
+            command: str | None = None, face_mask: np.ndarray | None = None, image_pad_multiple: int = 0,
+            image_pad_value: float = 1.0, **ttn_overrides: Any) -> TTNStyle:
     """Convert one or two released networks into a style folder at ``output``.
 
     Args:
@@ -394,6 +399,10 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
         channel_order: what the weights were trained on (official DCT-Net/White-box: ``"bgr"``).
         overwrite: replace an existing non-empty ``output`` (atomically).
         command: the command line to record in the model card (default: a Python call).
+        face_mask: ``(H, W)`` grey levels in [0, 255], the release's paste mask for the face pass
+            (DCT-Net's ``alpha.jpg``), stored with the weights at 288².
+        image_pad_multiple, image_pad_value: how the release pads whole images (DCT-Net: 16,
+            white), see :class:`~portrait_stylize.models.ttn_style.TTNStyle`.
         **ttn_overrides: :class:`TTN` arguments that win over detected conventions (``gf_eps``,
             ``gf_radius``, ``upsample``, ``padding``, ``negative_slope``).
 
@@ -410,10 +419,13 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
         nets[part] = ttn_from_weights(weights, str(path), **ttn_overrides)
         found[part] = weights.conventions
     model = TTNStyle(head=nets["head"].config, bg=nets["bg"].config if "bg" in nets else None,
-                       channel_order=channel_order, name=name, description=description, licence=licence,
-                       source=source)
+                     channel_order=channel_order, name=name, description=description, licence=licence,
+                     source=source, image_pad_multiple=image_pad_multiple, image_pad_value=image_pad_value,
+                     face_mask_size=FACE_MASK_SIZE if face_mask is not None else 0)
     for part, net in nets.items():
         getattr(model, part).load_state_dict(net.state_dict())
+    if face_mask is not None:
+        model.set_face_mask(face_mask)
     inputs = [(part, f) for part, p in parts.items() for f in _source_files(p)]
     lines = ["", "## Conversion", "",
              "Converted with `portrait-stylize convert`; the TTN structure was checked layer by layer.", "",

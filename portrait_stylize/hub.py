@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from .downloads import is_offline
 from .errors import (
     ChecksumMismatchError,
     HubUploadError,
@@ -39,11 +40,6 @@ from .registry import StyleSpec
 from .version import __version__
 
 logger = logging.getLogger(__name__)
-
-def is_offline() -> bool:
-    """``True`` when ``HF_HUB_OFFLINE`` is set to a true value (checked at every call)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
 
 def cache_dir() -> Path:
     """The Hub cache folder in use (``$HF_HUB_CACHE`` read at call time)."""

@@ -4,6 +4,8 @@
 a registry name, a local style folder (kind ``local``) or a Hub repo id ``org/name[@revision]``
 (kind ``hub`` without a sha256). :func:`load_network` then loads it with the :class:`Source` of its
 kind. Adding a source is one :class:`Source` in :data:`SOURCES` plus its keys in ``StyleSpec``.
+``modelscope`` and ``url`` styles are released TensorFlow files, downloaded, verified and converted
+on first use, then cached (:mod:`portrait_stylize.converted`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import StyleNotFoundError
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from . import converted, modelscope
+from .convert import ConversionError, convert
+from .downloads import download, is_offline
+from .errors import StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .hub import fetch_spec, is_cached
 from .models import StyleNetwork, build_network
 from .models.serialization import WEIGHTS_NAME, load_style_files, load_style_folder
@@ -48,11 +56,86 @@ def _load_local(spec: StyleSpec) -> StyleNetwork:
     return load_style_folder(spec.path)
 
 
+def _converted_key(spec: StyleSpec) -> tuple[str, str | None, dict[str, str]]:
+    """``(source, revision, expected file hashes)`` of a converted-on-first-use style's cache entry."""
+    if spec.kind == "url":
+        return spec.url, spec.sha256[:16], {Path(spec.url.split("?")[0]).name: spec.sha256}
+    return spec.model_id, spec.revision, dict(spec.file_sha256)
+
+
+def _load_converted(spec: StyleSpec) -> StyleNetwork:
+    """``modelscope`` and ``url`` styles: the cached conversion, else download, verify, convert
+    and cache it (see :mod:`portrait_stylize.converted`)."""
+    label = f"style {spec.name!r}"
+    source, revision, expected = _converted_key(spec)
+    folder = converted.find_cached(spec.kind, source, revision, expected)
+    if folder is None:
+        if is_offline():
+            raise StyleNotCachedError(
+                f"{label} ({source}) is downloaded and converted on first use, which has not happened on this "
+                "machine, and offline mode is on (HF_HUB_OFFLINE or PORTRAIT_STYLIZE_OFFLINE). Unset it once "
+                "to download it, or use a built-in style such as 'toon'.")
+        if revision is None:
+            revision = modelscope.newest_tag(source, label)
+        make = _MAKERS[spec.kind]
+        folder = converted.build(converted.style_folder(spec.kind, source, revision), expected,
+                                 lambda work: make(spec, revision, work, label))
+    return load_style_folder(folder)
+
+
+def _convert_files(spec: StyleSpec, networks: list[Path], mask: Path | None, work: Path, origin: str) -> None:
+    """Convert downloaded release files into the style folder ``work / "style"``."""
+    face_mask = None
+    if mask is not None:
+        try:
+            with Image.open(mask) as image:
+                face_mask = np.asarray(image.convert("L"), np.float32)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise ConversionError(f"{mask.name} from {origin}: not a readable paste mask image ({exc})") from None
+    convert(networks, work / "style", name=spec.name, description=spec.description, licence=spec.licence,
+            source=origin, face_mask=face_mask, command=f"# converted on first use from {origin}",
+            **spec.conversion)
+
+
+def _make_modelscope(spec: StyleSpec, revision: str, work: Path, label: str) -> converted.Provenance:
+    answered, listing = modelscope.list_files(spec.model_id, revision, label)
+    by_path = {f.path: f for f in listing}
+    paths, hashes = {}, {}
+    for role, names in spec.files.items():
+        found = next((by_path[n] for n in names if n in by_path), None)
+        if found is None:
+            raise StyleDownloadError(f"{label}: {answered} at {revision} has none of {', '.join(names)} ({role}); "
+                                     f"it has {', '.join(sorted(by_path)) or 'no files'}")
+        sha256 = spec.file_sha256.get(found.path) or found.sha256
+        if not sha256:
+            raise StyleDownloadError(f"{label}: no sha256 is known for {found.path} (neither the registry nor the "
+                                     "listing gives one); pin it with `portrait-stylize pin`")
+        paths[role] = download(modelscope.file_url(answered, revision, found.path),
+                               work / "files" / Path(found.path).name, sha256=sha256, size=found.size or None,
+                               label=label)
+        hashes[found.path] = sha256
+    networks = [paths["head"]] + ([paths["bg"]] if "bg" in paths else [])
+    _convert_files(spec, networks, paths.get("alpha"), work, f"modelscope:{answered}@{revision}")
+    return converted.Provenance("modelscope", spec.model_id, revision, hashes)
+
+
+def _make_url(spec: StyleSpec, revision: str, work: Path, label: str) -> converted.Provenance:
+    name = Path(spec.url.split("?")[0]).name
+    path = download(spec.url, work / "files" / name, sha256=spec.sha256, label=label)
+    _convert_files(spec, [path], None, work, spec.url)
+    return converted.Provenance("url", spec.url, revision, {name: spec.sha256})
+
+
+_MAKERS = {"modelscope": _make_modelscope, "url": _make_url}
+
+
 #: kind -> its :class:`Source`; the keys are :data:`portrait_stylize.registry.KINDS`.
 SOURCES: dict[str, Source] = {
     "builtin": Source(_load_builtin, lambda spec: True),
     "hub": Source(_load_hub, is_cached),
     "local": Source(_load_local, lambda spec: Path(spec.path).is_dir()),
+    "modelscope": Source(_load_converted, lambda spec: converted.find_cached(spec.kind, *_converted_key(spec)) is not None),
+    "url": Source(_load_converted, lambda spec: converted.find_cached(spec.kind, *_converted_key(spec)) is not None),
 }
 
 

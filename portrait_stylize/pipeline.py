@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -303,16 +304,20 @@ class Stylizer:
     def stylize_faces(self, rgb: np.ndarray, stylized: np.ndarray, faces: list[Face],
                       details: StylizeDetails) -> np.ndarray:
         """DCT-Net's face pass: aligned crops through the face network in one batch, warped back
-        with a feathered elliptical mask over the whole-image result ``(H, W, 3)`` float32."""
+        over the whole-image result ``(H, W, 3)`` float32 with the style's own paste mask (the
+        official ``alpha.jpg`` for DCT-Net styles), else a feathered ellipse."""
         matrices = [align.crop_transform(f.landmarks) for f in faces]
         crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
         heads = self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy()
+        mask = self.model.face_paste_mask()
+        mask = _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
+                                                             interpolation=cv2.INTER_AREA)
         out = stylized.copy()
         for crop, head, matrix in zip(crops, heads, matrices):
             x0, y0, x1, y1 = window = align.crop_footprint(matrix, rgb.shape[:2])
             paste = align.warp_from_crop(head, matrix, window)
-            alpha = align.warp_from_crop(_head_mask(), matrix, window)[..., None]
+            alpha = align.warp_from_crop(mask, matrix, window)[..., None]
             out[y0:y1, x0:x1] = alpha * paste + (1 - alpha) * out[y0:y1, x0:x1]
             details.crops.append((Image.fromarray(crop), Image.fromarray((head * 255).round().clip(0, 255).astype(np.uint8))))
         return out

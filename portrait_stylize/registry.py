@@ -38,7 +38,9 @@ from .errors import RegistryError, UnsafeWeightsError
 
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
 #: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
-KINDS = ("builtin", "hub", "local")
+KINDS = ("builtin", "hub", "local", "modelscope", "url")
+#: Roles of the files of a ``modelscope`` entry: the networks and DCT-Net's paste mask.
+FILE_ROLES = ("head", "bg", "alpha")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
 _HUB_ID = re.compile(rf"^(?:hf-hub:)?(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w./-]+))?$")
@@ -68,6 +70,14 @@ class StyleSpec:
             sha256 (checked before every use; required in registry files, ``None`` only for an
             ad-hoc ``org/name`` passed to ``load_style``, which logs a warning).
             ``revision=None`` means ``main``.
+        model_id, revision, files, file_sha256: ``modelscope``: a ModelScope model, its tag
+            (``None``: the newest tag, looked up on first use), the candidate file names per role
+            (``{"head": [...], "bg": [...], "alpha": [...]}``, the first one present is used) and
+            the expected sha256 per file name (absent: the listing's own, trusted on first use).
+        url, sha256: ``url``: one released file at a fixed address and its sha256 (required).
+        conversion: ``modelscope``/``url``: keyword arguments for
+            :func:`portrait_stylize.convert.convert` (``channel_order``, ``gf_eps``,
+            ``image_pad_multiple`` ...); the style is converted on first use and cached.
         path: ``local``: the style folder.
         available_offline: filled in by :func:`portrait_stylize.list_styles`: ``True`` when the
             style can be used with no network (built-in, local, or weights already cached).
@@ -81,9 +91,14 @@ class StyleSpec:
     builtin: str | None = field(default=None, metadata=_key(str, ("builtin",), ("builtin",)))
     params: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("builtin",)))
     repo_id: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
-    revision: str | None = field(default=None, metadata=_key(str, ("hub",)))
+    model_id: str | None = field(default=None, metadata=_key(str, ("modelscope",), ("modelscope",)))
+    revision: str | None = field(default=None, metadata=_key(str, ("hub", "modelscope")))
     filename: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
-    sha256: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    files: dict[str, list[str]] = field(default_factory=dict, metadata=_key(dict, ("modelscope",), ("modelscope",)))
+    url: str | None = field(default=None, metadata=_key(str, ("url",), ("url",)))
+    sha256: str | None = field(default=None, metadata=_key(str, ("hub", "url"), ("hub", "url")))
+    file_sha256: dict[str, str] = field(default_factory=dict, metadata=_key(dict, ("modelscope",)))
+    conversion: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("modelscope", "url")))
     path: str | None = field(default=None, metadata=_key(str, ("local",), ("local",)))
     available_offline: bool = False
 
@@ -139,17 +154,40 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
     if kind == "hub":
         if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None):
             raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
-        if not _HEX64.match(entry["sha256"]):
-            raise RegistryError(f"{ctx}: key 'sha256' must be 64 lowercase hex digits, got {entry['sha256']!r}")
         if not entry["filename"].endswith(".safetensors"):
             raise UnsafeWeightsError(
                 f"{ctx}: key 'filename' is {entry['filename']!r}; only .safetensors weights are ever "
                 "loaded (pickle files can run code). Convert the checkpoint to safetensors."
             )
+    if kind == "modelscope":
+        _check_modelscope(entry, ctx)
+    if kind == "url" and not (entry["url"].startswith("https://") or entry["url"].startswith("http://")):
+        raise RegistryError(f"{ctx}: key 'url' must be an http(s) address, got {entry['url']!r}")
+    digests = {"'sha256'": entry.get("sha256"),
+               **{f"'file_sha256' for {k!r}": v for k, v in entry.get("file_sha256", {}).items()}}
+    for key, digest in digests.items():
+        if digest is not None and not (isinstance(digest, str) and _HEX64.match(digest)):
+            raise RegistryError(f"{ctx}: key {key} must be 64 lowercase hex digits, got {digest!r}")
     if kind == "local":
         # Relative folders are relative to the registry file, so a registry travels with its styles.
         entry = {**entry, "path": str(Path(where).resolve().parent / os.path.expandvars(os.path.expanduser(entry["path"])))}
     return StyleSpec(name=name, **entry)
+
+
+def _check_modelscope(entry: dict[str, Any], ctx: str) -> None:
+    if parse_hub_id(entry["model_id"]) != (entry["model_id"], None):
+        raise RegistryError(f"{ctx}: key 'model_id' must look like 'owner/name', got {entry['model_id']!r}")
+    files = entry["files"]
+    if "head" not in files:
+        raise RegistryError(f"{ctx}: key 'files' must name the 'head' network's file(s), got {files!r}")
+    for role, names in files.items():
+        if role not in FILE_ROLES:
+            raise RegistryError(f"{ctx}: key 'files' has unknown role {role!r}; roles: {', '.join(FILE_ROLES)}")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise RegistryError(f"{ctx}: files[{role!r}] must be a non-empty list of file names, got {names!r}")
+    conversion = entry.get("conversion", {})
+    if "sources" in conversion or "output" in conversion:
+        raise RegistryError(f"{ctx}: key 'conversion' may not set 'sources' or 'output'")
 
 
 def parse_registry(data: Any, where: str = "registry") -> Registry:

@@ -144,7 +144,7 @@ def test_list_styles_glob_and_stylize_shortcut():
 
 
 def test_kinds_are_a_closed_set():
-    assert registry.KINDS == ("builtin", "hub", "local")
+    assert registry.KINDS == ("builtin", "hub", "local", "modelscope", "url")
     for f in dataclasses.fields(StyleSpec):
         if not f.metadata:  # name, available_offline: not registry keys
             assert f.name in ("name", "available_offline"), f.name

@@ -22,6 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,6 +103,11 @@ class StyleNetwork(nn.Module, ABC):
     def card_rows(self) -> dict[str, str]:
         """Architecture-specific rows of the model card's table (label -> value)."""
         return {}
+
+    def face_paste_mask(self) -> np.ndarray | None:
+        """The style's own ``(S, S)`` float32 mask in [0, 1] over the aligned face crop, saying where
+        the face pass replaces the whole-image result; ``None``: the pipeline's default."""
+        return None
 
     # --- shared behaviour -------------------------------------------------------------------
 

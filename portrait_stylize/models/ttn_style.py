@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Runner, StyleNetwork, register_architecture
@@ -19,6 +21,14 @@ class TTNStyle(StyleNetwork):
     Args:
         head: :class:`~portrait_stylize.models.ttn.TTN` keyword arguments for the face network.
         bg: keyword arguments for a separate whole-image network, or ``None`` to reuse ``head``.
+        image_pad_multiple: when > 0, whole images are padded at the bottom/right with the colour
+            ``image_pad_value`` (RGB in [0, 1]) to a multiple of this before the network, as the
+            official DCT-Net pipeline does (16, white); 0 leaves padding to the TTN (edge
+            replication to a multiple of 4).
+        image_pad_value: the padding colour, grey level in [0, 1].
+        face_mask_size: when > 0, the style carries its own paste mask for the face pass
+            (``face_mask``, uint8 ``(S, S)`` in the aligned crop, e.g. DCT-Net's ``alpha.jpg``);
+            0 uses the pipeline's feathered ellipse.
         **conventions: see :class:`~portrait_stylize.models.base.StyleNetwork`.
 
     Shapes:
@@ -32,13 +42,35 @@ class TTNStyle(StyleNetwork):
     legacy_keys = ("generator", "reference_size")
 
     def __init__(self, head: dict[str, Any] | None = None, bg: dict[str, Any] | None = None,
+                 image_pad_multiple: int = 0, image_pad_value: float = 1.0, face_mask_size: int = 0,
                  **conventions: Any) -> None:
         super().__init__(**conventions)
+        for key, value, top in (("image_pad_multiple", image_pad_multiple, 256), ("face_mask_size", face_mask_size, 4096)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ValueError(f"{key} must be an integer in [0, {top}], got {value!r}")
+        if isinstance(image_pad_value, bool) or not isinstance(image_pad_value, (int, float)) \
+                or not 0.0 <= image_pad_value <= 1.0:
+            raise ValueError(f"image_pad_value must be a number in [0, 1], got {image_pad_value!r}")
         self.head = TTN(**(head or {}))
         self.bg = TTN(**bg) if bg is not None else None
+        self.image_pad_multiple = image_pad_multiple
+        self.image_pad_value = float(image_pad_value)
+        if face_mask_size:
+            self.register_buffer("face_mask", torch.full((face_mask_size, face_mask_size), 255, dtype=torch.uint8))
 
     def architecture_config(self) -> dict[str, Any]:
-        return {"head": self.head.config, "bg": self.bg.config if self.bg is not None else None}
+        return {"head": self.head.config, "bg": self.bg.config if self.bg is not None else None,
+                "image_pad_multiple": self.image_pad_multiple, "image_pad_value": self.image_pad_value,
+                "face_mask_size": self.face_mask.shape[-1] if hasattr(self, "face_mask") else 0}
+
+    def set_face_mask(self, mask: np.ndarray) -> None:
+        """Store ``(H, W)`` grey levels in [0, 255] (resized, area-averaged) as the face-pass paste mask."""
+        size = self.face_mask.shape[-1]
+        resized = F.interpolate(torch.as_tensor(mask, dtype=torch.float32)[None, None], size=(size, size), mode="area")
+        self.face_mask.copy_(resized[0, 0].round().clamp(0, 255).to(torch.uint8))
+
+    def face_paste_mask(self) -> np.ndarray | None:
+        return self.face_mask.float().div(255.0).cpu().numpy() if hasattr(self, "face_mask") else None
 
     def subnetworks(self) -> dict[str, nn.Module]:
         return {"head": self.head, **({"bg": self.bg} if self.bg is not None else {})}
@@ -52,7 +84,11 @@ class TTNStyle(StyleNetwork):
         self.check_call(part, reference)
         name = self.network_name(part)
         run = runners[name] if runners is not None else self.subnetworks()[name]
-        return self.from_network(run(self.to_network(image)))
+        h, w = image.shape[-2:]
+        multiple = self.image_pad_multiple if part == "image" else 0
+        if multiple:
+            image = F.pad(image, (0, -w % multiple, 0, -h % multiple), value=self.image_pad_value)
+        return self.from_network(run(self.to_network(image)))[..., :h, :w]
 
     def card_rows(self) -> dict[str, str]:
         c = self.head.config

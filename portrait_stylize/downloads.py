@@ -1,0 +1,143 @@
+"""Downloading one file over HTTP(S): streamed, resumable, bounded in time, verified by sha256.
+
+Used by the sources that are not the Hugging Face Hub (ModelScope, fixed URLs; see
+:mod:`portrait_stylize.loading`). A file is written to ``DEST.part`` and renamed to ``DEST`` only
+after its size and sha256 check out, so a partial or wrong download is never taken for a good
+one; a ``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+from tqdm.auto import tqdm
+
+from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
+from .version import __version__
+
+#: Seconds to wait for a connection and between two chunks of a body (a stalled server fails).
+TIMEOUT = httpx.Timeout(30.0, read=30.0)
+USER_AGENT = f"portrait-stylize/{__version__}"
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "PORTRAIT_STYLIZE_OFFLINE")
+#: How often a body that broke off is resumed before giving up.
+RETRIES = 2
+_CHUNK = 1 << 20
+
+
+class _Incomplete(Exception):
+    """The body ended before its announced length."""
+
+
+def is_offline() -> bool:
+    """``True`` when ``HF_HUB_OFFLINE`` or ``PORTRAIT_STYLIZE_OFFLINE`` is set to a true value
+    (read at every call)."""
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in OFFLINE_VARIABLES)
+
+
+def client() -> httpx.Client:
+    """An HTTP client that follows redirects, gives up after :data:`TIMEOUT` and names this library."""
+    return httpx.Client(follow_redirects=True, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT})
+
+
+def _sha256_of(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                digest.update(chunk)
+    return digest
+
+
+def unreachable(label: str, url: str, exc: Exception) -> StyleNotCachedError:
+    """The error for a server that cannot be reached (no network, DNS, refused, timed out)."""
+    return StyleNotCachedError(f"{label}: cannot reach {url} ({type(exc).__name__}: {exc}). Connect to the "
+                               "internet and try again, or use a built-in style such as 'toon'.")
+
+
+def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
+             label: str = "download", progress: bool = True, http: httpx.Client | None = None) -> Path:
+    """Fetch ``url`` into ``dest`` and return ``dest``.
+
+    Args:
+        sha256: expected hex digest; a mismatch raises :class:`ChecksumMismatchError` and leaves
+            nothing behind.
+        size: expected size in bytes (e.g. from a listing), checked as well.
+        label: names what is downloaded in messages (e.g. ``"style 'anime'"``).
+        progress: show a tqdm bar (the web app follows tqdm bars too).
+        http: a client to reuse (default: a new :func:`client`).
+
+    Raises:
+        StyleNotCachedError: offline, or the server cannot be reached or stalls.
+        StyleDownloadError: an HTTP error, a body shorter than announced, or an HTML page where
+            a file was expected.
+        ChecksumMismatchError: the bytes differ from ``sha256``.
+    """
+    dest = Path(dest)
+    if is_offline():
+        raise StyleNotCachedError(f"{label}: {dest.name} is not cached and offline mode is on "
+                                  f"({' or '.join(OFFLINE_VARIABLES)}); unset it once to download {url}")
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    own = http is None
+    http = http or client()
+    try:
+        _stream_with_retries(http, url, part, label, progress)
+    except BaseException:
+        part.unlink(missing_ok=True)  # nothing half-downloaded is left behind
+        raise
+    finally:
+        if own:
+            http.close()
+    actual_size = part.stat().st_size
+    actual = _sha256_of(part).hexdigest()
+    if (size is not None and actual_size != size) or (sha256 is not None and actual != sha256):
+        part.unlink(missing_ok=True)
+        expected = f"sha256 {sha256}" if sha256 else f"{size} bytes"
+        raise ChecksumMismatchError(f"{label}: {url} gave {actual_size} bytes with sha256 {actual}, but {expected} "
+                                    "was expected. Nothing was kept; try again, and if it persists the source or "
+                                    "the registry entry is wrong.")
+    os.replace(part, dest)
+    return dest
+
+
+def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:
+    """:func:`_stream`, resuming a body that broke off (HTTP ``Range``) up to :data:`RETRIES` times,
+    with our errors for the network's."""
+    for attempt in range(1 + RETRIES):
+        try:
+            return _stream(http, url, part, label, progress)
+        except (httpx.RemoteProtocolError, httpx.ReadError, _Incomplete) as exc:
+            if attempt == RETRIES:
+                raise StyleDownloadError(f"{label}: the download of {url} broke off {RETRIES + 1} times "
+                                         f"({exc}); try again later") from None
+        except httpx.TransportError as exc:  # refused, DNS, timeouts (a stalled body included)
+            raise unreachable(label, url, exc) from None
+
+
+def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:
+    """Append ``url``'s body to ``part`` (resuming from its size with ``Range``)."""
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with http.stream("GET", url, headers=headers) as response:
+        if response.status_code == 416 and offset:  # the partial file is already complete (or wrong)
+            part.unlink(missing_ok=True)
+            return _stream(http, url, part, label, progress)
+        if response.status_code >= 400:
+            raise StyleDownloadError(f"{label}: {url} answered HTTP {response.status_code} "
+                                     f"{response.reason_phrase}; the file or revision may not exist")
+        if "text/html" in response.headers.get("content-type", ""):
+            raise StyleDownloadError(f"{label}: {url} sent a web page instead of the file (a login or error "
+                                     "page?); check the address, or download it in a browser to see why")
+        resumed = response.status_code == 206
+        total = int(response.headers.get("content-length", 0)) + (offset if resumed else 0) or None
+        with open(part, "ab" if resumed else "wb") as fh, \
+                tqdm(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True,
+                     desc=f"{label}: {url.rsplit('/', 1)[-1][:40]}", disable=not progress, leave=False) as bar:
+            for chunk in response.iter_bytes(_CHUNK):
+                fh.write(chunk)
+                bar.update(len(chunk))
+        if total is not None and part.stat().st_size < total:
+            raise _Incomplete(f"{part.stat().st_size} of {total} bytes")
