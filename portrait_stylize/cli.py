@@ -98,7 +98,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {len(files)} inputs need an output folder, but -o {out} looks like a file", file=sys.stderr)
         return 2
     stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
-                          max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend)
+                          max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend,
+                          max_short_side=args.max_short_side or None)
     failures: list[tuple[Path, str]] = []
     targets = _output_paths(files, out, single_file)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
@@ -167,6 +168,32 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pin(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .loading import pin
+    from .registry import ENV_EXTRA_REGISTRY, builtin_registry_path, read_registry
+
+    path = Path(args.registry or os.environ.get(ENV_EXTRA_REGISTRY) or builtin_registry_path())
+    registry = read_registry(path)
+    missing = [name for name in args.names if name not in registry.styles]
+    if missing:
+        raise PortraitStylizeError(f"{path}: no style named {', '.join(map(repr, missing))}; it has "
+                                   f"{', '.join(registry.styles)}")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for name in args.names:
+        pinned = pin(registry.styles[name])
+        document["styles"][name] = pinned.to_entry()
+        print(f"{name}: {pinned.model_id} at {pinned.revision}, "
+              + ", ".join(f"{f} {h[:12]}…" for f, h in pinned.file_sha256.items()))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return 0
+
+
 def _add_style_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``video``: which style, how strongly, where, which regions."""
     p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
@@ -203,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                    help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
+    p.add_argument("--max-short-side", type=int, default=0,
+                   help="work at most at this short side and scale back, like the official DCT-Net pipeline (720); "
+                        "default 0 = full resolution, tiled")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -237,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("pin", help="maintainers: fill in the revision and file sha256 of ModelScope styles (online)")
+    p.add_argument("names", nargs="+", help="style names in the registry file")
+    p.add_argument("--registry", metavar="FILE",
+                   help="registry file to update (default: $PORTRAIT_STYLIZE_CHECKPOINTS, else the package's checkpoints.json)")
+    p.set_defaults(func=_cmd_pin)
 
     p = sub.add_parser("export-onnx", help="export a style's networks to ONNX (dynamic size, checked against PyTorch)")
     p.add_argument("style", help="registry name, style folder or Hub 'org/name'")

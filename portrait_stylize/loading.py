@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,8 +24,8 @@ from PIL import Image, UnidentifiedImageError
 from . import converted, modelscope
 from .convert import ConversionError, convert
 from .downloads import download, is_offline
-from .errors import StyleDownloadError, StyleNotCachedError, StyleNotFoundError
-from .hub import fetch_spec, is_cached
+from .errors import RegistryError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
+from .hub import fetch_spec, is_cached, sha256_file
 from .models import StyleNetwork, build_network
 from .models.serialization import WEIGHTS_NAME, load_style_files, load_style_folder
 from .registry import StyleSpec, load_registry, parse_hub_id
@@ -97,15 +98,24 @@ def _convert_files(spec: StyleSpec, networks: list[Path], mask: Path | None, wor
             **spec.conversion)
 
 
-def _make_modelscope(spec: StyleSpec, revision: str, work: Path, label: str) -> converted.Provenance:
+def _modelscope_files(spec: StyleSpec, revision: str, label: str) -> tuple[str, dict[str, modelscope.RepoFile]]:
+    """``(model id that answered, role -> file)``: the first listed candidate name of each role."""
     answered, listing = modelscope.list_files(spec.model_id, revision, label)
     by_path = {f.path: f for f in listing}
-    paths, hashes = {}, {}
+    chosen = {}
     for role, names in spec.files.items():
-        found = next((by_path[n] for n in names if n in by_path), None)
-        if found is None:
+        chosen[role] = next((by_path[n] for n in names if n in by_path), None)
+        if chosen[role] is None:
             raise StyleDownloadError(f"{label}: {answered} at {revision} has none of {', '.join(names)} ({role}); "
                                      f"it has {', '.join(sorted(by_path)) or 'no files'}")
+    return answered, chosen
+
+
+def _make_modelscope(spec: StyleSpec, revision: str, work: Path, label: str) -> converted.Provenance:
+    answered, chosen = _modelscope_files(spec, revision, label)
+    paths, hashes = {}, {}
+    for role, found in chosen.items():
+        # The registry's pinned hash first, else the listing's (trust on first use).
         sha256 = spec.file_sha256.get(found.path) or found.sha256
         if not sha256:
             raise StyleDownloadError(f"{label}: no sha256 is known for {found.path} (neither the registry nor the "
@@ -184,3 +194,25 @@ def load_network(spec: StyleSpec) -> tuple[StyleNetwork, StyleSpec]:
 def is_available_offline(spec: StyleSpec) -> bool:
     """Whether ``spec`` can be loaded with no network access (never touches the network)."""
     return SOURCES[spec.kind].available_offline(spec)
+
+
+def pin(spec: StyleSpec) -> StyleSpec:
+    """``spec`` (kind ``modelscope``) with its revision and the sha256 of each file it uses filled
+    in from ModelScope (online): the newest tag when it has none, hashes from the listing, or
+    from the downloaded bytes where the listing gives none.
+
+    Raises:
+        RegistryError: ``spec`` is of another kind (``hub`` and ``url`` entries carry their sha256).
+    """
+    if spec.kind != "modelscope":
+        raise RegistryError(f"style {spec.name!r} is of kind {spec.kind!r}; only modelscope entries are pinned "
+                            "(hub and url entries already name their sha256)")
+    label = f"style {spec.name!r}"
+    revision = spec.revision or modelscope.newest_tag(spec.model_id, label)
+    answered, chosen = _modelscope_files(spec, revision, label)
+    hashes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for found in chosen.values():
+            hashes[found.path] = found.sha256 or sha256_file(download(
+                modelscope.file_url(answered, revision, found.path), Path(tmp) / Path(found.path).name, label=label))
+    return dataclasses.replace(spec, revision=revision, file_sha256=hashes)

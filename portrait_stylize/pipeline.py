@@ -123,14 +123,21 @@ class Stylizer:
         face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
             ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
         min_face_size: faces smaller than this (pixels, box side) are not stylized separately.
+        max_short_side: work on a copy whose short side is at most this many pixels and scale the
+            result back, as the official DCT-Net pipeline does (720); ``None`` (default) works at
+            full resolution, in tiles.
     """
 
     def __init__(self, model: StyleNetwork, spec: StyleSpec, device: str | torch.device | None = None,
                  tile_size: int | None = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto", face_backend: str | None = None,
-                 min_face_size: int = MIN_FACE_SIZE) -> None:
+                 min_face_size: int = MIN_FACE_SIZE, max_short_side: int | None = None) -> None:
         if tile_size is not None and not 0 <= tile_overlap < tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}")
+        if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
+                                           or max_short_side < 16):
+            raise ValueError(f"max_short_side must be an integer of at least 16 (or None), got {max_short_side!r}")
+        self.max_short_side = max_short_side
         self.spec = spec
         self.model = model.eval()
         self.tile_size = tile_size
@@ -206,6 +213,8 @@ class Stylizer:
         request = self.check_inputs(regions, strength, harmonize, faces, style_image)
         details = StylizeDetails()
         img = load_image(image, self.max_pixels)
+        size = img.size
+        img = _cap_short_side(img, self.max_short_side)
         rgb = np.asarray(img.convert("RGB"))
         photo_t = pil_to_tensor(img)
         photo = photo_t[0].permute(1, 2, 0).numpy()
@@ -230,6 +239,8 @@ class Stylizer:
         # 7. Output: the input's size, with its alpha.
         alpha = img.getchannel("A") if img.mode == "RGBA" else None
         result = tensor_to_pil(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], alpha)
+        if result.size != size:
+            result = result.resize(size, Image.LANCZOS)
         return (result, details) if return_details else result
 
     def check_inputs(self, regions, strength, harmonize, faces, style_image) -> Request:
@@ -343,6 +354,14 @@ class Stylizer:
         return composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER))
 
 
+def _cap_short_side(image: Image.Image, limit: int | None) -> Image.Image:
+    """``image`` scaled down (area-averaged) so that its short side is at most ``limit``."""
+    if limit is None or min(image.size) <= limit:
+        return image
+    scale = limit / min(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
+
+
 @functools.lru_cache(maxsize=1)
 def _head_mask(size: int = align.CROP_SIZE) -> np.ndarray:
     """Feathered ellipse over the face in the aligned crop: where the head result replaces the
@@ -362,7 +381,7 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
             win over folders of the same name.
         device: where to run (default: CUDA, MPS, else CPU).
         **stylizer_kwargs: ``tile_size``, ``tile_overlap``, ``max_pixels``, ``backend``,
-            ``face_backend``, ``min_face_size`` for :class:`Stylizer`.
+            ``face_backend``, ``min_face_size``, ``max_short_side`` for :class:`Stylizer`.
 
     Raises:
         StyleNotFoundError: unknown name (the message lists the known ones).

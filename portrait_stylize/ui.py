@@ -20,7 +20,7 @@ from .errors import PortraitStylizeError
 from .faces import detect_faces, get_face_backend
 from .io import load_image, save_image
 from .pipeline import Stylizer, StylizeDetails, cached_stylizer, list_styles
-from .registry import load_registry
+from .registry import StyleSpec, load_registry
 
 DEFAULT_MAX_SIDE = 1024
 MAX_VIDEO_SECONDS = 10.0
@@ -36,9 +36,24 @@ class UserError(PortraitStylizeError):
     """Something the user can fix (bad file, bad setting); the message says what and how."""
 
 
+#: Where each kind of style comes from on first use, for the style's description line.
+FIRST_USE = {"hub": "downloads from the Hugging Face Hub on first use",
+             "modelscope": "downloads from ModelScope and converts on first use (about a minute)",
+             "url": "downloads from its publisher and converts on first use"}
+
+
+def is_non_commercial(spec: StyleSpec) -> bool:
+    """Whether the style's licence forbids commercial use (Creative Commons ``-nc`` licences)."""
+    return "-nc" in spec.licence.lower()
+
+
 def style_choices() -> list[tuple[str, str]]:
-    """``(label, name)`` for every registered style; styles not on disk are marked as downloads."""
-    return [(s.name if s.available_offline else f"{s.name} (downloads on first use)", s.name) for s in list_styles()]
+    """``(label, name)`` for every registered style; downloads and non-commercial licences are marked."""
+    choices = []
+    for s in list_styles():
+        notes = ([] if s.available_offline else ["downloads on first use"]) + (["non-commercial"] if is_non_commercial(s) else [])
+        choices.append((f"{s.name} ({', '.join(notes)})" if notes else s.name, s.name))
+    return choices
 
 
 def default_style() -> str:
@@ -46,16 +61,23 @@ def default_style() -> str:
 
 
 def style_markdown(name: str) -> str:
-    """One line about a style: description, licence, whether it needs a download."""
+    """One line about a style: description, licence (non-commercial ones in capitals), where it comes from."""
     spec = next((s for s in list_styles() if s.name == name), None)
     if spec is None:
         return ""
-    where = "ready offline" if spec.available_offline else "downloads from the Hugging Face Hub on first use"
-    return f"{spec.description} · licence **{spec.licence}** · {where}"
+    where = "ready offline" if spec.available_offline else FIRST_USE.get(spec.kind, "downloads on first use")
+    licence = f"**{spec.licence}: NON-COMMERCIAL use only**" if is_non_commercial(spec) else f"**{spec.licence}**"
+    source = f" · [source]({spec.source})" if spec.source.startswith("https://") else ""
+    return f"{spec.description} · licence {licence}{source} · {where}"
 
 
 def is_reference_style(name: str) -> bool:
-    """Whether the style takes a style reference image (u2lffm); unknown or unloadable styles: False."""
+    """Whether the style takes a style reference image (u2lffm). Styles that are not on disk yet are
+    not loaded for this (choosing one in the dropdown must not start a download): False, as for
+    unknown or unloadable styles."""
+    spec = next((s for s in list_styles() if s.name == name), None)
+    if spec is not None and not spec.available_offline:
+        return False
     try:
         return cached_stylizer(name, face_backend=None).reference_based
     except PortraitStylizeError:

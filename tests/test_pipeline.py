@@ -406,3 +406,18 @@ class TestCaches:
                             lambda name=None: "mediapipe" if name in (None, "auto", "mediapipe") else name)
         assert faces_module.get_face_backend(None) is faces_module.get_face_backend("auto")
         assert faces_module.get_face_backend("auto") is faces_module.get_face_backend("mediapipe")
+
+
+class TestMaxShortSide:
+    def test_works_on_a_smaller_copy_and_returns_the_input_size(self):
+        model = FlatNoFaces()
+        out = stylizer(model, max_short_side=60)(photo())
+        assert out.size == (W, H) and model.calls[0][1] == (1, 3, 60, 80)
+        assert np.all(np.asarray(out) == level(IMAGE_VALUE))
+
+    def test_small_images_are_untouched_and_bad_values_refused(self):
+        model = FlatNoFaces()
+        stylizer(model, max_short_side=720)(photo())
+        assert model.calls[0][1] == (1, 3, H, W)
+        with pytest.raises(ValueError, match="max_short_side"):
+            stylizer(max_short_side=0)
