@@ -82,8 +82,10 @@ def _cmd_styles(args: argparse.Namespace) -> int:
     rows = [("name", "kind", "licence", "offline", "description")]
     rows += [(s.name, s.kind, s.licence, "yes" if s.available_offline else "no", s.description) for s in styles]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
+    for i, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        if i and styles[i - 1].source:
+            print(" " * (widths[0] + 2) + f"source: {styles[i - 1].source}")
     return 0
 
 

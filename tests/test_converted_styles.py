@@ -164,7 +164,7 @@ def served(tf_fixtures) -> dict[str, bytes]:
 class Env:
     tmp: Path
     cache: Path
-    ms: FakeModelScope
+    ms: FakeModelScope | None
     mp: pytest.MonkeyPatch
     served: dict[str, bytes]
     names: dict[str, str] = field(default_factory=dict)  # sha256 -> file name, for describe()
@@ -190,6 +190,14 @@ def msenv(tmp_path, monkeypatch, served):
         env = Env(tmp_path, cache, ms, monkeypatch, served, {sha256_hex(v): k for k, v in served.items()})
         env.registry({STYLE: modelscope_entry()})
         yield env
+
+
+@pytest.fixture
+def urlenv(tmp_path, monkeypatch):
+    """Isolated caches and online, with no ModelScope (``url`` styles need no TensorFlow fixtures)."""
+    monkeypatch.chdir(tmp_path)
+    cache = isolate(monkeypatch, tmp_path, "http://127.0.0.1:9")  # discard port: nothing answers
+    return Env(tmp_path, cache, None, monkeypatch, {})
 
 
 @pytest.fixture(scope="module")
@@ -235,9 +243,12 @@ def test_first_use_downloads_verifies_converts_caches_then_works_offline(msenv, 
     styles, temporary, _ = cache_contents(msenv.cache)
     assert styles == [folder] and temporary == []
 
-    first = np.asarray(st(img))
+    result, details = st(img, return_details=True)
+    first = np.asarray(result)
     assert first.shape == (img.height, img.width, 3)
     assert not np.array_equal(first, np.asarray(img))
+    if SHARED_FIXTURES.is_dir():  # a real portrait: the head network ran on the face, pasted with alpha.jpg
+        assert details.stylized_faces and details.face_backend == "mediapipe" and details.crops
 
     # the cache alone: no request while the server runs, none possible once it is gone
     count = len(msenv.ms.requests)
@@ -268,13 +279,14 @@ def run_tensorflow(graph: Path, bgr: np.ndarray, tmp: Path) -> np.ndarray:
 
 
 def ours(style_folder: Path, rgb: np.ndarray, part: str) -> np.ndarray:
-    """The converted style's network on an RGB uint8 picture, to uint8 as the graph's
-    ``tf.cast(..., tf.uint8)`` does (truncation)."""
+    """The converted style's network on an RGB uint8 picture (``(1, 3, H, W)`` in [0, 1], no face
+    pass), quantized to uint8 by the graph's own last step: ``clip(x, -0.999999, 0.999999)``,
+    ``(x + 1) * 127.5``, ``tf.cast`` (truncation), so that only the networks are compared."""
     model = load(str(style_folder)).model
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255.0
     with torch.inference_mode():
-        y = model(x, part)
-    return (y[0].permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
+        y = model(x, part)[0].permute(1, 2, 0).double().numpy()
+    return ((np.clip(y * 2.0 - 1.0, -0.999999, 0.999999) + 1.0) * 127.5).astype(np.uint8)
 
 
 def test_background_network_matches_tensorflow(shared_style, tf_fixtures, tmp_path):
@@ -537,25 +549,26 @@ def whitebox_file() -> Path:
     return path
 
 
-def test_url_style_whitebox(msenv, whitebox_file):
+def test_url_style_whitebox(urlenv, whitebox_file):
+    env = urlenv
     data = whitebox_file.read_bytes()
     assert sha256_hex(data) == WHITEBOX_SHA
     real = read_registry(builtin_registry_path()).styles["whitebox"].to_entry()
     assert real["sha256"] == WHITEBOX_SHA
-    www = msenv.tmp / "www"
+    www = env.tmp / "www"
     remote = "margaretmz/Cartoonizer-with-TFLite/raw/8e275dd/android/app/src/main/ml/" + WHITEBOX_FILE
     (www / remote).parent.mkdir(parents=True)
     (www / remote).write_bytes(data)
 
     with _FileServer(www) as server:
         url = f"{server.endpoint}/{remote}"
-        msenv.registry({"whitebox": {**real, "url": url, "sha256": WRONG_SHA}})
+        env.registry({"whitebox": {**real, "url": url, "sha256": WRONG_SHA}})
         with pytest.raises(ChecksumMismatchError) as exc:
             load("whitebox")
         assert "'whitebox'" in str(exc.value) and WHITEBOX_SHA in str(exc.value)
-        assert_cache_empty(msenv.cache)
+        assert_cache_empty(env.cache)
 
-        msenv.registry({"whitebox": {**real, "url": url}})
+        env.registry({"whitebox": {**real, "url": url}})
         st = load("whitebox", face_backend="mediapipe")
         assert server.paths == [f"/{remote}"] * 2
         img = photo(max_side=256)
@@ -564,7 +577,7 @@ def test_url_style_whitebox(msenv, whitebox_file):
 
     assert st.spec.licence == "cc-by-nc-sa-4.0" and st.model.bg is None
     folder = converted.style_folder("url", url, WHITEBOX_SHA[:16])
-    assert cache_contents(msenv.cache)[0] == [folder]
+    assert cache_contents(env.cache)[0] == [folder]
     provenance = json.loads((folder / "provenance.json").read_text())
     assert provenance == {"kind": "url", "source": url, "revision": WHITEBOX_SHA[:16],
                           "files": {WHITEBOX_FILE: WHITEBOX_SHA}, "converter_version": converted.CONVERTER_VERSION}
@@ -574,7 +587,7 @@ def test_url_style_whitebox(msenv, whitebox_file):
     assert all(torch.equal(got[k], expected[k]) for k in expected)
 
     # cached: the server is gone and offline mode is on
-    msenv.mp.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
+    env.mp.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
     again = load("whitebox").model.head.state_dict()
     assert all(torch.equal(again[k], expected[k]) for k in expected)
 
