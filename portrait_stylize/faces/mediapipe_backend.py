@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background")
 _DETECT_SIDE = 1280
+#: Images (and zoomed detection windows) with a shorter side hold no detectable face.
+MIN_IMAGE_SIDE = 16
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
@@ -84,8 +86,22 @@ class MediapipeBackend:
         # MediaPipe graphs are not re-entrant: one image at a time per backend (web servers call
         # from several threads).
         self._lock = threading.Lock()
+        self._min_score = min_score
         with _quiet_native_stderr():
             self._load(min_score)
+
+    def _guarded(self, work):
+        """Run ``work()`` under the lock; after any error inside MediaPipe, rebuild the graphs
+        before re-raising, because a failed graph stays broken ("Graph has errors") for every
+        later call of the process."""
+        with self._lock:
+            try:
+                return work()
+            except Exception:
+                logger.warning("MediaPipe failed on one image; rebuilding its graphs for the next one")
+                with _quiet_native_stderr():
+                    self._load(self._min_score)
+                raise
 
     def _load(self, min_score: float) -> None:
         import mediapipe as mp
@@ -129,23 +145,25 @@ class MediapipeBackend:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 ``(H, W, 3)`` image, sorted left to right, landmarks from the mesh."""
-        with self._lock:
-            return self._detect(image)
+        if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+            return []  # no face fits; MediaPipe's graphs fail on empty or 1-pixel inputs
+        return self._guarded(lambda: self._detect(image))
 
     def _detect(self, image: np.ndarray) -> list[Face]:
         # The detector sees 192², so passes on a copy of at most _DETECT_SIDE pixels lose nothing.
         factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
         small = Image.fromarray(image)
         if factor < 1.0:
-            small = small.resize((round(image.shape[1] * factor), round(image.shape[0] * factor)), Image.BILINEAR)
+            small = small.resize((max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor))),
+                                 Image.BILINEAR)
         plain, contrasted = np.asarray(small), np.asarray(ImageOps.autocontrast(small, cutoff=1))
         candidates = self._detect_pass(plain) + self._detect_pass(contrasted)
         h, w = plain.shape[:2]
         th, tw = int(h * 0.625), int(w * 0.625)
-        for y in (0, h - th):
-            for x in (0, w - tw):
-                # Zoomed passes see more false positives: keep only confident ones.
-                candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
+        zooms = [(x, y) for y in (0, h - th) for x in (0, w - tw)] if min(th, tw) >= MIN_IMAGE_SIDE else []
+        for x, y in zooms:
+            # Zoomed passes see more false positives: keep only confident ones.
+            candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
         for face in candidates:
             face.box = tuple(v / factor for v in face.box)
             face.landmarks = face.landmarks / factor
@@ -185,8 +203,10 @@ class MediapipeBackend:
     def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:
         """Region masks for ``faces`` (from :meth:`detect`) and the whole-image background."""
         h, w = image.shape[:2]
-        with self._lock:
-            person = self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5
+        if min(h, w) < MIN_IMAGE_SIDE:
+            person = np.zeros((h, w), bool)  # too thin to hold a person (and to feed MediaPipe)
+        else:
+            person = self._guarded(lambda: self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5)
         parsed = [self._parse_face(face, person, (h, w)) for face in faces]
         return Parsing(faces=parsed, image_masks={"background": ~person})
 
