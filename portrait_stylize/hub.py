@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+import httpx
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -26,7 +27,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .downloads import is_offline
+from .downloads import is_offline, unreachable
 from .errors import (
     ChecksumMismatchError,
     HubUploadError,
@@ -100,6 +101,11 @@ def _download(repo_id: str, filename: str, revision: str | None, label: str) -> 
         raise StyleDownloadError(f"{label}: file {filename!r} does not exist in {repo_id} at revision {revision or 'main'}") from None
     except HfHubHTTPError as exc:
         raise StyleDownloadError(f"{label}: downloading {where} failed: {exc}") from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise StyleDownloadError(f"{label}: the download of {where} broke off ({exc}); try again, or work offline "
+                                 "(HF_HUB_OFFLINE=1) with the styles already cached") from None
+    except httpx.TransportError as exc:  # refused, DNS, timeouts
+        raise unreachable(label, where, exc) from None
 
 
 def _config_name(weights_filename: str) -> str:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .backends import Runners, resolve_backend
 from .devices import resolve_device
+from .errors import InvalidStyleError
 from .faces import Face, align, get_face_backend, resolve_face_backend
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .loading import is_available_offline, load_network, resolve_spec
@@ -310,7 +311,15 @@ class Stylizer:
             return self.model(x.to(self.device), "image", reference, self._runners)
 
         stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress)
-        return stylized[0].permute(1, 2, 0).cpu().float().numpy()
+        return self._finite(stylized[0].permute(1, 2, 0).cpu().float().numpy())
+
+    def _finite(self, array: np.ndarray) -> np.ndarray:
+        """``array`` if every value is finite; a broken style (NaN weights or conventions) must
+        fail, not return a black picture."""
+        if not np.isfinite(array).all():
+            raise InvalidStyleError(f"style {self.name!r} produced NaN or infinite values; its weights or "
+                                    "config.json are broken")
+        return array
 
     def stylize_faces(self, rgb: np.ndarray, stylized: np.ndarray, faces: list[Face],
                       details: StylizeDetails) -> np.ndarray:
@@ -320,7 +329,7 @@ class Stylizer:
         matrices = [align.crop_transform(f.landmarks) for f in faces]
         crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
-        heads = self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy()
+        heads = self._finite(self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy())
         mask = self.model.face_paste_mask()
         mask = _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
                                                              interpolation=cv2.INTER_AREA)

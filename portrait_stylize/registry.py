@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RegistryError, UnsafeWeightsError
+
+logger = logging.getLogger(__name__)
 
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
 #: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
@@ -115,9 +118,12 @@ _SCHEMA = [f for f in dataclasses.fields(StyleSpec) if f.metadata]
 
 
 def parse_hub_id(text: str) -> tuple[str, str | None] | None:
-    """``"org/name"``, ``"org/name@rev"`` or ``"hf-hub:org/name"`` -> ``(repo_id, revision)``; else ``None``."""
+    """``"org/name"``, ``"org/name@rev"`` or ``"hf-hub:org/name"`` -> ``(repo_id, revision)``; else
+    ``None`` (also for names with ``..``, which no hub allows and which would walk out of caches)."""
     match = _HUB_ID.match(text)
-    return (match["repo"], match["rev"]) if match else None
+    if not match or ".." in match["repo"] or any(part.strip(".") == "" for part in match["repo"].split("/")):
+        return None
+    return match["repo"], match["rev"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,10 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
     if kind == "hub":
         if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None):
             raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
+        parts = entry["filename"].replace("\\", "/").split("/")
+        if entry["filename"].startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise RegistryError(f"{ctx}: key 'filename' must be a relative path inside the repo without '.' or "
+                                f"'..' parts, got {entry['filename']!r}")
         if not entry["filename"].endswith(".safetensors"):
             raise UnsafeWeightsError(
                 f"{ctx}: key 'filename' is {entry['filename']!r}; only .safetensors weights are ever "
@@ -190,8 +200,12 @@ def _check_modelscope(entry: dict[str, Any], ctx: str) -> None:
         raise RegistryError(f"{ctx}: key 'conversion' may not set 'sources' or 'output'")
 
 
-def parse_registry(data: Any, where: str = "registry") -> Registry:
+def parse_registry(data: Any, where: str = "registry", skip_bad_entries: bool = False) -> Registry:
     """Validate a registry document (already JSON-decoded) and return it parsed.
+
+    Args:
+        skip_bad_entries: leave out entries that fail validation, with a warning naming each,
+            instead of raising (a user's extra registry must not take down the other styles).
 
     Raises:
         RegistryError: naming the file, the style and the key that is wrong.
@@ -200,15 +214,22 @@ def parse_registry(data: Any, where: str = "registry") -> Registry:
         raise RegistryError(f"{where}: must be a JSON object with a 'styles' object")
     if data.get("format_version", 1) != 1:
         raise RegistryError(f"{where}: key 'format_version' is {data['format_version']!r}; this version reads 1")
-    styles = {name: _parse_entry(name, entry, where) for name, entry in data["styles"].items()}
+    styles = {}
+    for name, entry in data["styles"].items():
+        try:
+            styles[name] = _parse_entry(name, entry, where)
+        except (RegistryError, UnsafeWeightsError) as exc:
+            if not skip_bad_entries:
+                raise
+            logger.warning("%s; this style is skipped", exc)
     default = data.get("default")
     if default is not None and not isinstance(default, str):
         raise RegistryError(f"{where}: key 'default' must be a style name (string), got {type(default).__name__}")
     return Registry(styles=styles, default=default)
 
 
-def read_registry(path: str | os.PathLike) -> Registry:
-    """Read and validate one registry JSON file."""
+def read_registry(path: str | os.PathLike, skip_bad_entries: bool = False) -> Registry:
+    """Read and validate one registry JSON file (see :func:`parse_registry`)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +239,7 @@ def read_registry(path: str | os.PathLike) -> Registry:
         raise RegistryError(f"{path}: not valid UTF-8 JSON ({exc})") from None
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read the registry file ({exc})") from None
-    return parse_registry(data, str(path))
+    return parse_registry(data, str(path), skip_bad_entries)
 
 
 def builtin_registry_path() -> Path:
@@ -233,13 +254,14 @@ def builtin_registry_path() -> Path:
 def load_registry() -> Registry:
     """The package registry merged with ``$PORTRAIT_STYLIZE_CHECKPOINTS``.
 
-    The extra file's styles override same-named ones, and its ``default``, when given, wins.
+    The extra file's styles override same-named ones, and its ``default``, when given, wins. Its
+    invalid entries are skipped with a warning; the package's own file must be valid.
     """
     base_path = builtin_registry_path()
     registry, where = read_registry(base_path), str(base_path)
     extra_path = os.environ.get(ENV_EXTRA_REGISTRY)
     if extra_path:
-        extra = read_registry(extra_path)
+        extra = read_registry(extra_path, skip_bad_entries=True)
         registry = Registry(styles={**registry.styles, **extra.styles}, default=extra.default or registry.default)
         where = extra_path if extra.default else where
     if registry.default not in registry.styles:

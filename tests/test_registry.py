@@ -51,17 +51,38 @@ GOOD_SHA = "a" * 64
                      ["key 'kind' must be one of", "None"], id="missing_kind"),
         pytest.param({"s": hub_entry(GOOD_SHA, repo_id="no-slash")}, ["key 'repo_id'", "'no-slash'"], id="bad_repo_id"),
         pytest.param({"s": "hub"}, ["style 's' must be a JSON object, got str"], id="entry_not_object"),
+        pytest.param({"s": hub_entry(GOOD_SHA, repo_id="org/..")}, ["key 'repo_id'", "'org/..'"], id="repo_id_dotdot"),
+        pytest.param({"s": hub_entry(GOOD_SHA, filename="../model.safetensors")}, ["key 'filename'", "'..'"],
+                     id="filename_dotdot"),
+    ],
+)
+def test_bad_entry_in_an_extra_registry_is_skipped_with_a_warning(env, styles_or_doc, fragments, caplog):
+    path = write_registry(env, {**styles_or_doc, "good": {"kind": "builtin", "builtin": "toon", "licence": "mit"}})
+    with pytest.raises((RegistryError, UnsafeWeightsError)) as exc:  # validating the file itself: an error
+        read_registry(path)
+    for fragment in fragments:
+        assert fragment in str(exc.value), (fragment, str(exc.value))
+    with caplog.at_level("WARNING", logger="portrait_stylize.registry"):
+        names = [s.name for s in ps.list_styles()]
+    assert "s" not in names and "good" in names and "toon" in names  # the other styles survive
+    warning = next(r.getMessage() for r in caplog.records if "style 's'" in r.getMessage())
+    assert warning.startswith(str(env["registry"])) and "skipped" in warning
+    for fragment in fragments:
+        assert fragment in warning, (fragment, warning)
+    assert ps.load_style("toon").name == "toon"
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragments"),
+    [
         pytest.param({"format_version": 1, "default": "nope", "styles": {"s": hub_entry(GOOD_SHA)}},
                      ["key 'default' names 'nope'"], id="default_not_a_style"),
         pytest.param({"format_version": 2, "styles": {}}, ["key 'format_version' is 2"], id="format_version"),
         pytest.param({"styles": []}, ["'styles' object"], id="styles_not_object"),
     ],
 )
-def test_malformed_registry_raises_registry_error(env, styles_or_doc, fragments):
-    if "styles" in styles_or_doc:
-        write_registry(env, raw=json.dumps(styles_or_doc))
-    else:
-        write_registry(env, styles_or_doc)
+def test_malformed_registry_file_raises_registry_error(env, doc, fragments):
+    write_registry(env, raw=json.dumps(doc))
     for call in (lambda: ps.load_style("toon"), ps.list_styles):
         with pytest.raises(RegistryError) as exc:
             call()
@@ -88,11 +109,14 @@ def test_registry_file_missing(env, monkeypatch):
 
 @pytest.mark.parametrize("filename", ["pytorch_model.bin", "weights/model.pt"])
 def test_registry_pickle_filename_is_unsafe(env, filename):
-    write_registry(env, {"s": hub_entry(GOOD_SHA, filename=filename)})
+    path = write_registry(env, {"s": hub_entry(GOOD_SHA, filename=filename)})
     with pytest.raises(UnsafeWeightsError) as exc:
-        ps.load_style("toon")
+        read_registry(path)
     msg = str(exc.value)
     assert "key 'filename'" in msg and repr(filename) in msg and "safetensors" in msg
+    assert "s" not in [spec.name for spec in ps.list_styles()]  # skipped when loaded as an extra registry
+    with pytest.raises(ps.StyleNotFoundError):
+        ps.load_style("s")
 
 
 # --- the extra registry: overrides and default ------------------------------------------------

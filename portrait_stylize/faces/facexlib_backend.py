@@ -1,9 +1,11 @@
 """RetinaFace detection and BiSeNet face parsing from facexlib.
 
 facexlib downloads its weights from GitHub releases on first use into ``model_rootpath``
-(``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``); put them there yourself to work
-offline. Both are plain state dicts, loaded by ``torch.load`` (``weights_only`` by default in
-PyTorch >= 2.6).
+(``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``; see :data:`WEIGHT_URLS`); put them
+there yourself to work offline. In offline mode (:func:`portrait_stylize.downloads.is_offline`)
+nothing is downloaded: a missing file raises :class:`~portrait_stylize.errors.StyleNotCachedError`
+naming the file, its URL and the folder to put it in; so does a download that fails. Both are
+plain state dicts, loaded by ``torch.load`` (``weights_only`` by default in PyTorch >= 2.6).
 
 BiSeNet (CelebAMask-HQ, 19 classes) sees more than MediaPipe: ears, neck and clothes too. It
 parses each face on a 512² aligned crop; labels are warped back with nearest-neighbour sampling.
@@ -11,12 +13,16 @@ parses each face on a 512² aligned crop; labels are warped back with nearest-ne
 
 from __future__ import annotations
 
+import http.client
 import os
+import urllib.error
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..downloads import OFFLINE_VARIABLES, is_offline
+from ..errors import StyleNotCachedError
 from . import align
 from .face import Face, merge_detections
 from .parsing import FaceParse, Parsing
@@ -30,6 +36,11 @@ REGION_CLASSES = {"skin": ("skin",), "brows": ("l_brow", "r_brow"), "eyes": ("l_
                   "ears": ("l_ear", "r_ear"), "neck": ("neck",), "clothes": ("cloth",), "background": ("background",)}
 REGIONS = tuple(REGION_CLASSES)
 WEIGHT_FILES = ("detection_Resnet50_Final.pth", "parsing_bisenet.pth")
+#: Where facexlib downloads each weight file from (the URLs hard-coded in facexlib 0.3).
+WEIGHT_URLS = {
+    "detection_Resnet50_Final.pth": "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
+    "parsing_bisenet.pth": "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
+}
 _PARSE_SIZE = 512
 _PARSE_SCALE = 0.78  # the ArcFace template at this scale is FFHQ's 512² alignment (eye distance ~126 px)
 _MEAN = (0.485, 0.456, 0.406)
@@ -46,6 +57,52 @@ def weights_present(root: str | Path | None = None) -> bool:
     """Whether both facexlib weight files are already in ``root`` (no download needed)."""
     root = Path(root) if root is not None else default_root()
     return all((root / name).is_file() for name in WEIGHT_FILES)
+
+
+def missing_weights(root: str | Path | None = None) -> list[str]:
+    """The names of the facexlib weight files not (yet) in ``root``, in :data:`WEIGHT_FILES` order."""
+    root = Path(root) if root is not None else default_root()
+    return [name for name in WEIGHT_FILES if not (root / name).is_file()]
+
+
+def _by_hand(names: list[str], root: Path) -> str:
+    files = "; ".join(f"{name} from {WEIGHT_URLS[name]}" for name in names)
+    return (f"download {files}, and put {'it' if len(names) == 1 else 'them'} in the folder {root} "
+            "(set PORTRAIT_STYLIZE_FACEXLIB_DIR to use another folder), or use the 'mediapipe' face backend")
+
+
+def ensure_weights(root: str | Path | None = None) -> Path:
+    """Make sure both weight files are in ``root`` (default :func:`default_root`), downloading
+    the missing ones with facexlib's loader unless offline; return the absolute folder.
+
+    Raises:
+        StyleNotCachedError: a file is missing and offline mode is on (nothing is attempted over
+            the network), or its download failed; the message names the file, its URL and the
+            folder to put it in by hand.
+    """
+    root = (Path(root) if root is not None else default_root()).expanduser().absolute()
+    missing = missing_weights(root)
+    if not missing:
+        return root
+    if is_offline():
+        raise StyleNotCachedError(
+            f"facexlib face backend: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {root} "
+            f"and offline mode is on ({' or '.join(OFFLINE_VARIABLES)}); unset it to download, or {_by_hand(missing, root)}")
+    from facexlib.utils import misc  # its download_url_to_file is torch.hub's (urllib, no timeout of its own)
+
+    for i, name in enumerate(missing):
+        url = WEIGHT_URLS[name]
+        try:
+            misc.load_file_from_url(url=url, model_dir="facexlib/weights", progress=True, file_name=name,
+                                    save_dir=str(root))
+        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
+            # HTTPError is a URLError, IncompleteRead an HTTPException; torch.hub downloads into a
+            # temporary file and removes it on failure, so nothing partial is left as `name`.
+            raise StyleNotCachedError(
+                f"facexlib face backend: could not download {name} from {url} into {root} "
+                f"({type(exc).__name__}: {exc}). Connect to the internet and try again, or {_by_hand(missing[i:], root)}"
+            ) from None
+    return root
 
 
 def labels_to_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,7 +123,7 @@ class FacexlibBackend:
         from facexlib.detection import init_detection_model
         from facexlib.parsing import init_parsing_model
 
-        root = str(model_rootpath or default_root())
+        root = str(ensure_weights(model_rootpath or None))  # facexlib then finds both files and downloads nothing
         self.device = torch.device(device)
         self._detector = init_detection_model("retinaface_resnet50", device=self.device, model_rootpath=root)
         self._parser = init_parsing_model("bisenet", device=self.device, model_rootpath=root)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import align
-from .face import Face, merge_detections
+from .face import Face, box_iou, merge_detections
 from .parsing import FaceParse, Parsing
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,13 @@ REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background
 _DETECT_SIDE = 1280
 #: Images (and zoomed detection windows) with a shorter side hold no detectable face.
 MIN_IMAGE_SIDE = 16
+#: Tiled detection for small faces: (tile side, stride) in pixels of the detection copy. The
+#: detector sees 192² and finds faces from about 20 px there, so 192-px tiles find faces of
+#: 20-60 px at their own size and 384-px tiles those of 40-120 px; larger faces are found by the
+#: whole-image and zoomed passes. Strides leave each face of a scale whole in some tile.
+_TILES = ((192, 128), (384, 256))
+_TILE_MIN_SCORE = 0.6
+_TILE_EDGE = 0.02  # fraction of the tile side: boxes this close to an inner tile edge are cut faces
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
@@ -74,6 +81,25 @@ def _loops(edges) -> list[list[int]]:
             prev, cur = cur, nxt
         loops.append(loop)
     return loops
+
+
+def _tile_starts(length: int, side: int, stride: int) -> list[int]:
+    """Start offsets of tiles of ``side`` covering ``length`` with steps of at most ``stride``."""
+    if length <= side:
+        return [0]
+    count = -(-(length - side) // stride) + 1
+    return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+
+def _new_face(face: Face, faces: list[Face]) -> bool:
+    """``face`` neither overlaps a face in ``faces`` nor has its centre inside one (a tile that
+    sees part of a big face can take an eye or a mouth for a small face)."""
+    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    for other in faces:
+        x0, y0, x1, y1 = other.box
+        if box_iou(face.box, other.box) >= 0.3 or (x0 <= cx <= x1 and y0 <= cy <= y1):
+            return False
+    return True
 
 
 class MediapipeBackend:
@@ -164,11 +190,41 @@ class MediapipeBackend:
         for x, y in zooms:
             # Zoomed passes see more false positives: keep only confident ones.
             candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
-        for face in candidates:
+        tiled = self._tiled_passes(contrasted)
+        for face in candidates + tiled:
             face.box = tuple(v / factor for v in face.box)
             face.landmarks = face.landmarks / factor
         faces = [self._refine(image, f) for f in merge_detections(candidates)]
+        faces = merge_detections(faces)
+        small_faces = [self._refine(image, f) for f in merge_detections(tiled) if _new_face(f, faces)]
+        # A small face found only by a tile must be confirmed by the face mesh (which runs its own
+        # detector on the aligned crop): tiles see many face-like textures.
+        faces += merge_detections([f for f in small_faces if f.mesh is not None])
         return merge_detections(faces)
+
+    def _tiled_passes(self, image: np.ndarray) -> list[Face]:
+        """Small faces: the detector on overlapping tiles (:data:`_TILES`), keeping confident faces
+        that lie wholly inside their tile (a face cut by a tile edge is whole in a neighbour)."""
+        h, w = image.shape[:2]
+        found = []
+        for side, stride in _TILES:
+            if side * 1.5 > max(h, w):
+                continue  # the whole-image passes already see faces this small at this scale
+            xs, ys = _tile_starts(w, side, stride), _tile_starts(h, side, stride)
+            for y in ys:
+                for x in xs:
+                    tile = image[y:y + side, x:x + side]
+                    th, tw = tile.shape[:2]
+                    if min(th, tw) < MIN_IMAGE_SIDE:
+                        continue
+                    margin = _TILE_EDGE * side
+                    for face in self._detect_pass(tile, (x, y), min_score=_TILE_MIN_SCORE):
+                        x0, y0, x1, y1 = face.box
+                        if ((x0 < x + margin and x > 0) or (y0 < y + margin and y > 0)
+                                or (x1 > x + tw - margin and x + tw < w) or (y1 > y + th - margin and y + th < h)):
+                            continue
+                        found.append(face)
+        return found
 
     def _refine(self, image: np.ndarray, face: Face) -> Face:
         """Run the face mesh on the aligned crop; take the 5 points from it when it succeeds."""

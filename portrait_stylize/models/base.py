@@ -19,6 +19,7 @@ Like timm's model registry, each architecture registers its class under the name
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -34,6 +35,22 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 PARTS = ("image", "face")
 #: A callable standing in for a sub-network: same input and output as the sub-network itself.
 Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def bounded_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` if it is an integer in ``[lo, hi]``, else ``ValueError`` naming ``name``. Configs
+    come from untrusted repositories: unbounded sizes would exhaust memory before any check ran."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def bounded_number(name: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a float if it is a finite number in ``[lo, hi]``, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
 
 
 class StyleNetwork(nn.Module, ABC):
@@ -70,8 +87,11 @@ class StyleNetwork(nn.Module, ABC):
             raise InvalidStyleError(f"format_version {format_version} is not supported (expected {FORMAT_VERSION}); "
                                     "upgrade portrait-stylize")
         self.input_range = tuple(input_range or (-1.0, 1.0))
-        if len(self.input_range) != 2 or not self.input_range[0] < self.input_range[1]:
-            raise InvalidStyleError(f"input_range must be [lo, hi] with lo < hi, got {input_range!r}")
+        if len(self.input_range) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                 for v in self.input_range) \
+                or not -1e3 <= self.input_range[0] < self.input_range[1] <= 1e3:
+            raise InvalidStyleError(f"input_range must be [lo, hi] with finite -1000 <= lo < hi <= 1000, "
+                                    f"got {input_range!r}")
         self.channel_order = channel_order
         self.meta = {"name": name, "description": description, "licence": licence, "source": source}
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .base import Runner, StyleNetwork, register_architecture
+from .base import Runner, StyleNetwork, bounded_int, register_architecture
 from .u2lffm import U2LFFMGenerator
 
 
@@ -34,9 +34,11 @@ class ReferenceStyle(StyleNetwork):
     def __init__(self, generator: dict[str, Any] | None = None, reference_size: int = 256,
                  **conventions: Any) -> None:
         super().__init__(**conventions)
-        if isinstance(reference_size, bool) or not isinstance(reference_size, int) or not 8 <= reference_size <= 4096:
-            raise ValueError(f"reference_size must be an integer in [8, 4096], got {reference_size!r}")
+        bounded_int("reference_size", reference_size, 8, 4096)
+        if generator is not None and not isinstance(generator, dict):
+            raise ValueError(f"generator must be an object of U2LFFMGenerator arguments, got {type(generator).__name__}")
         self._generator_args = dict(generator or {})
+        _check_generator_args(self._generator_args)
         self.generator = U2LFFMGenerator(**self._generator_args)
         self.register_buffer("reference", torch.full((3, reference_size, reference_size), 128, dtype=torch.uint8))
 
@@ -59,3 +61,25 @@ class ReferenceStyle(StyleNetwork):
 
     def card_rows(self) -> dict[str, str]:
         return {"networks": "photo -> style generator with a stored default reference"}
+
+
+def _check_generator_args(args: dict[str, Any]) -> None:
+    """Bounds for ``U2LFFMGenerator`` arguments from an untrusted ``config.json`` (far beyond the
+    paper's sizes), checked before anything is allocated."""
+    unknown = set(args) - {"content_stages", "style_stages", "attn_tokens"}
+    if unknown:
+        raise ValueError(f"generator has unknown arguments {sorted(unknown)}")
+    if "attn_tokens" in args:
+        bounded_int("generator.attn_tokens", args["attn_tokens"], 16, 65536)
+    for key in ("content_stages", "style_stages"):
+        stages = args.get(key)
+        if stages is None:
+            continue
+        if not isinstance(stages, (list, tuple)) or not 1 <= len(stages) <= 8:
+            raise ValueError(f"generator.{key} must be a list of 1 to 8 stages, got {stages!r}")
+        for stage in stages:
+            if not isinstance(stage, (list, tuple)) or len(stage) != 3:
+                raise ValueError(f"generator.{key}: each stage is [height, mid, out], got {stage!r}")
+            bounded_int(f"generator.{key} height", stage[0], 2, 8)
+            for channels in stage[1:]:
+                bounded_int(f"generator.{key} channels", channels, 1, 512)

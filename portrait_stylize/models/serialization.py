@@ -16,6 +16,7 @@ import struct
 import tempfile
 from pathlib import Path
 
+import torch
 from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
@@ -138,8 +139,15 @@ def load_style_files(config_path: str | os.PathLike, weights_path: str | os.Path
     check_safetensors(weights_path)
     try:
         load_model(network, str(weights_path), strict=True, device=map_location)
-    except (RuntimeError, SafetensorError) as exc:
+    except SafetensorError as exc:
+        raise InvalidStyleError(f"{weights_path}: not a valid safetensors file ({exc}); download or convert it "
+                                "again") from None
+    except RuntimeError as exc:
         raise InvalidStyleError(f"{weights_path}: weights do not match {config_path.name} ({exc})") from None
+    for name, tensor in network.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InvalidStyleError(f"{weights_path}: tensor {name!r} holds NaN or infinite values; the weights "
+                                    "are broken")
     return network.eval()
 
 

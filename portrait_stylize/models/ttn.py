@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import guided_filter
+from .base import bounded_int, bounded_number
 
 PADDINGS = ("tf_same", "symmetric")
 UPSAMPLINGS = ("tf_legacy", "half_pixel")
@@ -131,6 +132,15 @@ class TTN(nn.Module):
         super().__init__()
         if upsample not in UPSAMPLINGS:
             raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {upsample!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        # Bounds far beyond any published TTN (c = 32, 4 blocks), so untrusted configs cannot
+        # allocate gigabytes before anything else is checked.
+        bounded_int("channels", channels, 1, 256)
+        bounded_int("num_blocks", num_blocks, 0, 32)
+        bounded_int("gf_radius", gf_radius, 0, 64)
+        bounded_number("gf_eps", gf_eps, 1e-12, 100.0)
+        bounded_number("negative_slope", negative_slope, 0.0, 1.0)
         #: Resolved constructor arguments, as saved in a style's ``config.json``.
         self.config = {"channels": channels, "num_blocks": num_blocks, "padding": padding, "upsample": upsample,
                        "gf_radius": gf_radius, "gf_eps": gf_eps, "negative_slope": negative_slope}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Runner, StyleNetwork, register_architecture
+from .base import Runner, StyleNetwork, bounded_int, bounded_number, register_architecture
 from .ttn import TTN
 
 
@@ -45,16 +45,14 @@ class TTNStyle(StyleNetwork):
                  image_pad_multiple: int = 0, image_pad_value: float = 1.0, face_mask_size: int = 0,
                  **conventions: Any) -> None:
         super().__init__(**conventions)
-        for key, value, top in (("image_pad_multiple", image_pad_multiple, 256), ("face_mask_size", face_mask_size, 4096)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise ValueError(f"{key} must be an integer in [0, {top}], got {value!r}")
-        if isinstance(image_pad_value, bool) or not isinstance(image_pad_value, (int, float)) \
-                or not 0.0 <= image_pad_value <= 1.0:
-            raise ValueError(f"image_pad_value must be a number in [0, 1], got {image_pad_value!r}")
+        self.image_pad_multiple = bounded_int("image_pad_multiple", image_pad_multiple, 0, 256)
+        self.image_pad_value = bounded_number("image_pad_value", image_pad_value, 0.0, 1.0)
+        face_mask_size = bounded_int("face_mask_size", face_mask_size, 0, 4096)
+        for part, kwargs in (("head", head), ("bg", bg)):
+            if kwargs is not None and not isinstance(kwargs, dict):
+                raise ValueError(f"{part} must be an object of TTN arguments, got {type(kwargs).__name__}")
         self.head = TTN(**(head or {}))
         self.bg = TTN(**bg) if bg is not None else None
-        self.image_pad_multiple = image_pad_multiple
-        self.image_pad_value = float(image_pad_value)
         if face_mask_size:
             self.register_buffer("face_mask", torch.full((face_mask_size, face_mask_size), 255, dtype=torch.uint8))
 
