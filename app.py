@@ -14,6 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from portrait_stylize import ui  # noqa: E402
 
@@ -42,6 +43,8 @@ class PhotoInput(gr.Image):
     def preprocess(self, payload):
         try:
             return super().preprocess(payload)
+        except Image.DecompressionBombError:
+            raise gr.Error(ui.TOO_LARGE_UPLOAD, print_exception=False) from None
         except Exception:
             raise gr.Error(ui.UNREADABLE_UPLOAD, print_exception=False) from None
 
@@ -74,7 +77,8 @@ def stylize_video(video, style, regions, strength, face_backend, progress=gr.Pro
 def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
     """The whole UI; queued with a concurrency limit and a maximum queue size."""
     style0 = ui.default_style()
-    with gr.Blocks(title="portrait-stylize") as demo:
+    # Gradio's own cache of uploads and outputs: files older than an hour go, checked hourly.
+    with gr.Blocks(title="portrait-stylize", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# portrait-stylize\nTurn a portrait into art — all of it, or only the regions you tick.")
         with gr.Tab("Photo"):
             with gr.Row():
@@ -85,13 +89,13 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     info = gr.Markdown(ui.style_markdown(style0))
                     reference = gr.Image(label="Style reference (reference-based styles)", type="filepath",
                                          visible=ui.is_reference_style(style0))
-                    regions = gr.CheckboxGroup(ui.regions_for(None), label="Regions (none ticked = the whole picture)")
+                    regions = gr.CheckboxGroup(ui.regions_for(None), value=[], label="Regions (none ticked = the whole picture)")
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     gallery = gr.Gallery(label="Faces found", columns=6, height=160, visible=False)
-                    faces = gr.CheckboxGroup([], label="Faces to stylize", visible=False)
+                    faces = gr.CheckboxGroup([], value=[], label="Faces to stylize", visible=False)
                     with gr.Accordion("Advanced", open=False):
                         harmonize = gr.Slider(0, 1, value=0, step=0.05, label="Harmonize untouched colours")
-                        region_strengths = gr.Textbox(label="Per-region strength", placeholder="lips=0.5, hair=0.8")
+                        region_strengths = gr.Textbox("", label="Per-region strength", placeholder="lips=0.5, hair=0.8")
                         face_backend = gr.Dropdown(["auto", "mediapipe", "facexlib"], value="auto", label="Face backend")
                         side = gr.Slider(256, 2048, value=max_side, step=64, label="Max side (px)")
                     run = gr.Button("Stylize", variant="primary")

@@ -38,17 +38,27 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
-def _output_paths(files: list[Path], out: Path, single_file: bool) -> list[Path]:
+def _output_paths(files: list[Path], out: Path, single_file: bool, style: str) -> list[Path]:
+    """One output per input, never an input itself and never two inputs on one output: a name
+    that would overwrite an input gets the style's name appended, a repeated one a number
+    (``a.jpg`` and ``a.png`` -> ``a.png``, ``a_1.png``)."""
+    inputs = {f.resolve() for f in files}
     if single_file:
+        if out.resolve() in inputs:
+            raise PortraitStylizeError(f"-o {out} is the input image itself; choose another output name "
+                                       "(your photo is never overwritten)")
         return [out]
-    taken: set[str] = set()
+    taken: set[Path] = set()
     paths = []
     for f in files:
-        stem, n = f.stem, 1
-        while stem in taken:
-            stem, n = f"{f.stem}_{n}", n + 1
-        taken.add(stem)
-        paths.append(out / f"{stem}.png")
+        stem = f.stem
+        if (out / f"{stem}.png").resolve() in inputs:
+            stem = f"{f.stem}_{style}"
+        candidate, n = stem, 1
+        while (out / f"{candidate}.png").resolve() in taken | inputs:
+            candidate, n = f"{stem}_{n}", n + 1
+        taken.add((out / f"{candidate}.png").resolve())
+        paths.append(out / f"{candidate}.png")
     return paths
 
 
@@ -103,7 +113,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend,
                           max_short_side=args.max_short_side or None)
     failures: list[tuple[Path, str]] = []
-    targets = _output_paths(files, out, single_file)
+    targets = _output_paths(files, out, single_file, stylizer.name)
+    for src, dst in zip(files, targets):
+        if dst.stem != src.stem and not args.quiet:
+            tqdm.write(f"{src} -> {dst} (so that no input and no other result is overwritten)", file=sys.stderr)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
                "style_image": args.style_image, "progress": not args.quiet}
     for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Union
@@ -140,12 +141,45 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
         flat.paste(img, mask=img.getchannel("A"))
         img = flat
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    _remove_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         img.save(tmp, format=Image.registered_extensions()[suffix])
+        # mkstemp creates 0600; results get the usual permissions, as any tool's output does.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+_TEMP_PREFIX = ".portrait-stylize-tmp."
+#: Temporaries older than this were left by a killed run (a live save takes seconds).
+_STALE_SECONDS = 3600
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads may be
+    creating files at this moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporaries that a killed run left in ``folder`` (only ours, only old ones)."""
+    now = time.time()
+    for stale in folder.glob(f"{_TEMP_PREFIX}*"):
+        try:
+            if now - stale.stat().st_mtime > _STALE_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass

@@ -28,6 +28,7 @@ from .faces import Face, align, get_face_backend, resolve_face_backend
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .loading import is_available_offline, load_network, resolve_spec
 from .models import StyleNetwork
+from .models.base import bounded_int
 from .regions import FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, region_weights
 from .regions import harmonize as harmonize_colours
 from .registry import StyleSpec, load_registry
@@ -133,12 +134,13 @@ class Stylizer:
                  tile_size: int | None = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto", face_backend: str | None = None,
                  min_face_size: int = MIN_FACE_SIZE, max_short_side: int | None = None) -> None:
-        if tile_size is not None and not 0 <= tile_overlap < tile_size:
-            raise ValueError(f"tile_overlap must be in [0, tile_size={tile_size}), got {tile_overlap}")
-        if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
-                                           or max_short_side < 16):
-            raise ValueError(f"max_short_side must be an integer of at least 16 (or None), got {max_short_side!r}")
-        self.max_short_side = max_short_side
+        if tile_size is not None:
+            bounded_int("tile_size", tile_size, 32, 1 << 16)
+            bounded_int(f"tile_overlap (with tile_size={tile_size})", tile_overlap, 0, tile_size - 1)
+        if max_pixels is not None:
+            bounded_int("max_pixels", max_pixels, 1, 1 << 40)
+        bounded_int("min_face_size", min_face_size, 0, 1 << 16)
+        self.max_short_side = None if max_short_side is None else bounded_int("max_short_side", max_short_side, 16, 1 << 16)
         self.spec = spec
         self.model = model.eval()
         self.tile_size = tile_size
@@ -270,6 +272,9 @@ class Stylizer:
         harmonize = _unit_number(harmonize, "harmonize")
         if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
             raise ValueError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
+        if faces is not None and regions is None and not self.model.has_face_pass:
+            raise ValueError(f"faces={list(faces)!r} cannot apply: style {self.name!r} has no separate face pass, so "
+                             "it changes the whole picture; add regions (e.g. ['skin', 'hair']) to limit it to faces")
         if style_image is not None and not self.reference_based:
             raise ValueError(f"style {self.name!r} does not take a style image; only reference-based (u2lffm) styles do")
         reference = pil_to_tensor(load_image(style_image, self.max_pixels)) if style_image is not None else None

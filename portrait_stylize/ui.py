@@ -9,6 +9,8 @@ raw values of UI widgets and return what to show. Errors a user can cause come o
 from __future__ import annotations
 
 import functools
+import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from PIL import Image
 
 from .errors import PortraitStylizeError
 from .faces import detect_faces, get_face_backend
-from .io import load_image, save_image
+from .io import DEFAULT_MAX_PIXELS, load_image, save_image
 from .pipeline import Stylizer, StylizeDetails, cached_stylizer, list_styles
 from .registry import StyleSpec, load_registry
 
@@ -26,6 +28,8 @@ DEFAULT_MAX_SIDE = 1024
 MAX_VIDEO_SECONDS = 10.0
 UNREADABLE_UPLOAD = ("This file cannot be used: it is empty or not an image (JPEG, PNG, WebP, BMP, TIFF). "
                      "Please upload a photo.")
+TOO_LARGE_UPLOAD = (f"This image has more pixels than the limit of {DEFAULT_MAX_PIXELS:,} (a decompression bomb, or "
+                    "a huge scan); please upload a smaller photo.")
 #: Overlay colour per region (mask previews).
 REGION_COLOURS = {"skin": (255, 190, 140), "brows": (140, 70, 10), "eyes": (0, 220, 255), "nose": (230, 0, 230),
                   "lips": (230, 20, 20), "mouth": (20, 20, 230), "hair": (40, 200, 60), "ears": (255, 150, 0),
@@ -109,7 +113,14 @@ def parse_region_strengths(text: str, regions: list[str]) -> dict[str, float]:
 
 
 def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
-    """Downscale so the longest side is at most ``max_side`` (never upscales)."""
+    """Downscale so the longest side is at most ``max_side`` (never upscales; ``None``: as it is).
+
+    Raises:
+        UserError: ``max_side`` is not a whole number of at least 16 (NaN, negative, text ...).
+    """
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, (int, float))
+                                 or not math.isfinite(max_side) or max_side < 16 or max_side != int(max_side)):
+        raise UserError(f"the largest side must be a whole number of pixels, at least 16; got {max_side!r}")
     if not max_side or max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
@@ -121,9 +132,10 @@ def open_photo(path, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
     if path is None:
         raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
     try:
-        return fit_within(load_image(path), max_side)
+        image = load_image(path)
     except PortraitStylizeError as exc:
         raise UserError(f"This file cannot be used: {_plain(exc)}") from None
+    return fit_within(image, max_side)
 
 
 def _plain(exc: Exception) -> str:
@@ -188,11 +200,18 @@ def _results_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="portrait-stylize-results-"))
 
 
+#: Results kept for download; older ones are deleted as new ones arrive (bounded disk use).
+MAX_RESULTS = 200
+
+
 def _result_path(name: str) -> Path:
     """A fresh path for one result, all in one per-process folder (a sub-folder per result keeps
-    the download's file name readable)."""
-    folder = Path(tempfile.mkdtemp(dir=_results_dir()))
-    return folder / name
+    the download's file name readable); only the newest :data:`MAX_RESULTS` are kept."""
+    root = _results_dir()
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in folders[:max(0, len(folders) - MAX_RESULTS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root)) / name
 
 
 @dataclass
@@ -217,7 +236,9 @@ def run_photo(path, style: str, regions: list[str] | None = None, strength: floa
     per_region = parse_region_strengths(region_strengths, regions or [])
     amount = {r: per_region.get(r, strength) for r in regions} if regions else strength
     try:
-        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=face_indices(faces),
+        # A face picker only narrows the result when regions or the style's face pass use faces.
+        picked = face_indices(faces) if regions or st.model.has_face_pass else None
+        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=picked,
                             style_image=style_image if st.reference_based else None, return_details=True)
     except (PortraitStylizeError, ValueError) as exc:
         raise UserError(_plain(exc)) from None

@@ -162,3 +162,42 @@ def test_browser_upload_tick_run(server, tmp_path):
     assert min(pixels.shape[:2]) > 100 and pixels.std() > 20  # a picture, not a blank panel
     if os.environ.get("PORTRAIT_STYLIZE_SCREENSHOT"):
         Image.open(shot).save(os.environ["PORTRAIT_STYLIZE_SCREENSHOT"])
+
+
+# --- hostile uploads (the app must survive each and serve the next user) -------------------------
+
+
+def test_one_argument_api_call(client, fixtures):
+    from gradio_client import handle_file
+
+    (before, after), overlay, png, status = client.predict(
+        handle_file(str(fixtures / "faces" / "cropped" / "Adele_crop.png")), api_name="/stylize")
+    assert Image.open(png).size == (512, 512) and status.startswith("toon:")
+
+
+def test_a_one_pixel_upload_does_not_break_faces_for_the_next_user(client, fixtures, tmp_path):
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (1, 300), (200, 150, 120)).save(thin)
+    for path in (thin, tmp_path / "flat.png"):
+        if path.name == "flat.png":
+            Image.new("RGB", (300, 1), (200, 150, 120)).save(path)
+        _, _, png, status = _call(client, path, regions=["skin"])
+        assert "0 face(s) found" in status
+    status = _call(client, fixtures / "faces" / "whole" / "Blake_Lively.jpg", regions=["lips"])[3]
+    assert "2 face(s) found" in status  # MediaPipe still works after the degenerate uploads
+
+
+def test_a_decompression_bomb_is_reported_with_the_size_limit(client, tmp_path):
+    import struct
+    import zlib
+    from gradio_client.exceptions import AppError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # declares 40000 x 40000 pixels in a few bytes
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(AppError) as info:
+        _call(client, bomb)
+    assert "limit" in str(info.value) and "pixels" in str(info.value), str(info.value)

@@ -37,7 +37,7 @@ MIN_IMAGE_SIDE = 16
 #: 20-60 px at their own size and 384-px tiles those of 40-120 px; larger faces are found by the
 #: whole-image and zoomed passes. Strides leave each face of a scale whole in some tile.
 _TILES = ((192, 128), (384, 256))
-_TILE_MIN_SCORE = 0.6
+_TILE_MIN_SCORE = 0.5
 _TILE_EDGE = 0.02  # fraction of the tile side: boxes this close to an inner tile edge are cut faces
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
