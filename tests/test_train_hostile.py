@@ -134,7 +134,8 @@ def run(tmp_path):
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=True)
-    net, opt = accelerator.prepare(torch.nn.Linear(4, 4), torch.optim.Adam(torch.nn.Linear(4, 4).parameters()))
+    net = torch.nn.Linear(4, 4)
+    net, _ = accelerator.prepare(net, torch.optim.Adam(net.parameters()))
     out = tmp_path / "OUT"
     for step in (1, 2, 3):
         with torch.no_grad():
