@@ -8,7 +8,6 @@ a broken data folder, ends the script with one ``error: ...`` line on stderr and
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -117,12 +116,22 @@ def test_unreadable_images_among_good_ones_are_skipped_with_a_warning(tmp_path, 
     assert sorted(str(p.name) for p, _ in found.unreadable) == ["garbage.jpg", "truncated.png", "zero.webp"]
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads every file")
-def test_an_image_without_read_permission_is_skipped(tmp_path):
+def test_any_failure_to_read_an_image_skips_it(tmp_path, monkeypatch):
+    """Not only the library's InvalidImageError: e.g. a file without read permission."""
+    import train.data
+
     folder = _images(tmp_path / "perm", 2)
-    (folder / "1.png").chmod(0)
+    real = train.data.load_image
+
+    def load_image(path, *args, **kwargs):
+        if path.name == "1.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(train.data, "load_image", load_image)
     found = load_set([folder], "--styles", 16, progress=False)
-    assert len(found.samples) == 1 and found.unreadable[0][0].name == "1.png"
+    assert len(found.samples) == 1
+    assert found.unreadable == [(folder / "1.png", f"{folder / '1.png'}: Permission denied (PermissionError)")]
 
 
 # ---------------------------------------------------------------------------- corrupt checkpoints
@@ -208,6 +217,16 @@ def test_the_reason_is_named(run, capsys):
     _resume(accelerator, out)
     line = next(line for line in capsys.readouterr().err.splitlines() if "checkpoint-3" in line)
     assert "model.safetensors" in line, line
+
+
+def test_intact_checkpoints_with_and_without_manifest_resume(run, capsys):
+    accelerator, net, out = run
+    assert _resume(accelerator, out) == 3 and torch.all(net.weight == 3)
+    (out / "checkpoints" / "checkpoint-3" / common.MANIFEST).unlink()  # as saved before manifests existed
+    with torch.no_grad():
+        net.weight.fill_(-1)
+    assert _resume(accelerator, out) == 3 and torch.all(net.weight == 3)
+    assert "skipped" not in capsys.readouterr().err
 
 
 def test_no_intact_checkpoint_starts_from_step_0(run, capsys):

@@ -1,19 +1,67 @@
 """Conventions shared by the training scripts: config files, atomic checkpoints, sample grids,
-style folders and publishing."""
+style folders and publishing.
+
+Errors a user causes (a broken data folder, a missing or corrupt checkpoint named with
+``--resume_from_checkpoint``) raise :class:`~train.data.DataError` or :class:`CheckpointError`
+with a one-line message; a script run (:func:`parse_run_args`) prints it as ``error: ...`` on
+stderr and exits with status 2 instead of showing a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from train.data import DataError
+
 CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"  # in each checkpoint: size and SHA-256 of every file save_state wrote
+CORRUPT_PREFIX = "corrupt-"  # corrupt checkpoints skipped by ``latest`` are renamed corrupt-checkpoint-STEP
+
+
+class CheckpointError(Exception):
+    """``--resume_from_checkpoint`` names a checkpoint that is missing, corrupt, or does not fit this run."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """``--resume_from_checkpoint PATH``: no such checkpoint-STEP folder."""
+
+
+USER_ERRORS = (DataError, CheckpointError)
+
+
+def exit_on_user_errors() -> None:
+    """Make a :data:`USER_ERRORS` exception that ends the script print ``error: MESSAGE`` (one line,
+    stderr) and exit with status 2, like a command-line error, instead of a traceback. Any other
+    exception keeps its traceback. Installed by :func:`parse_run_args` (script runs only)."""
+    previous = sys.excepthook
+    if getattr(previous, "_train_user_errors", False):
+        return
+
+    def hook(kind, exc, tb):
+        if issubclass(kind, USER_ERRORS):
+            sys.stdout.flush()
+            print(f"error: {_one_line(exc)}", file=sys.stderr, flush=True)
+            raise SystemExit(2)  # honoured when raised by sys.excepthook: the exit status becomes 2
+        previous(kind, exc, tb)
+
+    hook._train_user_errors = True
+    sys.excepthook = hook
+
+
+def _one_line(text, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +94,11 @@ def checkpoint_dirs(output: Path) -> list[Path]:
 
 
 def resolve_resume(output: Path, resume: str | None) -> tuple[Path | None, int]:
-    """``latest`` -> the newest complete checkpoint (or none); a path -> that one. Returns (dir, step)."""
+    """``latest`` -> the newest complete checkpoint (or none); a path -> that one. Returns (dir, step).
+
+    Only the folder names are looked at; :func:`checkpoint_problem` checks the contents.
+    Raises :class:`CheckpointNotFoundError` (a ``FileNotFoundError``) for a path that is not an
+    existing ``checkpoint-STEP`` folder."""
     if not resume:
         return None, 0
     if resume == "latest":
@@ -54,14 +106,116 @@ def resolve_resume(output: Path, resume: str | None) -> tuple[Path | None, int]:
         return (dirs[-1], int(dirs[-1].name.split("-")[1])) if dirs else (None, 0)
     path = Path(resume)
     match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    if not path.exists():
+        raise CheckpointNotFoundError(f"--resume_from_checkpoint {resume}: checkpoint folder not found")
     if not path.is_dir() or not match:
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint-STEP folder")
+        raise CheckpointNotFoundError(f"--resume_from_checkpoint {resume}: not a checkpoint-STEP folder")
     return path, int(match.group(1))
+
+
+def _sha256(path: Path, fsync: bool = False) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a folder
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_manifest(folder: Path) -> None:
+    """Record size and SHA-256 of every file in ``folder`` (flushing each to disk) in ``MANIFEST``."""
+    files = {f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f, fsync=True)}
+             for f in sorted(folder.rglob("*")) if f.is_file() and f.name != MANIFEST}
+    with open(folder / MANIFEST, "w", encoding="utf-8") as out:
+        json.dump({"format": 1, "files": files}, out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    _fsync_dir(folder)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint folder ``path`` cannot be used, or ``None`` when it is intact.
+
+    Intact means: every file listed in its ``MANIFEST`` (written by :func:`save_checkpoint`)
+    exists with the recorded size and SHA-256. A checkpoint without a manifest (saved before
+    manifests existed) is intact when it holds model, optimizer and random-state files, none
+    empty, and each of them can be read. Nothing is loaded into the running models."""
+    if not path.is_dir():
+        return "not a folder"
+    manifest = path / MANIFEST
+    if manifest.exists():
+        try:
+            files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+            expected = {name: (int(meta["size"]), str(meta["sha256"])) for name, meta in files.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return f"{MANIFEST} is unreadable ({_one_line(exc, 120)})"
+        for name, (size, sha) in expected.items():
+            file = path / name
+            if not file.is_file():
+                return f"{name} is missing"
+            found = file.stat().st_size
+            if found != size:
+                return f"{name} has {found} bytes, {size} were saved"
+            if _sha256(file) != sha:
+                return f"{name} does not match the checksum recorded when it was saved"
+        return None
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    if not files:
+        return "the folder is empty"
+    for file in files:
+        if file.stat().st_size == 0:
+            return f"{file.relative_to(path).as_posix()} is empty (0 bytes)"
+    for kind, pattern in (("model", r"(model|pytorch_model)(_\d+)?\.(safetensors|bin)"),
+                          ("optimizer", r"optimizer(_\d+)?\.bin"), ("random-state", r"random_states_\d+\.pkl")):
+        if not any(re.fullmatch(pattern, f.name) for f in files):
+            return f"no {kind} file"
+    from accelerate.utils import load  # torch.load as load_state calls it (weights only)
+    from safetensors.torch import load_file
+
+    for file in files:
+        name = file.relative_to(path).as_posix()
+        try:
+            if file.suffix == ".safetensors":
+                load_file(file, device="cpu")
+            elif file.suffix in (".bin", ".pkl", ".pt"):
+                load(file, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any failure to read makes the checkpoint unusable
+            return f"{name} cannot be read ({type(exc).__name__}: {_one_line(exc, 160)})"
+    return None
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename a corrupt checkpoint to ``corrupt-checkpoint-STEP[-N]`` so that ``latest`` and the
+    pruning of old checkpoints no longer count it. Returns the new path (None if it could not move)."""
+    target = path.with_name(CORRUPT_PREFIX + path.name)
+    n = 1
+    while target.exists():
+        target, n = path.with_name(f"{CORRUPT_PREFIX}{path.name}-{n}"), n + 1
+    try:
+        path.rename(target)
+    except OSError:
+        return None
+    return target
 
 
 def save_checkpoint(accelerator, output: Path, step: int, keep: int) -> Path:
     """``accelerator.save_state`` into a temporary folder renamed into place, so a crash while
-    saving never leaves a half-written checkpoint; keeps the newest ``keep``."""
+    saving never leaves a half-written checkpoint; keeps the newest ``keep``. A ``MANIFEST`` of
+    every file's size and SHA-256 lets :func:`checkpoint_problem` detect later damage."""
     root = output / CHECKPOINTS
     final, tmp = root / f"checkpoint-{step}", root / f".tmp-checkpoint-{step}"
     if accelerator.is_main_process:
@@ -71,8 +225,10 @@ def save_checkpoint(accelerator, output: Path, step: int, keep: int) -> Path:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        _write_manifest(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        _fsync_dir(root)
         for old in checkpoint_dirs(output)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -113,11 +269,17 @@ def add_run_options(parser: argparse.ArgumentParser, max_steps: int) -> None:
 
 
 def parse_run_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """:func:`parse_with_config`, then require ``--photos``, ``--styles`` and ``--output``."""
+    """:func:`parse_with_config`, then require ``--photos``, ``--styles`` and ``--output``.
+
+    This is the scripts' command line: it also installs :func:`exit_on_user_errors`, and a
+    ``--resume_from_checkpoint PATH`` that does not exist fails here, before any work."""
+    exit_on_user_errors()
     args = parse_with_config(parser, argv)
     missing = [flag for flag in ("photos", "styles", "output") if not getattr(args, flag)]
     if missing:
         parser.error("missing " + ", ".join(f"--{m}" for m in missing))
+    if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
+        resolve_resume(Path(args.output), args.resume_from_checkpoint)
     return args
 
 
@@ -136,12 +298,48 @@ def start_run(args: argparse.Namespace, kwargs_handlers: list | None = None):
 
 
 def resume(accelerator, args: argparse.Namespace, output: Path, tracker: str) -> int:
-    """Start the trackers and load ``--resume_from_checkpoint``; returns the step to start from."""
+    """Start the trackers and load ``--resume_from_checkpoint``; returns the step to start from.
+
+    ``latest`` loads the newest intact checkpoint (:func:`checkpoint_problem`): each corrupt newer
+    one is named on stderr with the reason and renamed ``corrupt-checkpoint-STEP``; when none is
+    intact, training starts from step 0 (and says so). A corrupt checkpoint named by path, or an
+    intact one that does not fit this run's models, raises :class:`CheckpointError`."""
     accelerator.init_trackers(tracker, config={k: str(v) for k, v in vars(args).items()})
-    checkpoint, start = resolve_resume(output, args.resume_from_checkpoint)
+    wanted, main = args.resume_from_checkpoint, accelerator.is_main_process
+    if not wanted:
+        return 0
+    checkpoint, start = None, 0
+    if wanted == "latest":
+        skipped = []
+        for candidate in reversed(checkpoint_dirs(output)):
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                checkpoint, start = candidate, int(candidate.name.split("-")[1])
+                break
+            skipped.append((candidate, problem))
+        accelerator.wait_for_everyone()  # every process has checked before one is renamed
+        if main:
+            for candidate, problem in skipped:
+                moved = _set_aside(candidate)
+                where = f"; renamed it {moved.name}" if moved else ""
+                print(f"warning: skipped checkpoint {candidate}: {problem}{where}", file=sys.stderr, flush=True)
+            if skipped and checkpoint is None:
+                print(f"warning: no intact checkpoint left in {output / CHECKPOINTS}: starting from step 0",
+                      file=sys.stderr, flush=True)
+        accelerator.wait_for_everyone()
+    else:
+        checkpoint, start = resolve_resume(output, wanted)
+        problem = checkpoint_problem(checkpoint)
+        if problem is not None:
+            raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: corrupt checkpoint: {problem}")
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        if accelerator.is_main_process:
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as exc:  # noqa: BLE001 - intact files that do not fit this run's models
+            raise CheckpointError(
+                f"--resume_from_checkpoint {checkpoint}: cannot be loaded into this run "
+                f"({type(exc).__name__}: {_one_line(exc, 200)}); was it saved with other model options?") from exc
+        if main:
             print(f"resumed from {checkpoint} (step {start})")
     return start
 

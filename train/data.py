@@ -8,6 +8,8 @@ an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +23,12 @@ from portrait_stylize.faces import align, get_face_backend
 from portrait_stylize.io import IMAGE_SUFFIXES, load_image
 
 HEADROOM = 1.25  # images are kept this much larger than the crop, room for scaling and rotation
+MAX_WARNINGS = 20  # unreadable files named one per line; the rest are counted
 
 
 class DataError(ValueError):
-    """A data folder is missing or holds no usable image."""
+    """A data folder is missing, is not a folder, or holds no usable image. The message is one
+    line naming the flag, the folder and what is wrong (the scripts print it and exit with 2)."""
 
 
 @dataclass
@@ -42,6 +46,7 @@ class ImageSet:
 
     samples: list[Sample]
     skipped: dict[str, int] = field(default_factory=dict)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) of each unreadable file
 
     def describe(self, name: str) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.items() if n)
@@ -49,13 +54,26 @@ class ImageSet:
 
 
 def list_images(folder: str | Path, flag: str) -> list[Path]:
+    """The image files (by suffix) under ``folder``, searched recursively. Raises :class:`DataError`
+    when it is missing, is a file, cannot be read or holds no image file."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise DataError(f"{flag} {folder}: folder not found")
+    if not folder.is_dir():
+        raise DataError(f"{flag} {folder}: is a file, not a folder (pass the folder that holds the images)")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DataError(f"{flag} {folder}: the folder cannot be read (permission denied)")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise DataError(f"{flag} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        others = sorted(p for p in folder.rglob("*") if p.is_file())
+        what = (f"only {len(others)} other file(s), e.g. {others[0].relative_to(folder)}" if others
+                else "the folder is empty")
+        raise DataError(f"{flag} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder; {what}")
     return files
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def _fit(image: np.ndarray, side: int) -> np.ndarray:
@@ -70,15 +88,28 @@ def _fit(image: np.ndarray, side: int) -> np.ndarray:
 def load_set(folders: list[str | Path], flag: str, side: int, align_faces: bool = False,
              expressions: bool = False, regions: list[str] | None = None, progress: bool = True) -> ImageSet:
     """Read every image of ``folders``; unreadable files (and, with ``align_faces``, images without a
-    face) are skipped and counted. ``expressions``/``regions`` attach face extras when a face is found."""
+    face) are skipped and counted. ``expressions``/``regions`` attach face extras when a face is found.
+
+    Each unreadable file is named, with the reason, in a ``warning:`` line on stderr (the first
+    :data:`MAX_WARNINGS`, then a count) when ``progress`` is on (the scripts' main process), and
+    always in :attr:`ImageSet.unreadable`. Raises :class:`DataError` when a folder is missing or
+    holds no image file, or when no file at all could be used."""
     files = [f for folder in folders for f in list_images(folder, flag)]
     backend = get_face_backend("mediapipe") if (align_faces or expressions or regions) else None
-    samples, skipped = [], {"unreadable": 0, "without a face": 0}
+    samples, skipped, unreadable = [], {"unreadable": 0, "without a face": 0}, []
     for path in tqdm(files, desc=f"reading {flag}", disable=not progress, unit="img"):
         try:
             rgb = np.asarray(load_image(path).convert("RGB"))
-        except PortraitStylizeError:
+        except Exception as exc:  # noqa: BLE001 - any file that cannot be decoded is skipped, and named
+            if isinstance(exc, PortraitStylizeError):  # its message names the file
+                why = _one_line(exc)
+            else:
+                why = _one_line(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc} "
+                                f"({type(exc).__name__})")
             skipped["unreadable"] += 1
+            unreadable.append((path, why))
+            if progress and len(unreadable) <= MAX_WARNINGS:
+                tqdm.write(f"warning: {flag}: skipped {why}", file=sys.stderr)
             continue
         face = None
         if backend is not None:
@@ -104,9 +135,14 @@ def load_set(folders: list[str | Path], flag: str, side: int, align_faces: bool 
                         mask[y0:y1, x0:x1] |= parsed.masks[name]
                 sample.mask = cv2.resize(mask, sample.image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
         samples.append(sample)
+    if progress and len(unreadable) > MAX_WARNINGS:
+        tqdm.write(f"warning: {flag}: skipped {len(unreadable) - MAX_WARNINGS} more unreadable file(s)", file=sys.stderr)
     if not samples:
-        raise DataError(f"{flag}: none of the {len(files)} files could be used ({skipped})")
-    return ImageSet(samples, skipped)
+        why = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+        example = f"; e.g. {unreadable[0][1]}" if unreadable else ""
+        raise DataError(f"{flag} {', '.join(str(f) for f in folders)}: none of the {len(files)} files "
+                        f"could be used ({why}){example}")
+    return ImageSet(samples, skipped, unreadable)
 
 
 def step_rng(seed: int, step: int, process: int = 0) -> np.random.Generator:
