@@ -110,13 +110,16 @@ def test_save_is_atomic_and_keeps_previous_result(tmp_path, monkeypatch):
     Image.fromarray(_gradient()).save(target)
     before = target.read_bytes()
 
-    def broken_save(self, *args, **kwargs):
+    def broken_save(self, fp, *args, **kwargs):
+        # Fail mid-write: half a PNG reaches whatever file the save was given, then the disk fills.
+        with open(fp, "wb") as fh:
+            fh.write(before[: len(before) // 2])
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_image(Image.new("RGB", (4, 4)), target)
-    assert target.read_bytes() == before
+    assert target.read_bytes() == before  # a save that wrote to the target itself would fail here
     assert [p.name for p in tmp_path.iterdir()] == ["result.png"]
 
 
