@@ -41,10 +41,14 @@ def test_tiled_matches_untiled(style, photo_1024):
     tiled = np.asarray(Stylizer(model, spec, device="cpu", tile_size=256)(photo_1024), dtype=float)
     diff = np.abs(whole - tiled)
     assert np.percentile(diff, 99) <= 2.0, np.percentile(diff, 99)
-    # The network's output really depends on context: without overlap the seams show.
+    # A seam is a line: the mean difference along every row and every column (tile boundaries
+    # included) stays within half a grey level. Measured: at most 0.29 (ttn), 0.03 (sketch).
+    line_error = max(diff.mean(axis=(0, 2)).max(), diff.mean(axis=(1, 2)).max())
+    assert line_error <= 0.5, line_error
+    # The network's output really depends on context: without overlap the seams show, as lines.
     if style == "ttn":
         seams = np.asarray(Stylizer(model, spec, device="cpu", tile_size=256, tile_overlap=0)(photo_1024), dtype=float)
-        assert np.abs(whole - seams).max() > 10
+        assert np.abs(whole - seams).mean(axis=(0, 2)).max() > 10
 
 
 @pytest.mark.slow

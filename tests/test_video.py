@@ -49,7 +49,9 @@ def test_video_keeps_frames_size_audio_and_untouched_pixels(clip, tmp_path):
         x0, y0, x1, y1 = (round(v) for v in face.box)
         inside[y0:y1, x0:x1] = True
     diff = np.abs(out - src).mean(-1).mean(0)
-    assert diff[~inside].mean() < 3.0 < diff[inside].max()  # only codec noise outside the faces
+    # Only codec noise outside the faces, everywhere (a high percentile, not a mean that a
+    # stylized patch could hide in), and real change inside them.
+    assert np.percentile(diff[~inside], 99.5) < 8.0 < diff[inside].max(), np.percentile(diff[~inside], 99.5)
 
 
 def test_temporal_state_smooths_jittery_landmarks():
