@@ -100,6 +100,10 @@ def _cmd_styles(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    missing = [item for item in args.images if not Path(item).exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
     files = _expand_inputs(args.images)
     if not files:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)

@@ -60,14 +60,16 @@ def test_batch_continues_past_bad_file(fixtures, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["run", "x.png", "--style", "nope", "-o", "o.png"], "unknown style 'nope'. Known styles: toon, sketch"),
     (["run", "a.png", "b.png", "-o", "o.png"], "2 inputs need an output folder"),
-    (["run", "missing.png", "-o", "o.png"], "missing.png: no such file"),
+    (["run", "missing.png", "-o", "o.png"], "no such file or folder: missing.png"),
     (["run", "x.png", "--device", "tpu9", "-o", "o.png"], "invalid device 'tpu9'"),
 ])
-def test_errors_are_one_line_and_nonzero(tmp_path, args, message):
+def test_errors_are_one_line_and_exit_2(tmp_path, args, message):
+    for name in ("x.png", "a.png", "b.png"):  # real inputs, so that each case fails for its own reason
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
     result = subprocess.run([sys.executable, "-m", "portrait_stylize", *args], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == 2, result.stderr  # the README: bad arguments exit 2
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr  # one line
     assert "Traceback" not in result.stderr
 
 
