@@ -1,8 +1,10 @@
 """Face detection, 478-point mesh and region masks from MediaPipe 0.10.21 (models ship in its wheel).
 
 * Detection: the full-range BlazeFace model on the image, again on an auto-contrasted copy (faded
-  old photos), and on four overlapping zoomed quarters (small faces: the detector sees a 192²
-  input, so zooming is what makes a small face bigger); overlapping boxes are merged.
+  old photos), and on four overlapping zoomed quarters (the detector sees a 192² input, so
+  zooming is what makes a small face bigger); overlapping boxes are merged. Small faces (group
+  photos, down to about 24 px): the short-range model on overlapping 128- and 224-px tiles
+  proposes, the full-range model on a window around each proposal and then the face mesh confirm.
 * Landmarks: the face mesh (with irises) runs on each face's aligned crop, so small and tilted
   faces are seen upright at a good size; the 5 alignment points come from it.
 * Regions: polygons of the mesh give skin, brows, eyes, nose, lips and mouth; selfie segmentation
@@ -32,13 +34,21 @@ REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background
 _DETECT_SIDE = 1280
 #: Images (and zoomed detection windows) with a shorter side hold no detectable face.
 MIN_IMAGE_SIDE = 16
-#: Tiled detection for small faces: (tile side, stride) in pixels of the detection copy. The
-#: detector sees 192² and finds faces from about 20 px there, so 192-px tiles find faces of
-#: 20-60 px at their own size and 384-px tiles those of 40-120 px; larger faces are found by the
-#: whole-image and zoomed passes. Strides leave each face of a scale whole in some tile.
-_TILES = ((192, 128), (384, 256))
-_TILE_MIN_SCORE = 0.5
-_TILE_EDGE = 0.02  # fraction of the tile side: boxes this close to an inner tile edge are cut faces
+#: Small faces: the short-range model (128² input, a third of the full-range model's time; it
+#: finds faces from about 24 px of its input, wherever they are in it) on overlapping square tiles
+#: of the detection copy, as (side, stride) in pixels: 128-px tiles propose faces of about 24-60
+#: px, 224-px tiles faces of about 42-100 px; the whole-image and zoomed passes find larger ones.
+#: On a 1024² image that is 136 runs of the short-range model, about 0.25 s on 2 CPU cores.
+_TILES = ((128, 104), (224, 176))
+#: A proposal from the tiles needs this score; then the full-range model must find the face again,
+#: with this score too, in a window of _CONFIRM_ZOOMS times its size around it (the next size is
+#: tried when it misses), and the face mesh must find it on the aligned crop. Below 0.65, bits of
+#: gravel and a cameraman's ear passed all three (skimage's test photos).
+_TILE_MIN_SCORE = 0.65
+_CONFIRM_ZOOMS = (4.0, 3.0, 5.0)
+#: The tile search runs when no face is found, or when the largest one is smaller than this
+#: fraction of the detection copy's short side (group photos).
+_TILE_TRIGGER = 0.2
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
@@ -91,15 +101,15 @@ def _tile_starts(length: int, side: int, stride: int) -> list[int]:
     return [round(i * (length - side) / (count - 1)) for i in range(count)]
 
 
-def _new_face(face: Face, faces: list[Face]) -> bool:
-    """``face`` neither overlaps a face in ``faces`` nor has its centre inside one (a tile that
-    sees part of a big face can take an eye or a mouth for a small face)."""
-    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
-    for other in faces:
-        x0, y0, x1, y1 = other.box
-        if box_iou(face.box, other.box) >= 0.3 or (x0 <= cx <= x1 and y0 <= cy <= y1):
-            return False
-    return True
+def _is_new(face: Face, kept: list[Face]) -> bool:
+    """``face`` overlaps no face of ``kept`` (IoU < 0.3), and neither holds the other's box
+    centre: a tile that shows part of a bigger face can take an eye or a mouth for a face."""
+
+    def centre_in(a: Face, b: Face) -> bool:
+        cx, cy = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
+        return b.box[0] <= cx <= b.box[2] and b.box[1] <= cy <= b.box[3]
+
+    return all(box_iou(face.box, k.box) < 0.3 and not centre_in(face, k) and not centre_in(k, face) for k in kept)
 
 
 class MediapipeBackend:
@@ -134,6 +144,9 @@ class MediapipeBackend:
 
         solutions = mp.solutions
         self._detector = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
+        # Proposes small faces on the tiles (see _TILES).
+        self._tile_detector = solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=max(min_score, _TILE_MIN_SCORE))
         self._mesh = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
                                                   min_detection_confidence=0.3)
         self._selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
@@ -143,13 +156,14 @@ class MediapipeBackend:
         self._eyes = (max(_loops(fm.FACEMESH_RIGHT_EYE), key=len), max(_loops(fm.FACEMESH_LEFT_EYE), key=len))
         self._nose = sorted({i for edge in fm.FACEMESH_NOSE for i in edge})
         blank = np.zeros((48, 64, 3), np.uint8)  # graphs initialise (and log) on first use
-        self._detector.process(blank), self._mesh.process(blank), self._selfie.process(blank)
+        self._detector.process(blank), self._tile_detector.process(blank)
+        self._mesh.process(blank), self._selfie.process(blank)
 
     # --- detection ---------------------------------------------------------------------------
 
-    def _detect_pass(self, image: np.ndarray, offset=(0, 0), min_score: float = 0.0) -> list[Face]:
+    def _detect_pass(self, image: np.ndarray, offset=(0, 0), min_score: float = 0.0, detector=None) -> list[Face]:
         h, w = image.shape[:2]
-        result = self._detector.process(np.ascontiguousarray(image))
+        result = (detector or self._detector).process(np.ascontiguousarray(image))
         faces = []
         for det in result.detections or []:
             score = float(det.score[0])
@@ -190,40 +204,62 @@ class MediapipeBackend:
         for x, y in zooms:
             # Zoomed passes see more false positives: keep only confident ones.
             candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
-        tiled = self._tiled_passes(contrasted)
-        for face in candidates + tiled:
+        found = merge_detections(candidates)
+        # Small faces: tiles propose, best first; the full-range model confirms each new proposal
+        # (textures, hands and parts of big faces now and then fool one model, rarely both).
+        tiled: list[Face] = []
+        # The tile search costs 0.2-0.5 s; a photo whose faces are all big (a portrait, a selfie)
+        # has no room for small ones in practice, so it runs only where faces are small or missing.
+        small_or_none = not found or max(f.size for f in found) < _TILE_TRIGGER * min(h, w)
+        proposals = self._tiled_passes(contrasted, found) if small_or_none else []
+        for proposal in sorted(proposals, key=lambda f: -f.score):
+            if _is_new(proposal, found + tiled):
+                confirmed = self._confirm(contrasted, proposal)
+                if confirmed is not None and _is_new(confirmed, found + tiled):
+                    tiled.append(confirmed)
+        for face in found + tiled:
             face.box = tuple(v / factor for v in face.box)
             face.landmarks = face.landmarks / factor
-        faces = [self._refine(image, f) for f in merge_detections(candidates)]
-        faces = merge_detections(faces)
-        small_faces = [self._refine(image, f) for f in merge_detections(tiled) if _new_face(f, faces)]
-        # A small face found only by a tile must be confirmed by the face mesh (which runs its own
-        # detector on the aligned crop): tiles see many face-like textures.
-        faces += merge_detections([f for f in small_faces if f.mesh is not None])
-        return merge_detections(faces)
+        faces = merge_detections([self._refine(image, f) for f in found])
+        tiled = [self._refine(image, f) for f in tiled]
+        return merge_detections(faces + [f for f in tiled if f.mesh is not None])  # the mesh has the last word
 
-    def _tiled_passes(self, image: np.ndarray) -> list[Face]:
-        """Small faces: the detector on overlapping tiles (:data:`_TILES`), keeping confident faces
-        that lie wholly inside their tile (a face cut by a tile edge is whole in a neighbour)."""
+    def _confirm(self, image: np.ndarray, face: Face) -> Face | None:
+        """The full-range detection of ``face`` in a window around it, or ``None``. The window is
+        _CONFIRM_ZOOMS times the face's size (so the face fills a third to a fifth of the
+        detector's input); the next size is tried when the detector misses the face in one."""
+        h, w = image.shape[:2]
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        for zoom in _CONFIRM_ZOOMS:
+            side = max(round(zoom * face.size), 2 * MIN_IMAGE_SIDE)
+            x = int(min(max(cx - side / 2, 0), max(w - side, 0)))
+            y = int(min(max(cy - side / 2, 0), max(h - side, 0)))
+            window = image[y:y + side, x:x + side]
+            if min(window.shape[:2]) < MIN_IMAGE_SIDE:
+                return None
+            seen = [f for f in self._detect_pass(window, (x, y), min_score=_TILE_MIN_SCORE)
+                    if box_iou(f.box, face.box) >= 0.3]
+            if seen:
+                return max(seen, key=lambda f: f.score)
+        return None
+
+    def _tiled_passes(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Proposals of the short-range model on the overlapping tiles of :data:`_TILES`, but for
+        tiles inside one of ``faces`` (all they could propose would lie inside that face)."""
         h, w = image.shape[:2]
         found = []
         for side, stride in _TILES:
             if side * 1.5 > max(h, w):
                 continue  # the whole-image passes already see faces this small at this scale
-            xs, ys = _tile_starts(w, side, stride), _tile_starts(h, side, stride)
-            for y in ys:
-                for x in xs:
+            for y in _tile_starts(h, side, stride):
+                for x in _tile_starts(w, side, stride):
                     tile = image[y:y + side, x:x + side]
                     th, tw = tile.shape[:2]
-                    if min(th, tw) < MIN_IMAGE_SIDE:
+                    inside = any(f.box[0] <= x and f.box[1] <= y and x + tw <= f.box[2] and y + th <= f.box[3]
+                                 for f in faces)
+                    if inside or min(th, tw) < MIN_IMAGE_SIDE:
                         continue
-                    margin = _TILE_EDGE * side
-                    for face in self._detect_pass(tile, (x, y), min_score=_TILE_MIN_SCORE):
-                        x0, y0, x1, y1 = face.box
-                        if ((x0 < x + margin and x > 0) or (y0 < y + margin and y > 0)
-                                or (x1 > x + tw - margin and x + tw < w) or (y1 > y + th - margin and y + th < h)):
-                            continue
-                        found.append(face)
+                    found += self._detect_pass(tile, (x, y), _TILE_MIN_SCORE, self._tile_detector)
         return found
 
     def _refine(self, image: np.ndarray, face: Face) -> Face:
