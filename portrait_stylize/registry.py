@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
 #: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
 KINDS = ("builtin", "hub", "local", "modelscope", "url")
+#: The :func:`portrait_stylize.convert.convert` options a ``conversion`` entry may set.
+CONVERSION_OPTIONS = ("channel_order", "gf_eps", "gf_radius", "upsample", "padding", "negative_slope",
+                      "image_pad_multiple", "image_pad_value")
 #: Roles of the files of a ``modelscope`` entry: the networks and DCT-Net's paste mask.
 FILE_ROLES = ("head", "bg", "alpha")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -171,6 +174,10 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
             )
     if kind == "modelscope":
         _check_modelscope(entry, ctx)
+    unknown = set(entry.get("conversion", {})) - set(CONVERSION_OPTIONS)
+    if unknown:
+        raise RegistryError(f"{ctx}: key 'conversion' has unknown option(s) {', '.join(sorted(unknown))}; "
+                            f"allowed: {', '.join(CONVERSION_OPTIONS)}")
     if kind == "url" and not (entry["url"].startswith("https://") or entry["url"].startswith("http://")):
         raise RegistryError(f"{ctx}: key 'url' must be an http(s) address, got {entry['url']!r}")
     digests = {"'sha256'": entry.get("sha256"),
@@ -195,9 +202,6 @@ def _check_modelscope(entry: dict[str, Any], ctx: str) -> None:
             raise RegistryError(f"{ctx}: key 'files' has unknown role {role!r}; roles: {', '.join(FILE_ROLES)}")
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
             raise RegistryError(f"{ctx}: files[{role!r}] must be a non-empty list of file names, got {names!r}")
-    conversion = entry.get("conversion", {})
-    if "sources" in conversion or "output" in conversion:
-        raise RegistryError(f"{ctx}: key 'conversion' may not set 'sources' or 'output'")
 
 
 def parse_registry(data: Any, where: str = "registry", skip_bad_entries: bool = False) -> Registry:

@@ -300,3 +300,22 @@ def test_to_entry_drops_keys_of_other_kinds():
 ])
 def test_parse_hub_id(text, expected):
     assert parse_hub_id(text) == expected
+
+
+def test_conversion_options_are_checked_at_load(tmp_path):
+    entry = {"kind": "url", "url": "https://example.org/w.tflite", "sha256": "b" * 64, "licence": "mit",
+             "conversion": {"channel_order": "bgr", "sources": ["x"]}}
+    path = _registry_file(tmp_path, {"w": entry})
+    with pytest.raises(RegistryError, match="unknown option\\(s\\) sources; allowed: channel_order"):
+        read_registry(path)
+
+
+def test_conversion_options_match_convert():
+    import inspect
+
+    from portrait_stylize.convert import convert
+    from portrait_stylize.models.ttn import TTN
+
+    # convert() takes its own options plus TTN overrides through **kwargs.
+    accepted = set(inspect.signature(convert).parameters) | set(inspect.signature(TTN).parameters)
+    assert set(registry.CONVERSION_OPTIONS) <= accepted - {"sources", "output", "ttn_overrides"}
