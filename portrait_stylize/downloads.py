@@ -16,12 +16,12 @@ import httpx
 from tqdm.auto import tqdm
 
 from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
+from .offline import OFFLINE_VARIABLES, is_offline
 from .version import __version__
 
 #: Seconds to wait for a connection and between two chunks of a body (a stalled server fails).
 TIMEOUT = httpx.Timeout(30.0, read=30.0)
 USER_AGENT = f"portrait-stylize/{__version__}"
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "PORTRAIT_STYLIZE_OFFLINE")
 #: How often a body that broke off is resumed before giving up.
 RETRIES = 2
 _CHUNK = 1 << 20
@@ -29,12 +29,6 @@ _CHUNK = 1 << 20
 
 class _Incomplete(Exception):
     """The body ended before its announced length."""
-
-
-def is_offline() -> bool:
-    """``True`` when ``HF_HUB_OFFLINE`` or ``PORTRAIT_STYLIZE_OFFLINE`` is set to a true value
-    (read at every call)."""
-    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in OFFLINE_VARIABLES)
 
 
 def client() -> httpx.Client:

@@ -27,7 +27,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .downloads import is_offline, unreachable
+from .downloads import unreachable
+from .offline import is_offline
 from .errors import (
     ChecksumMismatchError,
     HubUploadError,

@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 
 from . import converted, modelscope
 from .convert import ConversionError, convert
-from .downloads import download, is_offline
+from .downloads import download
+from .offline import is_offline
 from .errors import RegistryError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .hub import fetch_spec, is_cached, sha256_file
 from .models import StyleNetwork, build_network

@@ -2,7 +2,7 @@
 
 facexlib downloads its weights from GitHub releases on first use into ``model_rootpath``
 (``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``; see :data:`WEIGHT_URLS`); put them
-there yourself to work offline. In offline mode (:func:`portrait_stylize.downloads.is_offline`)
+there yourself to work offline. In offline mode (:func:`portrait_stylize.offline.is_offline`)
 nothing is downloaded: a missing file raises :class:`~portrait_stylize.errors.StyleNotCachedError`
 naming the file, its URL and the folder to put it in; so does a download that fails. Both are
 plain state dicts, loaded by ``torch.load`` (``weights_only`` by default in PyTorch >= 2.6).
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..downloads import OFFLINE_VARIABLES, is_offline
+from ..offline import OFFLINE_VARIABLES, is_offline
 from ..errors import StyleNotCachedError
 from . import align
 from .face import Face, merge_detections
