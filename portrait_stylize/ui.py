@@ -42,7 +42,7 @@ class UserError(PortraitStylizeError):
 
 #: Where each kind of style comes from on first use, for the style's description line.
 FIRST_USE = {"hub": "downloads from the Hugging Face Hub on first use",
-             "modelscope": "downloads from ModelScope and converts on first use (about a minute)",
+             "modelscope": "downloads from ModelScope (two ~6 MB graphs) and converts on first use",
              "url": "downloads from its publisher and converts on first use"}
 
 
@@ -55,7 +55,8 @@ def style_choices() -> list[tuple[str, str]]:
     """``(label, name)`` for every registered style; downloads and non-commercial licences are marked."""
     choices = []
     for s in list_styles():
-        notes = ([] if s.available_offline else ["downloads on first use"]) + (["non-commercial"] if is_non_commercial(s) else [])
+        notes = [] if s.available_offline else ["downloads on first use"]
+        notes += ["non-commercial"] if is_non_commercial(s) else []
         choices.append((f"{s.name} ({', '.join(notes)})" if notes else s.name, s.name))
     return choices
 
