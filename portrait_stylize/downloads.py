@@ -8,7 +8,6 @@ one; a ``.part`` left by an interrupted run is resumed with an HTTP ``Range`` re
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
+from .io import sha256_file
 from .offline import OFFLINE_VARIABLES, is_offline
 from .version import __version__
 
@@ -34,15 +34,6 @@ class _Incomplete(Exception):
 def client() -> httpx.Client:
     """An HTTP client that follows redirects, gives up after :data:`TIMEOUT` and names this library."""
     return httpx.Client(follow_redirects=True, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT})
-
-
-def _sha256_of(path: Path) -> hashlib._Hash:
-    digest = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                digest.update(chunk)
-    return digest
 
 
 def unreachable(label: str, url: str, exc: Exception) -> StyleNotCachedError:
@@ -86,7 +77,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
         if own:
             http.close()
     actual_size = part.stat().st_size
-    actual = _sha256_of(part).hexdigest()
+    actual = sha256_file(part)
     if (size is not None and actual_size != size) or (sha256 is not None and actual != sha256):
         part.unlink(missing_ok=True)
         expected = f"sha256 {sha256}" if sha256 else f"{size} bytes"

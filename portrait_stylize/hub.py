@@ -10,7 +10,6 @@ never picked up again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ from huggingface_hub.errors import (
 )
 
 from .downloads import unreachable
-from .offline import is_offline
 from .errors import (
     ChecksumMismatchError,
     HubUploadError,
@@ -37,7 +35,9 @@ from .errors import (
     StyleNotCachedError,
     UnsafeWeightsError,
 )
+from .io import sha256_file
 from .models.serialization import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from .offline import is_offline
 from .registry import StyleSpec
 from .version import __version__
 
@@ -47,15 +47,6 @@ def cache_dir() -> Path:
     """The Hub cache folder in use (``$HF_HUB_CACHE`` read at call time)."""
     raw = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
     return Path(os.path.expandvars(os.path.expanduser(raw)))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _discard(path: Path) -> None:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import os
 import tempfile
@@ -127,6 +129,15 @@ def tensor_to_pil(x: torch.Tensor, alpha: Image.Image | None = None) -> Image.Im
     return img
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save atomically (temporary file + rename) so a failure never leaves a half-written result.
 
@@ -174,8 +185,10 @@ def _umask() -> int:
     return mask
 
 
+@functools.lru_cache(maxsize=256)
 def _remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporaries that a killed run left in ``folder`` (only ours, only old ones)."""
+    """Delete temporaries that a killed run left in ``folder`` (only ours, only old ones); once
+    per folder and process, so a batch into a large folder does not rescan it for every image."""
     now = time.time()
     for stale in folder.glob(f"{_TEMP_PREFIX}*"):
         try:

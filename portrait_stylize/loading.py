@@ -140,13 +140,17 @@ def _make_url(spec: StyleSpec, revision: str, work: Path, label: str) -> convert
 _MAKERS = {"modelscope": _make_modelscope, "url": _make_url}
 
 
+def _is_converted(spec: StyleSpec) -> bool:
+    return converted.find_cached(spec.kind, *_converted_key(spec)) is not None
+
+
 #: kind -> its :class:`Source`; the keys are :data:`portrait_stylize.registry.KINDS`.
 SOURCES: dict[str, Source] = {
     "builtin": Source(_load_builtin, lambda spec: True),
     "hub": Source(_load_hub, is_cached),
     "local": Source(_load_local, lambda spec: Path(spec.path).is_dir()),
-    "modelscope": Source(_load_converted, lambda spec: converted.find_cached(spec.kind, *_converted_key(spec)) is not None),
-    "url": Source(_load_converted, lambda spec: converted.find_cached(spec.kind, *_converted_key(spec)) is not None),
+    "modelscope": Source(_load_converted, _is_converted),
+    "url": Source(_load_converted, _is_converted),
 }
 
 

@@ -10,7 +10,6 @@ stderr and exits with status 2 instead of showing a traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from portrait_stylize.io import sha256_file
 from train.data import DataError
 
 CHECKPOINTS = "checkpoints"
@@ -113,14 +113,9 @@ def resolve_resume(output: Path, resume: str | None) -> tuple[Path | None, int]:
     return path, int(match.group(1))
 
 
-def _sha256(path: Path, fsync: bool = False) -> str:
-    digest = hashlib.sha256()
+def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-        if fsync:
-            os.fsync(f.fileno())
-    return digest.hexdigest()
+        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -138,8 +133,11 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_manifest(folder: Path) -> None:
     """Record size and SHA-256 of every file in ``folder`` (flushing each to disk) in ``MANIFEST``."""
-    files = {f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f, fsync=True)}
-             for f in sorted(folder.rglob("*")) if f.is_file() and f.name != MANIFEST}
+    files = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.name != MANIFEST:
+            _fsync_file(f)
+            files[f.relative_to(folder).as_posix()] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
     with open(folder / MANIFEST, "w", encoding="utf-8") as out:
         json.dump({"format": 1, "files": files}, out, indent=1)
         out.flush()
@@ -170,7 +168,7 @@ def checkpoint_problem(path: Path) -> str | None:
             found = file.stat().st_size
             if found != size:
                 return f"{name} has {found} bytes, {size} were saved"
-            if _sha256(file) != sha:
+            if sha256_file(file) != sha:
                 return f"{name} does not match the checksum recorded when it was saved"
         return None
     files = sorted(f for f in path.rglob("*") if f.is_file())

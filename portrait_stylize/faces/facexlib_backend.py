@@ -55,8 +55,7 @@ def default_root() -> Path:
 
 def weights_present(root: str | Path | None = None) -> bool:
     """Whether both facexlib weight files are already in ``root`` (no download needed)."""
-    root = Path(root) if root is not None else default_root()
-    return all((root / name).is_file() for name in WEIGHT_FILES)
+    return not missing_weights(root)
 
 
 def missing_weights(root: str | Path | None = None) -> list[str]:
