@@ -1,6 +1,6 @@
 """TTN inference speed (default vs channels_last) and tiled 4K time / peak memory.
 
-Run:  .venv/bin/python benchmarks/bench_inference.py [--repeats 5] [--device cpu]
+Run:  .venv/bin/python benchmarks/bench_inference.py [--repeats 5] [--device cpu] [--group A.jpg B.jpg]
 
 Both memory formats are timed alternately in the same process (machines here are noisy), and the
 4K run happens in a fresh subprocess so its peak RSS is its own. Prints a Markdown table.
@@ -20,29 +20,48 @@ import torch
 from portrait_stylize.models.ttn import TTN
 
 _4K_SCRIPT = """
-import json, resource, time, numpy as np, torch
+import json, resource, sys, time, numpy as np, torch
 from PIL import Image
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.pipeline import Stylizer
 from portrait_stylize.registry import StyleSpec
+args = json.loads(sys.argv[1])
+if args["photos"]:
+    # A group photo at 4K: the photos side by side at 2926 px high, fitted to 3840 px wide.
+    parts = [Image.open(p).convert("RGB") for p in args["photos"]]
+    parts = [im.resize((round(im.width * 2926 / im.height), 2926), Image.LANCZOS) for im in parts]
+    img = Image.new("RGB", (sum(im.width for im in parts), 2926))
+    for i, im in enumerate(parts):
+        img.paste(im, (sum(p.width for p in parts[:i]), 0))
+    img = img.resize((3840, 2926), Image.LANCZOS)
+    del parts
+else:
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8))
 torch.manual_seed(0)
-img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8))
-st = Stylizer(TTNStyle(), StyleSpec(name="bench", kind="local"), device={device!r})
+st = Stylizer(TTNStyle(), StyleSpec(name="bench", kind="local"), device=args["device"])
 start = time.perf_counter()
-out = st(img)
-assert out.size == (3840, 2160), out.size
-print(json.dumps({{"seconds": time.perf_counter() - start,
-                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+out, details = st(img, regions=args["regions"], harmonize=args["harmonize"], return_details=True)
+assert out.size == img.size, out.size
+print(json.dumps({"seconds": time.perf_counter() - start, "size": list(img.size), "faces": len(details.faces),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def measure_4k(device: str = "cpu") -> dict:
-    """Stylize a random 3840×2160 image with a TTN style in a fresh subprocess.
+def measure_4k(device: str = "cpu", photos: list[str] | None = None, regions: list[str] | None = None,
+               harmonize: float = 0.0) -> dict:
+    """Stylize one 4K picture with a TTN style (face pass included) in a fresh subprocess.
 
-    Returns ``{"seconds": ..., "peak_mb": ...}``, the subprocess's own wall time and peak RSS.
+    Args:
+        photos: photos composed side by side into a 3840×2926 group picture; ``None``: random
+            3840×2160 pixels (no faces).
+        regions, harmonize: passed to the :class:`~portrait_stylize.pipeline.Stylizer` call.
+
+    Returns ``{"seconds", "size", "faces", "peak_mb"}``: the call's wall time, the picture's size,
+    the faces found and the subprocess's peak RSS (imports and the input picture included).
     """
-    out = subprocess.run([sys.executable, "-c", _4K_SCRIPT.format(device=device)],
-                         capture_output=True, text=True, check=True).stdout
+    args = json.dumps({"device": device, "photos": [str(p) for p in photos or []], "regions": regions,
+                       "harmonize": harmonize})
+    out = subprocess.run([sys.executable, "-c", _4K_SCRIPT, args], capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -77,6 +96,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-4k", action="store_true")
+    parser.add_argument("--group", nargs="+", metavar="PHOTO",
+                        help="photos composed side by side into a 4K group picture (also measured with regions)")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}\n")
@@ -86,10 +107,15 @@ def main() -> None:
         t_default, t_cl = bench_formats(size, args.repeats, device)
         print(f"| {size}² | {t_default * 1000:.0f} ms | {t_cl * 1000:.0f} ms | {t_cl / t_default:.2f} |")
     if not args.skip_4k:
-        report = measure_4k(args.device)
-        print("\n| 3840×2160 through Stylizer (TTN, 512² tiles, 64 px overlap) | time | peak RSS |")
-        print("|---|---|---|")
-        print(f"| whole process | {report['seconds']:.1f} s | {report['peak_mb']:.0f} MB |")
+        print("\n| 4K through Stylizer (TTN, face pass, 512² tiles) | faces | time | peak RSS |")
+        print("|---|---|---|---|")
+        cases = [("random 3840×2160, no faces", None, None, 0.0)]
+        if args.group:
+            cases += [("group photo 3840×2926", args.group, None, 0.0),
+                      ("group photo, regions hair,skin,lips, harmonize 0.5", args.group, ["hair", "skin", "lips"], 0.5)]
+        for label, photos, regions, harmonize in cases:
+            r = measure_4k(args.device, photos, regions, harmonize)
+            print(f"| {label} | {r['faces']} | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ is the [-1, 1] range, so the error is measured on the scale of 8-bit pixels).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -57,9 +58,25 @@ def tflite_runner(path: Path, shape: tuple[int, ...], threads: int):
     return run
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """PyTorch (and the ONNX Runtime sessions made meanwhile) on ``threads`` threads, restored
+    afterwards so a caller such as the test suite keeps its own setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def compare(tflite: Path, size: int, threads: int, repeats: int, backends: list[str]) -> list[dict]:
     """Median seconds, speed ratio to TFLite and PSNR to float32 PyTorch for each runtime."""
-    torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _compare(tflite, size, threads, repeats, backends)
+
+
+def _compare(tflite: Path, size: int, threads: int, repeats: int, backends: list[str]) -> list[dict]:
     device = torch.device("cpu")
     net = ttn_from_weights(read_tflite(tflite), str(tflite))
     x_nhwc = test_input(size)

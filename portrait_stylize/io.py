@@ -116,13 +116,17 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """``RGB``/``RGBA`` PIL image -> ``(1, 3, H, W)`` float32 RGB in [0, 1] (alpha dropped)."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
+    rgb = torch.from_numpy(np.array(img.convert("RGB")))
+    return rgb.permute(2, 0, 1).contiguous().unsqueeze(0).float().div_(255.0)
 
 
 def tensor_to_pil(x: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
     """``(1, 3, H, W)`` RGB in [0, 1] -> 8-bit ``RGB`` PIL image, or ``RGBA`` with ``alpha`` (mode ``L``)."""
-    arr = (x[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    hwc = x[0].detach().permute(1, 2, 0)
+    arr = np.empty(hwc.shape, np.uint8)
+    # Row chunks: a 4K picture needs no full-size float temporaries.
+    for r in range(0, arr.shape[0], 256):
+        arr[r:r + 256] = hwc[r:r + 256].float().clamp(0, 1).mul(255.0).round().cpu().numpy()
     img = Image.fromarray(arr, "RGB")
     if alpha is not None:
         img.putalpha(alpha)

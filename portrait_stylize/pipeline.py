@@ -29,8 +29,8 @@ from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tenso
 from .loading import is_available_offline, load_network, resolve_spec
 from .models import StyleNetwork
 from .models.base import bounded_int
-from .regions import FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, region_weights
-from .regions import harmonize as harmonize_colours
+from .regions import (FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, harmonize,
+                      histogram_luts, mix, region_weights)
 from .registry import StyleSpec, load_registry
 from .tiling import run_tiled
 
@@ -232,7 +232,7 @@ class Stylizer:
                 stylized = self.stylize_faces(rgb, stylized, chosen, details)
         # 5. Regions: which pixels change, and how far.
         if request.regions is None:
-            out = photo + (stylized - photo) * request.strengths["all"]
+            out = mix(photo, stylized, request.strengths["all"], out=stylized)
         else:
             with details.timed("parse regions"):
                 details.masks = self.region_masks(rgb, chosen, request.regions)
@@ -241,7 +241,7 @@ class Stylizer:
                 out = self.composite(photo, stylized, request, chosen, details, temporal)
         # 7. Output: the input's size, with its alpha.
         alpha = img.getchannel("A") if img.mode == "RGBA" else None
-        result = tensor_to_pil(torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None], alpha)
+        result = tensor_to_pil(torch.from_numpy(out).permute(2, 0, 1)[None], alpha)
         if result.size != size:
             result = result.resize(size, Image.LANCZOS)
         return (result, details) if return_details else result
@@ -330,7 +330,8 @@ class Stylizer:
                       details: StylizeDetails) -> np.ndarray:
         """DCT-Net's face pass: aligned crops through the face network in one batch, warped back
         over the whole-image result ``(H, W, 3)`` float32 with the style's own paste mask (the
-        official ``alpha.jpg`` for DCT-Net styles), else a feathered ellipse."""
+        official ``alpha.jpg`` for DCT-Net styles), else a feathered ellipse. ``stylized`` is
+        updated in place and returned."""
         matrices = [align.crop_transform(f.landmarks) for f in faces]
         crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
@@ -338,7 +339,7 @@ class Stylizer:
         mask = self.model.face_paste_mask()
         mask = _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
                                                              interpolation=cv2.INTER_AREA)
-        out = stylized.copy()
+        out = stylized
         for crop, head, matrix in zip(crops, heads, matrices):
             x0, y0, x1, y1 = window = align.crop_footprint(matrix, rgb.shape[:2])
             paste = align.warp_from_crop(head, matrix, window)
@@ -355,17 +356,31 @@ class Stylizer:
     def composite(self, photo: np.ndarray, stylized: np.ndarray, request: Request, faces: list[Face],
                   details: StylizeDetails, temporal: Smoother | None) -> np.ndarray:
         """Blend ``stylized`` into ``photo`` (both ``(H, W, 3)`` float32 in [0, 1]) inside the region
-        masks, band by band, after harmonizing the untouched area's colours."""
+        masks, band by band, after harmonizing the untouched area's colours.
+
+        Works in place to keep a 4K picture's memory low: ``photo`` becomes the result and
+        ``stylized`` the strength-scaled target; both are the caller's scratch arrays."""
         # Coverage (where) and strength (how far) stay separate, so a region at strength s is
-        # exactly photo + s * (stylized - photo) inside and still blends band-wise.
-        stack = np.stack([details.masks[name] for name in request.regions])
-        coverage = stack.max(0) if temporal is None else temporal.smooth_coverage(stack.max(0))
-        amount = np.array([request.strengths[name] for name in request.regions], np.float32)[stack.argmax(0)]
-        target = photo + (stylized - photo) * amount[..., None]
-        base = harmonize_colours(photo, stylized, coverage, request.harmonize)
+        # exactly photo + s * (stylized - photo) inside and still blends band-wise. Where regions
+        # overlap, the strongest mask decides the strength (the first on ties).
+        masks = [details.masks[name] for name in request.regions]
+        strengths = [request.strengths[name] for name in request.regions]
+        coverage = masks[0].copy()
+        amount = np.full(coverage.shape, strengths[0], np.float32) if len(set(strengths)) > 1 else np.float32(strengths[0])
+        for mask, strength in zip(masks[1:], strengths[1:]):
+            if amount.ndim:
+                amount[mask > coverage] = strength
+            np.maximum(coverage, mask, out=coverage)
+        if temporal is not None:
+            coverage = temporal.smooth_coverage(coverage)
+        # The untouched area's colour mapping comes from the pure stylized image, before it
+        # becomes the strength-scaled target.
+        luts = histogram_luts(photo, stylized, coverage < 1) if request.harmonize > 0 else None
+        target = mix(photo, stylized, amount, out=stylized)
+        base = harmonize(photo, luts, request.harmonize, out=photo)
         sizes = [f.size for f in faces] or [min(photo.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
         details.weight = coverage * amount
-        return composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER))
+        return composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER), out=base)
 
 
 def _cap_short_side(image: Image.Image, limit: int | None) -> Image.Image:

@@ -25,6 +25,13 @@ from .faces.parsing import REGIONS, Parsing
 FACE_FEATHER = 0.05
 IMAGE_FEATHER = 0.02
 MIN_FEATHER = 2
+#: Side of the blocks :func:`composite` blends one at a time (bounds its memory on large images).
+BLEND_BLOCK = 1024
+#: Each block is blended with a margin of this many coarsest-level pixels around it, wider than
+#: the pyramid's reach (so blocks join without seams).
+BLEND_MARGIN = 4
+#: Rows per chunk when :func:`harmonize` maps pixels (bounds its float64 temporaries).
+_ROWS = 256
 
 
 def feather_width(size: float, fraction: float) -> int:
@@ -117,26 +124,43 @@ def _levels(radius: int) -> int:
     return int(np.clip(math.floor(math.log2(max(radius, 2))), 1, 6))
 
 
-def composite(photo: np.ndarray, stylized: np.ndarray, weight: np.ndarray, radius: int) -> np.ndarray:
+def composite(photo: np.ndarray, stylized: np.ndarray, weight: np.ndarray, radius: int,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Blend ``stylized`` over ``photo`` with ``weight`` (``(H, W)`` in [0, 1]) band by band.
 
     ``radius`` is the feather width; the pyramid has about ``log2(radius)`` levels so coarse
     bands do not reach far past it. Exactly ``photo`` where ``weight == 0`` and ``stylized``
-    where ``weight == 1``; the work happens only in the bounding box of ``0 < weight < 1``.
+    where ``weight == 1``; in between (the band), a Laplacian-pyramid blend computed block by
+    block (:data:`BLEND_BLOCK` px plus a margin wider than the pyramid's reach), so a 4K picture
+    needs no full-size pyramids.
+
+    Args:
+        out: where to write the result (``(H, W, 3)`` float32); may be ``photo`` itself, which is
+            then overwritten. Default: a new array.
     """
-    out = np.where(weight[..., None] >= 1.0, stylized, photo).astype(np.float32)
+    band_values = []
     band = (weight > 0) & (weight < 1)
-    if not band.any():
-        return out
-    ys, xs = np.nonzero(band)
-    pad = 2 ** _levels(radius) * 2
-    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, weight.shape[0])
-    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, weight.shape[1])
-    blended = _pyramid_blend(photo[y0:y1, x0:x1], stylized[y0:y1, x0:x1], weight[y0:y1, x0:x1], _levels(radius))
-    local = weight[y0:y1, x0:x1]
-    region = out[y0:y1, x0:x1]
-    inside = (local > 0) & (local < 1)
-    region[inside] = np.clip(blended[inside], 0.0, 1.0)
+    if band.any():
+        levels = _levels(radius)
+        margin = BLEND_MARGIN * 2**levels
+        ys, xs = np.nonzero(band.any(1))[0], np.nonzero(band.any(0))[0]
+        for by in range(ys.min(), ys.max() + 1, BLEND_BLOCK):
+            for bx in range(xs.min(), xs.max() + 1, BLEND_BLOCK):
+                core = np.s_[by:by + BLEND_BLOCK, bx:bx + BLEND_BLOCK]
+                inside = band[core]
+                if not inside.any():
+                    continue
+                y0, x0 = max(by - margin, 0), max(bx - margin, 0)
+                y1, x1 = min(by + BLEND_BLOCK + margin, weight.shape[0]), min(bx + BLEND_BLOCK + margin, weight.shape[1])
+                blended = _pyramid_blend(photo[y0:y1, x0:x1], stylized[y0:y1, x0:x1], weight[y0:y1, x0:x1], levels)
+                h, w = inside.shape
+                blended = blended[by - y0:by - y0 + h, bx - x0:bx - x0 + w]
+                band_values.append((core, inside, np.clip(blended[inside], 0.0, 1.0)))
+    # The band is blended from the untouched photo first, so ``out`` may overwrite it afterwards.
+    out = _output(photo, out)
+    np.copyto(out, stylized, where=(weight >= 1.0)[..., None])
+    for core, inside, values in band_values:
+        out[core][inside] = values
     return out
 
 
@@ -158,29 +182,56 @@ def _pyramid_blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray, levels: int
     return result
 
 
-def match_histograms(source: np.ndarray, reference: np.ndarray, source_mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel histogram matching of ``source`` to ``reference`` (both ``(H, W, 3)`` in [0, 1]).
+def histogram_luts(source: np.ndarray, reference: np.ndarray, source_mask: np.ndarray | None = None) -> np.ndarray | None:
+    """Per-channel lookup tables that match ``source``'s histogram to ``reference``'s (both
+    ``(H, W, 3)`` in [0, 1]): ``(3, 256)`` float64 outputs at the upper edges of 256 bins.
 
-    Only pixels under ``source_mask`` define the source histogram (the untouched area); every
-    source pixel is mapped.
+    Only pixels under ``source_mask`` define the source histogram (the untouched area); ``None``
+    when that area is empty.
     """
-    out = np.empty_like(source, dtype=np.float32)
     bins = np.linspace(0.0, 1.0, 257)
+    luts = np.empty((3, 256))
     for c in range(3):
         src = source[..., c] if source_mask is None else source[..., c][source_mask]
         if src.size == 0:
-            return source.astype(np.float32)
+            return None
         s_cdf = np.cumsum(np.histogram(src, bins)[0]).astype(np.float64)
         r_cdf = np.cumsum(np.histogram(reference[..., c], bins)[0]).astype(np.float64)
-        lut = np.interp(s_cdf / s_cdf[-1], r_cdf / r_cdf[-1], bins[1:])
-        out[..., c] = np.interp(source[..., c], bins[1:], lut)
+        luts[c] = np.interp(s_cdf / s_cdf[-1], r_cdf / r_cdf[-1], bins[1:])
+    return luts
+
+
+def harmonize(photo: np.ndarray, luts: np.ndarray | None, amount: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Move ``photo``'s colours (``(H, W, 3)`` in [0, 1]) ``amount`` of the way along ``luts``
+    from :func:`histogram_luts` (paper 2's histogram matching), so a partly stylized portrait
+    reads as one picture. Rows are mapped in chunks, so ``out`` (float32, default a new array)
+    may be ``photo`` itself; ``luts=None`` or ``amount <= 0`` leave the colours as they are."""
+    out = _output(photo, out)
+    if luts is None or amount <= 0:
+        return out
+    edges = np.linspace(0.0, 1.0, 257)[1:]
+    for r in range(0, out.shape[0], _ROWS):
+        rows = out[r:r + _ROWS]
+        for c in range(3):
+            rows[..., c] += (np.interp(rows[..., c], edges, luts[c]) - rows[..., c]) * amount
     return out
 
 
-def harmonize(photo: np.ndarray, stylized: np.ndarray, weight: np.ndarray, amount: float) -> np.ndarray:
-    """Move the untouched area's colours towards the stylized image's by ``amount`` in [0, 1]
-    (paper 2's histogram matching), so a partly stylized portrait reads as one picture."""
-    if amount <= 0:
-        return photo
-    matched = match_histograms(photo, stylized, weight < 1)
-    return photo + (matched - photo) * np.float32(amount)
+def mix(photo: np.ndarray, stylized: np.ndarray, amount: float | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``photo + (stylized - photo) * amount`` (``(H, W, 3)``; ``amount`` a number or ``(H, W)``),
+    computed in place when ``out`` is ``stylized``."""
+    amount = np.asarray(amount, np.float32)
+    out = _output(stylized, out)
+    out -= photo
+    out *= amount[..., None] if amount.ndim else amount
+    out += photo
+    return out
+
+
+def _output(source: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out`` holding a float32 copy of ``source`` (a new array when ``out`` is None)."""
+    if out is None:
+        return np.array(source, dtype=np.float32)
+    if out is not source:
+        out[...] = source
+    return out

@@ -94,4 +94,4 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
             weight_sum[..., y0:y0 + h, x0:x0 + w] += weight
             bar.update()
     bar.close()
-    return out / weight_sum.clamp_min(1e-8)
+    return out.div_(weight_sum.clamp_min_(1e-8))

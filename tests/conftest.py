@@ -26,6 +26,22 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, where everything must run: {reason}"
 
 
+#: The package's settings from the environment: a user's own must not steer the tests.
+AMBIENT_SETTINGS = ("PORTRAIT_STYLIZE_CHECKPOINTS", "PORTRAIT_STYLIZE_CACHE", "PORTRAIT_STYLIZE_OFFLINE",
+                    "PORTRAIT_STYLIZE_FACE_BACKEND", "PORTRAIT_STYLIZE_FACEXLIB_DIR")
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_state(monkeypatch):
+    """Every test starts without the user's ``PORTRAIT_STYLIZE_*`` settings, and fails if it
+    leaves torch's thread count changed for the tests after it (timings would depend on order)."""
+    for name in AMBIENT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == threads, "this test changed torch's thread count for the tests after it"
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     """``../shared/fixtures`` (real portraits, references); tests using it skip when it is absent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,7 +18,8 @@ from portrait_stylize.regions import (
     erode,
     feather,
     feather_width,
-    match_histograms,
+    harmonize,
+    histogram_luts,
     region_feather,
 )
 
@@ -162,7 +164,7 @@ def test_feather_and_composite_are_exact_where_promised():
     photo, stylized = rng.random((2, 90, 120, 3), dtype=np.float32)
     out = composite(photo, stylized, soft, 7)
     assert (out[soft == 0] == photo[soft == 0]).all() and (out[soft == 1] == stylized[soft == 1]).all()
-    matched = match_histograms(photo * 0.5, stylized)
+    matched = harmonize(photo * 0.5, histogram_luts(photo * 0.5, stylized), 1.0)
     assert abs(np.sort(matched, axis=None).mean() - np.sort(stylized, axis=None).mean()) < 0.01
 
 
@@ -178,3 +180,61 @@ def test_face_and_region_machinery_adds_at_most_30_percent():
     result = measure(repeats=5, backend="auto")
     assert result["faces"] == 1 and result["added"] / result["bare"] <= 0.3, result
     assert result["full"] / result["bare"] <= 1.6, result  # raw ratio, with the machine's noise
+
+
+class TestCompositeInBlocks:
+    """:func:`composite` blends block by block (bounded memory at 4K) as if in one piece."""
+
+    @pytest.mark.parametrize("radius", [3, 20, 60])
+    def test_small_blocks_match_one_block(self, monkeypatch, radius):
+        import portrait_stylize.regions as regions
+
+        mask = np.zeros((700, 900), np.uint8)
+        cv2.circle(mask, (450, 350), 250, 1, -1)
+        soft = feather(mask.astype(bool), radius)
+        rng = np.random.default_rng(radius)
+        photo, stylized = rng.random((2, 700, 900, 3), dtype=np.float32)
+        one = composite(photo, stylized, soft, radius)
+        monkeypatch.setattr(regions, "BLEND_BLOCK", 128)  # 6 x 8 blocks over the band
+        blocks = composite(photo, stylized, soft, radius)
+        # Measured: 0 for radii up to 20, 0.13 grey levels at 60 (the coarsest band's tails).
+        assert np.abs(one - blocks).max() * 255 <= 0.25
+        assert (blocks[soft == 0] == photo[soft == 0]).all() and (blocks[soft == 1] == stylized[soft == 1]).all()
+        # Without the margin the block edges show: the check above can fail.
+        monkeypatch.setattr(regions, "BLEND_MARGIN", 0)
+        assert np.abs(one - composite(photo, stylized, soft, radius)).max() * 255 > 1
+
+    def test_writes_into_the_photo_when_asked(self):
+        soft = feather(np.pad(np.ones((40, 40), bool), 30), 5)
+        rng = np.random.default_rng(1)
+        photo, stylized = rng.random((2, 100, 100, 3), dtype=np.float32)
+        expected = composite(photo, stylized, soft, 5)
+        buffer = photo.copy()
+        assert composite(buffer, stylized, soft, 5, out=buffer) is buffer
+        assert (buffer == expected).all()
+
+
+class TestHarmonizeAndMixInPlace:
+    """:func:`harmonize` and :func:`mix` give the same pixels in place as into a new array."""
+
+    def test_harmonize_in_place(self):
+        rng = np.random.default_rng(2)
+        photo, stylized = rng.random((2, 600, 70, 3), dtype=np.float32)  # more rows than one chunk
+        photo *= 0.5
+        luts = histogram_luts(photo, stylized, np.ones(photo.shape[:2], bool))
+        fresh = harmonize(photo, luts, 0.7)
+        assert not np.allclose(fresh, photo)
+        buffer = photo.copy()
+        assert harmonize(buffer, luts, 0.7, out=buffer) is buffer and (buffer == fresh).all()
+        assert (harmonize(photo, None, 0.7) == photo).all() and (harmonize(photo, luts, 0.0) == photo).all()
+
+    def test_mix_in_place_and_per_pixel(self):
+        from portrait_stylize.regions import mix
+
+        rng = np.random.default_rng(3)
+        photo, stylized = rng.random((2, 30, 40, 3), dtype=np.float32)
+        amount = rng.random((30, 40), dtype=np.float32)
+        expected = photo + (stylized - photo) * amount[..., None]
+        buffer = stylized.copy()
+        assert mix(photo, buffer, amount, out=buffer) is buffer and (buffer == expected).all()
+        assert (mix(photo, stylized, 0.25) == photo + (stylized - photo) * np.float32(0.25)).all()

@@ -319,3 +319,21 @@ def test_conversion_options_match_convert():
     # convert() takes its own options plus TTN overrides through **kwargs.
     accepted = set(inspect.signature(convert).parameters) | set(inspect.signature(TTN).parameters)
     assert set(registry.CONVERSION_OPTIONS) <= accepted - {"sources", "output", "ttn_overrides"}
+
+
+def test_the_users_own_settings_do_not_steer_the_tests(tmp_path):
+    """A user's ``PORTRAIT_STYLIZE_*`` settings (an extra registry with a style "skx", offline mode, another
+    cache) leave the registry tests' results unchanged (``conftest.no_ambient_state``)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    extra = tmp_path / "registry.json"
+    extra.write_text('{"styles": {"skx": {"kind": "builtin", "builtin": "toon", "licence": "mit"}}}')
+    env = {**os.environ, "PORTRAIT_STYLIZE_CHECKPOINTS": str(extra), "PORTRAIT_STYLIZE_OFFLINE": "1",
+           "PORTRAIT_STYLIZE_CACHE": str(tmp_path / "cache"), "CI": "false"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_registry.py",
+                          "-k", "not users_own_settings"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -52,9 +52,15 @@ def test_tiled_matches_untiled(style, photo_1024):
 
 
 @pytest.mark.slow
-def test_4k_runs_under_2gb_peak_rss():
+def test_4k_group_photo_with_faces_regions_and_harmonize_stays_under_2gb(fixtures):
+    """The whole pipeline on a real group photo at 4K (5 faces: face pass, region parsing,
+    harmonizing, compositing) peaks under 2 GB, imports and the input picture included.
+    Before blocks and in-place steps it peaked at 2.2 GB here (3.7 GB on the reviewer's machine)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_inference import measure_4k  # the README's numbers come from the same measurement
+    from bench_inference import measure_4k  # the docs' numbers come from the same measurement
 
-    report = measure_4k("cpu")
+    whole = fixtures / "faces" / "whole"
+    report = measure_4k("cpu", [whole / "00.jpg", whole / "10045.png"], ["hair", "skin", "lips"], 0.5)
+    print(report)
+    assert report["size"] == [3840, 2926] and report["faces"] == 5, report
     assert report["peak_mb"] < 2048, report
