@@ -52,6 +52,27 @@ def test_tflite_matches_reference_runtime(fixtures, model, reference, min_psnr):
     assert min(scores) >= min_psnr, scores
 
 
+def test_float32_tflite_matches_its_runtime_and_the_graph(tf_fixtures):
+    """A plain float32 TFLite file (TFLite's converter, no optimisation) reads to the frozen
+    graph's exact weights and reproduces the TFLite interpreter's output."""
+    import tflite
+
+    path = tf_fixtures / "head_f32.tflite"
+    model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    types = {graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
+    assert tflite.TensorType.FLOAT32 in types and not types & {tflite.TensorType.FLOAT16, tflite.TensorType.INT8}
+    weights, graph_weights = read_tflite(path), read_weights(tf_fixtures / "head.pb")
+    assert len(weights.convs) == len(graph_weights.convs) == 18
+    for ours, frozen in zip(weights.convs, graph_weights.convs):
+        assert ours.stride == frozen.stride and np.array_equal(ours.bias, frozen.bias)
+        assert np.array_equal(ours.weight, frozen.weight)
+    assert dict(weights.conventions)["gf_eps"] == pytest.approx(5e-3)
+    cases = np.load(tf_fixtures / "cases.npz")
+    ours = _nhwc(ttn_from_weights(weights, path.name), cases["tflite_input"])
+    assert psnr(ours, cases["tflite_output"]) >= 60.0
+
+
 @pytest.fixture(scope="module")
 def converted(tf_fixtures, tmp_path_factory):
     """head.pb + bg.pb converted through the CLI, as a user would."""
@@ -77,6 +98,35 @@ def test_conventions_come_from_the_graphs(converted):
     assert config["head"]["gf_eps"] == 5e-3 and config["bg"]["gf_eps"] == 1e-2
     assert config["head"]["upsample"] == "tf_legacy" and config["head"]["negative_slope"] == 0.2
     assert config["channel_order"] == "bgr" and config["licence"] == "apache-2.0"
+
+
+def test_overrides_replace_the_detected_conventions(tf_fixtures, converted, tmp_path):
+    """``--gf-eps/--gf-radius/--upsample/--padding/--negative-slope`` win over what the graphs say,
+    are recorded in config.json and change the network's output (so they are really used)."""
+    out = tmp_path / "overridden"
+    overrides = {"gf_eps": 0.05, "gf_radius": 2, "upsample": "half_pixel", "padding": "symmetric", "negative_slope": 0.1}
+    argv = ["convert", str(tf_fixtures / "head.pb"), str(tf_fixtures / "bg.pb"), "-o", str(out), "--licence", "mit",
+            "--source", "test", "--gf-eps", "0.05", "--gf-radius", "2", "--upsample", "half_pixel",
+            "--padding", "symmetric", "--negative-slope", "0.1"]
+    assert main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    for part in ("head", "bg"):
+        assert {key: config[part][key] for key in overrides} == overrides, config[part]
+    # Each override alone changes the output: the network really honours every one.
+    x = torch.from_numpy(np.load(tf_fixtures / "cases.npz")["96x160_input"]).permute(0, 3, 1, 2).float()
+    found = json.loads((converted[0] / "config.json").read_text())["head"]
+    weights = ps.load_style(str(converted[0]), device="cpu").model.head.state_dict()
+    with torch.inference_mode():
+        reference = _configured_ttn(found, weights)(x)
+        for key, value in overrides.items():
+            changed = _configured_ttn({**found, key: value}, weights)(x)
+            assert (changed - reference).abs().max() > 1e-3, key
+
+
+def _configured_ttn(config: dict, state: dict) -> TTN:
+    net = TTN(**config).eval()
+    net.load_state_dict(state)
+    return net
 
 
 def test_model_card_records_command_and_checksums(tf_fixtures, converted):

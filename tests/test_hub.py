@@ -258,6 +258,22 @@ def test_download_registered_style_then_load(online, tiny):
     assert len(fake.requests) == n_requests
 
 
+def test_pinned_cached_commit_loads_without_network_while_online(online, tiny):
+    """Offline mode off: a style pinned to a commit that is already in the cache loads with no
+    request at all (nothing at a commit can change), while a branch is asked about again."""
+    fake = online["hub"]
+    commit = fake.add_repo(REPO, tiny["files"])
+    write_registry(online, {"pinned": hub_entry(tiny["sha256"], commit), "branch": hub_entry(tiny["sha256"], "main")})
+    for name in ("pinned", "branch"):
+        ps.load_style(name, device="cpu")
+    assert fake.requests  # the first loads downloaded
+    fake.requests.clear()
+    assert_head_equal(ps.load_style("pinned", device="cpu").model, tiny["head"])
+    assert fake.requests == []
+    ps.load_style("branch", device="cpu")
+    assert [r.method for r in fake.requests if r.server == "hub"][:1] == ["HEAD"]
+
+
 def test_download_with_branch_revision_follows_hub_redirects(online, tiny):
     fake = online["hub"]
     commit = fake.add_repo(REPO, tiny["files"])

@@ -312,6 +312,16 @@ class TestDevices:
         with pytest.raises(ValueError, match="device 'cuda' is not available on this machine"):
             resolve_device("cuda")
 
+    @pytest.mark.parametrize("cuda,mps,expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+    def test_default_order_is_cuda_then_mps_then_cpu(self, monkeypatch, cuda, mps, expected):
+        from portrait_stylize.devices import resolve_device
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        assert resolve_device(None).type == expected
+        if expected == "cpu":  # and what a style gets by default
+            assert ps.load_style("toon").device.type == "cpu"
+
 
 class Doubler(nn.Module):
     """A runnable sub-network: a 1x1 convolution, exportable like a TTN."""

@@ -10,6 +10,9 @@ names, TF-slim conventions):
   guided filter, clip, ``(x + 1) * 127.5``, uint8 ``output_image``);
 * ``ckpt/model-0.{index,data-00000-of-00001}``: a TF1 checkpoint of the head weights that also
   holds a discriminator and Adam slots, as a training checkpoint does;
+* ``head_f32.tflite``: the head network (U-Net + guided filter, [-1, 1] in and out, fixed
+  1x64x64x3 input) converted by TFLite's own converter with no optimisation, i.e. float32, with
+  ``tflite_input`` / ``tflite_output``: an input and the TFLite interpreter's output for it;
 * ``cases.npz``: for each test size, the [-1, 1] network input (padded to a multiple of 4 by edge
   replication) and TensorFlow's float guided-filter output for both graphs.
 
@@ -100,6 +103,25 @@ def build(part, seed):
     return graph, filtered, session
 
 
+def float32_tflite(path: Path) -> dict:
+    """The head network with a fixed input shape through TFLite's converter (float32, no
+    optimisation); returns an input and the TFLite interpreter's output for it."""
+    graph = tf1.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [1, 64, 64, 3], name="x")
+        network = unet_generator(x, np.random.default_rng(1))  # the head's seed: same weights
+        out = tf.identity(guided_filter(x, network, r=1, eps=EPS["head"]), name="y")
+        with tf1.Session(graph=graph) as session:
+            session.run(tf1.global_variables_initializer())
+            path.write_bytes(tf1.lite.TFLiteConverter.from_session(session, [x], [out]).convert())
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    pixels = np.random.default_rng(7).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
+    interpreter.invoke()
+    return {"tflite_input": pixels, "tflite_output": interpreter.get_tensor(interpreter.get_output_details()[0]["index"])}
+
+
 def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = {}
@@ -118,6 +140,7 @@ def main(out_dir: Path) -> None:
             padded = np.pad(pixels, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="edge")
             cases[f"{h}x{w}_input"] = padded[None] / 127.5 - 1.0
             cases[f"{h}x{w}_{part}"] = session.run(filtered, {"input_image:0": padded})
+    cases.update(float32_tflite(out_dir / "head_f32.tflite"))
     np.savez(out_dir / "cases.npz", **cases)
     (out_dir / "meta.json").write_text(json.dumps({"sizes": SIZES, "eps": EPS, "tensorflow": tf.__version__}))
 
