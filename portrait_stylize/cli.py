@@ -80,6 +80,17 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated face indices like 0,2; got {text!r}") from None
 
 
+def _unit_float(text: str) -> float:
+    """A number in [0, 1]: out of range is a bad argument (exit 2), not a failure of every image."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _name_list(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     if not names:
@@ -216,12 +227,12 @@ def _cmd_pin(args: argparse.Namespace) -> int:
 def _add_style_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``video``: which style, how strongly, where, which regions."""
     p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
+    p.add_argument("--strength", type=_unit_float, default=1.0, help="0..1, blend with the photo (default 1)")
     p.add_argument("--regions", type=_name_list, default=None,
                    help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
     p.add_argument("--faces", type=_int_list, default=None,
                    help="only these faces, by index left to right, e.g. 0,2 (default: all)")
-    p.add_argument("--harmonize", type=float, default=0.0,
+    p.add_argument("--harmonize", type=_unit_float, default=0.0,
                    help="0..1, match the untouched area's colours to the stylized ones (default 0)")
     p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,
                    help="face detector/parser (default: $PORTRAIT_STYLIZE_FACE_BACKEND, else auto)")
