@@ -14,13 +14,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from portrait_stylize import ui  # noqa: E402
 
 MAX_FILE_SIZE = "25mb"
 CONCURRENCY, QUEUE_SIZE = 2, 32
 PRIVATE = {"api_visibility": "private", "queue": False}
+#: Face search, photo and video jobs share one pool of CONCURRENCY workers (a 2-core Space).
+WORK = {"concurrency_id": "work"}
 
 
 def _user_errors(fn):
@@ -35,18 +36,16 @@ def _user_errors(fn):
 
 
 class PhotoInput(gr.Image):
-    """gr.Image that turns unreadable uploads (text renamed .png, empty files) into a plain message."""
+    """gr.Image that hands the uploaded file to ui unopened: ui.open_photo then says which kind of
+    problem a bad upload has (empty, not a picture, damaged, too many pixels) and what to do."""
 
     def get_block_name(self) -> str:
         return "image"  # the browser renders it with gr.Image's front-end component
 
     def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except Image.DecompressionBombError:
-            raise gr.Error(ui.TOO_LARGE_UPLOAD, print_exception=False) from None
-        except Exception:
-            raise gr.Error(ui.UNREADABLE_UPLOAD, print_exception=False) from None
+        if payload is not None and payload.path is not None:
+            return payload.path
+        return super().preprocess(payload)  # nothing uploaded, or an inline data: URL
 
 
 @_user_errors
@@ -75,7 +74,7 @@ def stylize_video(video, style, regions, strength, face_backend, progress=gr.Pro
 
 
 def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
-    """The whole UI; queued with a concurrency limit and a maximum queue size."""
+    """The whole UI; queued: CONCURRENCY jobs at a time over all heavy events, at most QUEUE_SIZE waiting."""
     style0 = ui.default_style()
     # Gradio's own cache of uploads and outputs: files older than an hour go, checked hourly.
     with gr.Blocks(title="portrait-stylize", delete_cache=(3600, 3600)) as demo:
@@ -114,11 +113,11 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                      style, [info, reference], **PRIVATE)
         face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
                             face_backend, regions, **PRIVATE)
-        image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private")
+        image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)
         run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces,
-                            reference], [result, overlay, png, status], api_name="stylize")
+                            reference], [result, overlay, png, status], api_name="stylize", **WORK)
         run_clip.click(stylize_video, [clip, style, regions, strength, face_backend], clip_out,
-                       api_visibility="private")
+                       api_visibility="private", **WORK)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 

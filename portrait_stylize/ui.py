@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from .errors import PortraitStylizeError
+from .errors import ImageTooLargeError, PortraitStylizeError
 from .faces import detect_faces, get_face_backend
 from .io import DEFAULT_MAX_PIXELS, load_image, save_image
 from .pipeline import Stylizer, StylizeDetails, cached_stylizer, list_styles
@@ -26,10 +27,16 @@ from .registry import StyleSpec, load_registry
 
 DEFAULT_MAX_SIDE = 1024
 MAX_VIDEO_SECONDS = 10.0
-UNREADABLE_UPLOAD = ("This file cannot be used: it is empty or not an image (JPEG, PNG, WebP, BMP, TIFF). "
-                     "Please upload a photo.")
-TOO_LARGE_UPLOAD = (f"This image has more pixels than the limit of {DEFAULT_MAX_PIXELS:,} (a decompression bomb, or "
-                    "a huge scan); please upload a smaller photo.")
+NO_PHOTO = "Upload a photo first (or take one with the webcam, or paste one)."
+#: What each kind of unusable upload is told: what is wrong, then what to do.
+EMPTY_UPLOAD = "This file is empty (0 bytes); the upload may have been cut off. Please upload the photo again."
+NOT_A_PICTURE = ("This file is not a picture (a document, or another kind of file renamed .png or .jpg?). "
+                 "Please upload a photo: JPEG, PNG, WebP, BMP or TIFF.")
+DAMAGED_PICTURE = ("This picture is damaged or incomplete: its data is cut off or corrupt (an interrupted download "
+                   "or copy?). Please upload an intact copy of the photo.")
+TOO_MANY_PIXELS = (f"This picture has more than {DEFAULT_MAX_PIXELS:,} pixels ({DEFAULT_MAX_PIXELS / 1e6:g} "
+                   "megapixels), the most this demo takes. Please downscale it (for example to 4000 pixels on the "
+                   "long side) and upload it again.")
 #: Overlay colour per region (mask previews).
 REGION_COLOURS = {"skin": (255, 190, 140), "brows": (140, 70, 10), "eyes": (0, 220, 255), "nose": (230, 0, 230),
                   "lips": (230, 20, 20), "mouth": (20, 20, 230), "hair": (40, 200, 60), "ears": (255, 150, 0),
@@ -129,14 +136,35 @@ def fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
 
 
 def open_photo(path, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
-    """Load an uploaded file with our checks, then fit it within ``max_side``."""
+    """Load an uploaded file with our checks, then fit it within ``max_side``.
+
+    Raises:
+        UserError: no file, or one that cannot be used; the message says which kind of problem it
+            is (empty, not a picture, damaged, too many pixels) and what to do.
+    """
     if path is None:
-        raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
+        raise UserError(NO_PHOTO)
     try:
         image = load_image(path)
+    except ImageTooLargeError:
+        raise UserError(TOO_MANY_PIXELS) from None
     except PortraitStylizeError as exc:
-        raise UserError(f"This file cannot be used: {_plain(exc)}") from None
+        raise UserError(_unreadable_upload(path, exc)) from None
     return fit_within(image, max_side)
+
+
+def _unreadable_upload(path, exc: PortraitStylizeError) -> str:
+    """The message for a file that :func:`load_image` could not read: empty, not a picture
+    (Pillow does not recognise it), or damaged (recognised, but its data does not decode)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return EMPTY_UPLOAD
+        Image.open(path).close()
+    except UnidentifiedImageError:
+        return NOT_A_PICTURE
+    except OSError:  # gone, or not a file
+        return f"This file cannot be used: {_plain(exc)}"
+    return DAMAGED_PICTURE
 
 
 def _plain(exc: Exception) -> str:

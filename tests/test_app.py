@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +44,7 @@ def server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1",
            "PORTRAIT_STYLIZE_FACE_BACKEND": "mediapipe", "PORTRAIT_STYLIZE_CHECKPOINTS": str(registry),
-           "HF_HUB_CACHE": str(registry.parent / "cache")}
+           "HF_HUB_CACHE": str(registry.parent / "cache"), "GRADIO_TEMP_DIR": str(registry.parent / "uploads")}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -69,15 +72,31 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
-def _call(client, path, regions=(), faces=(), style="toon"):
+def _call(client, path, regions=(), faces=(), style="toon", max_side=1024):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), style, list(regions), 1.0, 0.0, "", "mediapipe", 1024,
+    return client.predict(handle_file(str(path)), style, list(regions), 1.0, 0.0, "", "mediapipe", max_side,
                           list(faces), None, api_name="/stylize")
 
 
-def test_cold_start_under_10_seconds(server):
-    assert server[1] < 10.0, f"ready after {server[1]:.1f} s"
+def test_cold_start_costs_little_beyond_importing_gradio_and_torch(server):
+    """Process start to the first HTTP 200, against the bare imports it cannot avoid, measured
+    now on the same machine (absolute seconds depend on the machine and its load)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import gradio, torch"], check=True, capture_output=True)
+    imports = time.perf_counter() - start
+    print(f"cold start {server[1]:.1f} s; importing gradio and torch {imports:.1f} s")
+    assert server[1] < 3.0 * imports + 5.0, (server[1], imports)
+
+
+def test_analytics_and_telemetry_are_off_unless_the_user_says_otherwise():
+    code = "import os, app; print(os.environ['GRADIO_ANALYTICS_ENABLED'], os.environ['HF_HUB_DISABLE_TELEMETRY'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_DISABLE_TELEMETRY")}
+    quiet = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert quiet.stdout.split() == ["False", "1"]
+    chosen = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                            env={**env, "GRADIO_ANALYTICS_ENABLED": "True", "HF_HUB_DISABLE_TELEMETRY": "0"})
+    assert chosen.stdout.split() == ["True", "0"]
 
 
 def test_one_public_endpoint(client):
@@ -103,30 +122,89 @@ def test_lips_only_through_the_api(client, fixtures):
     assert "2 face(s) found" in status and Image.open(overlay).size == Image.open(src).size
 
 
-def test_eight_concurrent_calls(client, fixtures):
-    photos = sorted((fixtures / "faces" / "cropped").glob("*.png")) * 2
+def test_eight_concurrent_calls_each_get_their_own_answer(client, fixtures):
+    """Eight different requests at once (four photos, each at two sizes): every answer is the one a
+    call on its own gives for that request, so swapped, duplicated or mixed-up answers fail."""
+    from portrait_stylize import ui
+
+    photos = sorted((fixtures / "faces" / "cropped").glob("*.png"))
+    requests = [(photo, side) for photo in photos for side in (384, 256)]
+    expected = [np.asarray(Image.open(ui.run_photo(str(photo), "toon", ["hair"], 1.0, 0.0, "", "mediapipe", side).png))
+                for photo, side in requests]
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda p: _call(client, p, regions=["hair"]), photos))
-    assert len(results) == 8 and all(Image.open(r[2]).size == (512, 512) for r in results)
+        results = list(pool.map(lambda r: _call(client, r[0], regions=["hair"], max_side=r[1]), requests))
+    for (photo, side), want, result in zip(requests, expected, results):
+        got = np.asarray(Image.open(result[2]))
+        assert got.shape == want.shape == (side, side, 3) and np.array_equal(got, want), (photo.name, side)
+    assert len({r[2] for r in results}) == 8  # eight separate result files
 
 
-@pytest.mark.parametrize("kind", ["text renamed .png", "empty file", "60 megapixels"])
-def test_bad_uploads_give_readable_errors_and_the_server_goes_on(client, fixtures, tmp_path, kind):
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` RGB pixels in a few bytes (no real pixel data)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def _truncated_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 300), 60).convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()[: buffer.tell() // 2]
+
+
+NOT_A_PICTURE = ("This file is not a picture (a document, or another kind of file renamed .png or .jpg?). "
+                 "Please upload a photo: JPEG, PNG, WebP, BMP or TIFF.")
+TOO_MANY_PIXELS = ("This picture has more than 50,000,000 pixels (50 megapixels), the most this demo takes. "
+                   "Please downscale it (for example to 4000 pixels on the long side) and upload it again.")
+BAD_UPLOADS = {  # kind: (file contents, the message that kind must get)
+    "text renamed .png": (lambda: b"this is not a picture", NOT_A_PICTURE),
+    "empty file": (lambda: b"", "This file is empty (0 bytes); the upload may have been cut off. "
+                                "Please upload the photo again."),
+    "truncated PNG": (_truncated_png, "This picture is damaged or incomplete: its data is cut off or corrupt "
+                                      "(an interrupted download or copy?). Please upload an intact copy of the photo."),
+    "7072 x 7071 (just over 50 megapixels)": (lambda: _png_header(7_072, 7_071), TOO_MANY_PIXELS),
+    "decompression bomb (40000 x 40000)": (lambda: _png_header(40_000, 40_000), TOO_MANY_PIXELS),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_UPLOADS))
+def test_each_kind_of_bad_upload_gets_its_own_message_and_the_server_goes_on(client, fixtures, tmp_path, kind):
     from gradio_client.exceptions import AppError
 
+    contents, message = BAD_UPLOADS[kind]
     bad = tmp_path / "upload.png"
-    if kind == "text renamed .png":
-        bad.write_text("this is not a picture")
-    elif kind == "empty file":
-        bad.write_bytes(b"")
-    else:
-        bad = tmp_path / "huge.jpg"
-        Image.new("RGB", (10_000, 6_000), (90, 120, 150)).save(bad, quality=50)
+    bad.write_bytes(contents())
     with pytest.raises(AppError) as info:
         _call(client, bad)
-    message = str(info.value)
-    assert ("cannot be used" in message and ("not an image" in message or "60,000,000" in message)), message
+    assert str(info.value) == message
     assert Image.open(_call(client, fixtures / "faces" / "cropped" / "Adele_crop.png")[2]).size == (512, 512)
+
+
+def test_exactly_50_megapixels_is_accepted(client, tmp_path):
+    photo = tmp_path / "50mp.jpg"
+    Image.new("RGB", (10_000, 5_000), (90, 120, 150)).save(photo, quality=50)
+    (before, after), overlay, png, status = _call(client, photo)
+    assert Image.open(png).size == (1024, 512) and status.startswith("toon: 0 face(s) found")
+
+
+def test_uploads_are_limited_to_25_mib_by_the_server(client, tmp_path):
+    """Gradio's max_file_size ("25mb" = 25 MiB): a file of exactly 26,214,400 bytes is uploaded and
+    stylized; one byte more is refused by the server's upload route itself (HTTP 413)."""
+    import httpx
+
+    limit = 25 * 1024 * 1024
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 60)).save(buffer, "JPEG")
+    at_limit, over = tmp_path / "at_limit.jpg", tmp_path / "over.jpg"
+    at_limit.write_bytes(buffer.getvalue().ljust(limit, b"\0"))  # JPEG readers stop at the end marker
+    over.write_bytes(buffer.getvalue().ljust(limit + 1, b"\0"))
+    assert client.config["max_file_size"] == limit
+    assert Image.open(_call(client, at_limit)[2]).size == (64, 48)
+    with over.open("rb") as fh:
+        answer = httpx.post(client.upload_url, files=[("files", ("over.jpg", fh))], timeout=60)
+    assert (answer.status_code, answer.text) == (413, f"File size exceeded maximum allowed size of {limit} bytes.")
 
 
 def test_a_style_that_cannot_be_downloaded_gives_a_message(client, fixtures):
@@ -138,9 +216,14 @@ def test_a_style_that_cannot_be_downloaded_gives_a_message(client, fixtures):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (.ci/run installs it)")
-def test_browser_upload_tick_run(server, tmp_path):
+def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_path):
+    """Upload, tick lips and hair, press Stylize: the 'after' picture the page shows differs from the
+    photo inside each ticked region and not at all outside them (masks from the library's own
+    parsing of the same photo, widened by 4 px)."""
     from playwright.sync_api import sync_playwright
 
+    import portrait_stylize as ps
+    from portrait_stylize.regions import dilate
     from portrait_stylize.ui import example_photo
 
     with sync_playwright() as p:
@@ -154,12 +237,17 @@ def test_browser_upload_tick_run(server, tmp_path):
         page.get_by_text("face(s) found").wait_for(timeout=60_000)
         result = page.locator("[data-testid='imageslider-image']").last
         result.wait_for(timeout=30_000)
-        shot, element = tmp_path / "app.png", tmp_path / "result.png"
+        shot, shown = tmp_path / "app.png", tmp_path / "after.png"
         page.screenshot(path=str(shot), full_page=True)
-        result.screenshot(path=str(element))
+        shown.write_bytes(urllib.request.urlopen(result.get_attribute("src"), timeout=30).read())
         browser.close()
-    pixels = np.asarray(Image.open(element).convert("RGB"))
-    assert min(pixels.shape[:2]) > 100 and pixels.std() > 20  # a picture, not a blank panel
+    photo = Image.open(example_photo()).convert("RGB")
+    diff = np.abs(np.asarray(Image.open(shown).convert("RGB"), float) - np.asarray(photo, float)).max(-1)
+    _, details = ps.load_style("toon", face_backend="mediapipe")(photo, regions=["lips", "hair"], return_details=True)
+    for name, mask in details.masks.items():
+        assert np.median(diff[mask > 0.5]) > 6, name  # each ticked region really changed
+    outside = ~dilate(np.max(list(details.masks.values()), axis=0) > 0, 4)
+    assert outside.mean() > 0.8 and np.percentile(diff[outside], 99.9) <= 1  # the rest did not
     if os.environ.get("PORTRAIT_STYLIZE_SCREENSHOT"):
         Image.open(shot).save(os.environ["PORTRAIT_STYLIZE_SCREENSHOT"])
 
@@ -185,19 +273,3 @@ def test_a_one_pixel_upload_does_not_break_faces_for_the_next_user(client, fixtu
         assert "0 face(s) found" in status
     status = _call(client, fixtures / "faces" / "whole" / "Blake_Lively.jpg", regions=["lips"])[3]
     assert "2 face(s) found" in status  # MediaPipe still works after the degenerate uploads
-
-
-def test_a_decompression_bomb_is_reported_with_the_size_limit(client, tmp_path):
-    import struct
-    import zlib
-    from gradio_client.exceptions import AppError
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    bomb = tmp_path / "bomb.png"  # declares 40000 x 40000 pixels in a few bytes
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
-    with pytest.raises(AppError) as info:
-        _call(client, bomb)
-    assert "limit" in str(info.value) and "pixels" in str(info.value), str(info.value)

@@ -1,0 +1,234 @@
+"""The web demo's documented features (docs/app.md), run in-process through ui.py and app.py:
+per-region strengths, the face gallery and face picker, the video tab and its length limit, the queue."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+
+import portrait_stylize as ps
+from conftest import REPO
+from portrait_stylize import ui
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@pytest.fixture(scope="module")
+def app():
+    """``app.py`` imported as a module: its event handlers and ``create_demo``."""
+    spec = importlib.util.spec_from_file_location("app", REPO / "app.py")
+    module = sys.modules["app"] = importlib.util.module_from_spec(spec)  # Gradio inspects its classes' modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pixels(image) -> np.ndarray:
+    """A picture (path or PIL image) as float RGB."""
+    return np.asarray((image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB"), np.float64)
+
+
+def test_no_photo_or_a_file_that_is_gone_says_so(tmp_path):
+    """The other unusable uploads (empty, not a picture, damaged, too many pixels) go through the
+    live server in test_app.py."""
+    with pytest.raises(ui.UserError, match=r"^Upload a photo first \(or take one with the webcam, or paste one\)\.$"):
+        ui.run_photo(None, "toon")
+    with pytest.raises(ui.UserError, match="^This file cannot be used: no such file$"):
+        ui.run_photo(str(tmp_path / "gone.png"), "toon")
+
+
+# --- per-region strengths (Advanced: "lips=0.5, hair=0.8") ----------------------------------------
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("lips=0.5, hair=0.8", {"lips": 0.5, "hair": 0.8}),
+    (" hair = 0.8 ; lips=0.5 ", {"hair": 0.8, "lips": 0.5}),
+    ("lips=0, hair=1", {"lips": 0.0, "hair": 1.0}),
+    ("", {}),
+])
+def test_per_region_strength_strings_are_parsed(text, expected):
+    assert ui.parse_region_strengths(text, ["lips", "hair"]) == expected
+
+
+@pytest.mark.parametrize("text,regions,message", [
+    ("lips=0.5", [], "per-region strength for 'lips': tick that region first (ticked: none)"),
+    ("lips=0.5, hair=0.8", ["lips"], "per-region strength for 'hair': tick that region first (ticked: lips)"),
+    ("lips=lots", ["lips"], "per-region strength for 'lips' must be a number from 0 to 1, like lips=0.5"),
+    ("lips=1.5", ["lips"], "per-region strength for 'lips' must be a number from 0 to 1, like lips=0.5"),
+    ("lips", ["lips"], "per-region strength for 'lips' must be a number from 0 to 1, like lips=0.5"),
+])
+def test_bad_per_region_strength_strings_get_a_message(text, regions, message):
+    with pytest.raises(ui.UserError) as info:
+        ui.run_photo(ui.example_photo(), "toon", regions, 1.0, 0.0, text, "mediapipe")
+    assert str(info.value) == message
+
+
+def test_lips_at_half_and_hair_at_0_8_change_half_and_0_8_as_much_as_at_full_strength():
+    """"lips=0.5, hair=0.8" against both at 1.0, region by region (the library's masks of the photo):
+    the change from the photo is half as large on the lips and 0.8 times as large on the hair."""
+    photo_path = ui.example_photo()
+    photo = _pixels(photo_path)
+    full = _pixels(ui.run_photo(photo_path, "toon", ["lips", "hair"], 1.0, 0.0, "", "mediapipe").png) - photo
+    mixed = _pixels(ui.run_photo(photo_path, "toon", ["lips", "hair"], 1.0, 0.0, "lips=0.5, hair=0.8",
+                                 "mediapipe").png) - photo
+    _, details = ps.load_style("toon", face_backend="mediapipe")(Image.open(photo_path), regions=["lips", "hair"],
+                                                                  return_details=True)
+    for name, expected in (("lips", 0.5), ("hair", 0.8)):
+        inside = details.masks[name] > 0.5
+        assert inside.sum() > 100 and np.abs(full[inside]).mean() > 5, name
+        ratio = np.abs(mixed[inside]).sum() / np.abs(full[inside]).sum()
+        assert abs(ratio - expected) < 0.05, (name, ratio)
+
+
+# --- face gallery and face picker (group photos) --------------------------------------------------
+
+
+def test_a_group_photo_shows_one_gallery_item_and_one_checkbox_per_face(app, fixtures):
+    """app.find_faces (run on upload): a thumbnail captioned 'face i' per face found, left to right,
+    each showing its own face; the 'Faces to stylize' checkboxes carry the same labels, all ticked."""
+    group = fixtures / "faces" / "whole" / "10045.png"
+    count = json.loads((fixtures / "faces" / "whole" / "faces.json").read_text())[group.name]
+    gallery, checkboxes = app.find_faces(str(group), "mediapipe", 1024)
+    labels = [f"face {i + 1}" for i in range(count)]
+    assert gallery["visible"] and checkboxes["visible"]
+    assert [caption for _, caption in gallery["value"]] == labels
+    assert checkboxes["choices"] == checkboxes["value"] == labels
+    photo = ui.open_photo(str(group)).convert("RGB")
+    faces = ps.detect_faces(photo, backend="mediapipe")
+    assert len(faces) == count
+    crops = [_small(photo.crop(tuple(round(v) for v in face.box))) for face in faces]
+    for i, (thumb, _) in enumerate(gallery["value"]):
+        assert thumb.size == (128, 128)
+        # The face box fills the middle of its thumbnail (the thumbnail is 1.4 times the box).
+        distances = [np.abs(_small(thumb.crop((18, 18, 110, 110))) - crop).mean() for crop in crops]
+        assert int(np.argmin(distances)) == i and distances[i] < 10, distances
+
+
+def _small(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB").resize((32, 32)), np.float64)
+
+
+def test_one_face_or_no_photo_hides_the_gallery(app):
+    for path in (ui.example_photo(), None):
+        gallery, checkboxes = app.find_faces(path, "mediapipe", 1024)
+        assert gallery["visible"] is False and checkboxes["visible"] is False, path
+
+
+def test_the_face_checkboxes_pick_which_faces_change(fixtures):
+    from portrait_stylize.faces import enlarge_box
+
+    group = str(fixtures / "faces" / "whole" / "Blake_Lively.jpg")
+    result = ui.run_photo(group, "toon", ["lips"], 1.0, 0.0, "", "mediapipe", 1024, ["face 2"])
+    photo, out = _pixels(result.before), _pixels(result.png)
+    faces = ps.detect_faces(result.before, backend="mediapipe")
+    x0, y0, x1, y1 = (round(v) for v in enlarge_box(faces[1].box, 1.25, photo.shape[:2]))
+    changed = (out != photo).any(-1)
+    assert changed[y0:y1, x0:x1].sum() > 50
+    changed[y0:y1, x0:x1] = False
+    assert not changed.any() and result.status.startswith("toon: 2 face(s) found, 1 stylized")
+
+
+# --- video tab ------------------------------------------------------------------------------------
+
+
+def _clip(path, seconds: float) -> None:
+    """The example portrait as a 96x64 clip at 2 fps with a 440 Hz tone."""
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-framerate", "2", "-i", ui.example_photo(),
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-t", str(seconds),
+                    "-vf", "scale=96:64", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+                    str(path)], check=True)
+
+
+def _frames(path) -> tuple[dict, np.ndarray]:
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return meta, np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]).astype(np.float64)
+
+
+def test_the_video_tab_stylizes_a_clip_of_up_to_10_s_and_refuses_a_longer_one(tmp_path):
+    short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
+    _clip(short, 9.5)
+    _clip(long, 10.5)
+    done = []
+    out = ui.run_video(str(short), "toon", [], 1.0, "mediapipe", progress=lambda *step: done.append(step))
+    meta, frames = _frames(out)
+    _, source = _frames(short)
+    assert frames.shape == source.shape == (19, 64, 96, 3) and meta["fps"] == 2
+    assert np.abs(frames - source).mean() > 10  # stylized, not copied
+    assert "Audio: aac" in subprocess.run([FFMPEG, "-i", out], capture_output=True, text=True).stderr
+    assert done == [(i, 19) for i in range(1, 20)]
+    with pytest.raises(ui.UserError) as info:
+        ui.run_video(str(long), "toon", [], 1.0, "mediapipe")
+    assert str(info.value) == ("the clip is 10.5 s long; the limit is 10 s. "
+                               "Trim it first (e.g. ffmpeg -t) or raise the limit.")
+    with pytest.raises(ui.UserError, match="^Upload a short video clip first.$"):
+        ui.run_video(None, "toon")
+
+
+# --- the queue ------------------------------------------------------------------------------------
+
+
+def test_the_queue_runs_two_jobs_at_a_time_and_holds_32_more(app, monkeypatch):
+    """The real demo (create_demo) on a local port with ui.run_photo held until released: 36 calls
+    at once give 2 running, 32 waiting and 2 refused with Gradio's 'Queue is full' message."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from gradio_client.utils import QueueError, Status
+
+    release, lock = threading.Event(), threading.Lock()
+    running, peak, started = [0], [0], [0]
+
+    def held(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            started[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(60)
+        with lock:
+            running[0] -= 1
+        raise ui.UserError("released")
+
+    monkeypatch.setattr(ui, "run_photo", held)
+    demo = app.create_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        jobs = [client.submit(None, api_name="/stylize") for _ in range(36)]
+        expected = {Status.PROCESSING: 2, Status.IN_QUEUE: 32, Status.FINISHED: 2}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Counter(job.status().code for job in jobs) != expected:
+            time.sleep(0.1)
+        time.sleep(0.5)  # a third worker, if there were one, would have started by now
+        assert peak[0] == 2 and Counter(job.status().code for job in jobs) == expected
+        refused = [job for job in jobs if job.done()]
+        for job in refused:
+            with pytest.raises(QueueError, match="^Queue is full! Please try again.$"):
+                job.result()
+        release.set()
+        for job in jobs:
+            if job not in refused:
+                with pytest.raises(AppError, match="^released$"):
+                    job.result(timeout=60)
+        assert started[0] == 34 and peak[0] == 2
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_photo_face_search_and_video_jobs_share_the_one_pool(app):
+    """Every queued event runs under one concurrency id, so the limit of 2 holds across the photo,
+    face-search and video jobs together (the test above measures that limit on /stylize)."""
+    demo = app.create_demo()
+    queued = {fn.name: fn.concurrency_id for fn in demo.fns.values() if fn.queue}
+    assert queued == {"find_faces": "work", "stylize": "work", "stylize_video": "work"}
