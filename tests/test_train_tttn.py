@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,16 +28,27 @@ def _train(*args: str, launcher: list[str] | None = None) -> subprocess.Complete
     return result
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of this process's finished child processes (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def test_documented_command_trains_a_loadable_style(fixtures, tmp_path):
     accelerate = [str(REPO / ".venv" / "bin" / "accelerate") if (REPO / ".venv" / "bin" / "accelerate").exists()
                   else shutil.which("accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
                   "--mixed_precision", "no", "--dynamo_backend", "no"]
     out = tmp_path / "OUT"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu_seconds()
     _train("--photos", str(fixtures / "train" / "photos"), "--styles", str(fixtures / "train" / "anime"),
            "--resolution", "64", "--batch-size", "4", "--max-steps", "20", "--content-net", "random",
            "--output", str(out), launcher=accelerate)
-    assert time.perf_counter() - start < 180
+    wall, cpu = time.perf_counter() - start, _children_cpu_seconds() - cpu
+    measured = f"20 steps at 64²: {wall:.0f} s wall, {cpu:.0f} s CPU"
+    print(measured)
+    # CPU time, unlike wall time, hardly depends on what else the machine runs; generous bound
+    # (docs/training.md gives the figures measured here)
+    assert cpu < 300, measured
     assert (out / "checkpoints" / "checkpoint-20").is_dir() and (out / "sample.png").is_file()
     assert list((out / "logs").rglob("events.out.tfevents.*"))
     card = (out / "README.md").read_text()
@@ -95,8 +107,8 @@ def test_training_learns_the_style_colours(fixtures, tmp_path):
     for steps in (1, 100):
         out = tmp_path / f"run{steps}"
         _train(*args, "--max-steps", str(steps), "--output", str(out))
-        st = ps.load_style(out, backend="torch")
-        outputs = np.stack([np.asarray(st(p, faces=[])) for p in photos])
+        st = ps.load_style(out, backend="torch", min_face_size=10**6)  # whole-image network only
+        outputs = np.stack([np.asarray(st(p)) for p in photos])
         distance[steps] = np.abs(_quantiles(outputs) - target).mean()
     assert distance[100] <= 0.5 * distance[1], distance
     content = _scalar(tmp_path / "run100" / "logs", "content")

@@ -31,7 +31,7 @@ from portrait_stylize.faces import align, get_face_backend
 from portrait_stylize.io import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python train/calibrate.py` from a clone
-from train.data import list_images  # noqa: E402
+from train.data import DataError, list_images  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,12 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; a missing ``--photos`` folder (or one without images) or ``--prompts``
+    file is a command-line error here, before the model is loaded."""
     p = build_parser()
     args = p.parse_args(argv)
     if args.mode == "img2img" and not args.photos:
         p.error("img2img needs --photos")
     if args.mode == "text2img" and not (args.prompt or args.prompts):
         p.error("text2img needs --prompt or --prompts")
+    if args.mode == "img2img":
+        try:
+            list_images(args.photos, "--photos")
+        except DataError as exc:
+            p.error(str(exc))
+    if args.mode == "text2img" and args.prompts and not Path(args.prompts).is_file():
+        p.error(f"--prompts {args.prompts}: file not found")
     return args
 
 

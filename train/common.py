@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ import torch
 from PIL import Image
 
 from portrait_stylize.io import sha256_file
+from portrait_stylize.models.serialization import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from train.data import DataError
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"  # in each checkpoint: size and SHA-256 of every file save_state wrote
+SAMPLE = "sample.png"  # the last sample grid, shown by the model card
 CORRUPT_PREFIX = "corrupt-"  # corrupt checkpoints skipped by ``latest`` are renamed corrupt-checkpoint-STEP
 
 
@@ -241,11 +244,18 @@ def grid(rows: list[list[torch.Tensor]]) -> Image.Image:
 
 
 def publish(folder: Path, repo_id: str, name: str) -> None:
-    """Upload a trained style folder and print its ``checkpoints.json`` entry."""
+    """Upload the style in a training output and print its ``checkpoints.json`` entry.
+
+    Only the style's files go up (config, weights, model card and the sample grid the card shows),
+    staged in a temporary folder inside ``folder``: never ``checkpoints/``, ``logs/`` or ``samples/``."""
     from portrait_stylize.hub import publication_report, publish_style_folder
 
-    print(publication_report(publish_style_folder(folder, repo_id, name=name,
-                                                  commit_message="Upload trained portrait-stylize style")))
+    with tempfile.TemporaryDirectory(prefix=".publish-", dir=folder) as staging:
+        for file in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLE):
+            if (folder / file).is_file():
+                shutil.copy2(folder / file, Path(staging) / file)
+        spec = publish_style_folder(staging, repo_id, name=name, commit_message="Upload trained portrait-stylize style")
+    print(publication_report(spec))
 
 
 def add_run_options(parser: argparse.ArgumentParser, max_steps: int) -> None:
@@ -363,14 +373,14 @@ def save_samples(accelerator, image: Image.Image, output: Path, step: int) -> No
     """A sample grid -> ``OUTPUT/samples/step-N.png``, ``OUTPUT/sample.png`` and TensorBoard."""
     (output / "samples").mkdir(parents=True, exist_ok=True)
     image.save(output / "samples" / f"step-{step:06d}.png")
-    image.save(output / "sample.png")
+    image.save(output / SAMPLE)
     accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(image)}, step=step, dataformats="HWC")
 
 
 def card_extra(args: argparse.Namespace, caption: str, data: str) -> str:
     """The model card's training section: the last sample grid, the data, every option."""
     options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k != "config")
-    return (f"\n## Training\n\n![{caption}](sample.png)\n\n{data}\n\n"
+    return (f"\n## Training\n\n![{caption}]({SAMPLE})\n\n{data}\n\n"
             f"| option | value |\n|---|---|\n{options}\n")
 
 
