@@ -64,7 +64,7 @@ def find_faces(image, face_backend, max_side):
         return gr.update(value=[], visible=False), gr.update(choices=[], value=[], visible=False)
     thumbs, labels = ui.face_gallery(image, face_backend or None, int(max_side))
     many = len(labels) > 1
-    return gr.update(value=thumbs, visible=many), gr.update(choices=labels, value=labels, visible=many)
+    return gr.update(value=thumbs, visible=many), gr.update(choices=labels, value=[], visible=many)
 
 
 @_user_errors
@@ -91,7 +91,10 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     regions = gr.CheckboxGroup(ui.regions_for(None), value=[], label="Regions (none ticked = the whole picture)")
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     gallery = gr.Gallery(label="Faces found", columns=6, height=160, visible=False)
-                    faces = gr.CheckboxGroup([], value=[], label="Faces to stylize", visible=False)
+                    # A dropdown that takes any value, so API callers can pick faces without first
+                    # running the face search that fills in the choices for the browser.
+                    faces = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True,
+                                        label="Faces to stylize (none picked = all)", visible=False)
                     with gr.Accordion("Advanced", open=False):
                         harmonize = gr.Slider(0, 1, value=0, step=0.05, label="Harmonize untouched colours")
                         region_strengths = gr.Textbox("", label="Per-region strength", placeholder="lips=0.5, hair=0.8")
@@ -100,9 +103,10 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     run = gr.Button("Stylize", variant="primary")
                 with gr.Column():
                     result = gr.ImageSlider(label="Before / after", type="pil", format="png")
-                    overlay = gr.Image(label="Regions (coloured) and faces (green: stylized)", type="pil")
+                    overlay = gr.Image(label="Mask overlay", type="pil")
+                    gr.Markdown("Overlay: ticked regions in colour, faces found boxed (green: stylized).")
                     png = gr.File(label="Download PNG")
-                    status = gr.Markdown()
+                    status = gr.Markdown(label="Status")
             gr.Examples([[ui.example_photo()]], inputs=[image], label="Example (public-domain astronaut)")
         with gr.Tab("Video"):
             with gr.Row():

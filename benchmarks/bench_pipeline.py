@@ -5,7 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_pipeline.py [--repeats 5] [--threads 2] 
 On a 1024² portrait with one face (the public-domain astronaut photo from scikit-image, upscaled),
 a DCT-Net-sized style (random weights: speed does not depend on them) runs
 
-* bare: the whole-image network pass only (``faces=[]``, no regions), and
+* bare: the whole-image network pass only (``Stylizer.stylize_image``, step 3), and
 * full: detection, the aligned face pass, parsing and compositing of hair, skin, eyes and lips,
 
 alternating, and prints the median of each, their ratio and the median time of every stage.
@@ -25,6 +25,7 @@ from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
+from portrait_stylize.io import pil_to_tensor
 from portrait_stylize.models import TTNStyle
 
 REGIONS = ["hair", "skin", "eyes", "lips"]
@@ -36,7 +37,8 @@ def measure(repeats: int, backend: str) -> dict:
     photo = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.BICUBIC)
     st = ps.Stylizer(TTNStyle(channel_order="bgr"), ps.StyleSpec(name="bench", kind="local"), backend=backend,
                      face_backend="mediapipe")
-    bare = lambda: st(photo, faces=[])  # noqa: E731
+    pixels = pil_to_tensor(photo)
+    bare = lambda: st.stylize_image(pixels, None, False)  # noqa: E731
     full = lambda: st(photo, regions=REGIONS, return_details=True)[1]  # noqa: E731
     bare(), full()  # warm-up: model copies, MediaPipe graphs
     times: dict[str, list[float]] = {"bare": [], "full": []}

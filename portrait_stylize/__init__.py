@@ -12,6 +12,7 @@
 from .errors import (
     ChecksumMismatchError,
     ImageTooLargeError,
+    InvalidArgumentError,
     InvalidImageError,
     InvalidStyleError,
     PortraitStylizeError,
@@ -41,6 +42,7 @@ __all__ = [
     "REGIONS",
     "load_image",
     "PortraitStylizeError",
+    "InvalidArgumentError",
     "InvalidImageError",
     "ImageTooLargeError",
     "RegistryError",

@@ -26,6 +26,7 @@ import logging
 import torch
 from torch import nn
 
+from .errors import InvalidArgumentError
 from .models.base import Runner
 from .models.ttn import pad_to_multiple
 
@@ -63,12 +64,12 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     if backend in (None, "auto"):
         return auto_backend(device)
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+        raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if backend == "onnx":
         if device.type != "cpu":
-            raise ValueError(f"the onnx backend runs on the CPU, not {device}; use --device cpu or backend torch")
+            raise InvalidArgumentError(f"the onnx backend runs on the CPU, not {device}; use --device cpu or backend torch")
         if not has_onnxruntime():
-            raise ValueError("the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime")
+            raise InvalidArgumentError("the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime")
     return backend
 
 
@@ -94,7 +95,7 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
             return y[..., :h, :w].to(x.device)
 
         return run
-    raise ValueError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
 
 
 class Runners(dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InvalidArgumentError
+
 
 def _is_available(kind: str) -> bool:
     if kind == "cuda":
@@ -26,7 +28,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"invalid device {device!r} ({exc}); use cpu, cuda, cuda:N or mps") from None
+        raise InvalidArgumentError(f"invalid device {device!r} ({exc}); use cpu, cuda, cuda:N or mps") from None
     if not _is_available(resolved.type):
-        raise ValueError(f"device {device!r} is not available on this machine; use cpu")
+        raise InvalidArgumentError(f"device {device!r} is not available on this machine; use cpu")
     return resolved

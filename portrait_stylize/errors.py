@@ -12,6 +12,12 @@ class PortraitStylizeError(Exception):
     """Base class of every error raised on purpose by portrait-stylize."""
 
 
+class InvalidArgumentError(PortraitStylizeError, ValueError):
+    """An option has a value it cannot take (a strength of 1.5, an unknown region, a face index
+    that is not in the picture, a device this machine lacks); the message names the option and
+    what it accepts."""
+
+
 class InvalidImageError(PortraitStylizeError, ValueError):
     """The input is not a readable image (missing, empty, truncated, not an image)."""
 

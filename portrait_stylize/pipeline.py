@@ -23,7 +23,7 @@ from PIL import Image
 
 from .backends import Runners, resolve_backend
 from .devices import resolve_device
-from .errors import InvalidStyleError
+from .errors import InvalidArgumentError, InvalidStyleError
 from .faces import Face, align, get_face_backend, resolve_face_backend
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .loading import is_available_offline, load_network, resolve_spec
@@ -88,8 +88,9 @@ class Request:
     """The checked options of one :meth:`Stylizer.__call__`.
 
     Attributes:
-        regions: region names, or ``None`` for everything.
-        strengths: region name (or ``"all"``) -> strength in [0, 1].
+        regions: region names, or ``None`` for everything (or, with ``faces``, their heads).
+        strengths: region name (``"all"`` for everything, ``"head"`` for the chosen faces' heads)
+            -> strength in [0, 1].
         harmonize: in [0, 1].
         faces: face indices, or ``None`` for all.
         reference: ``(1, 3, H, W)`` RGB in [0, 1] style reference, or ``None``.
@@ -104,7 +105,7 @@ class Request:
 
 def _unit_number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{what} must be a number in [0, 1], got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -189,17 +190,20 @@ class Stylizer:
             image: a path, encoded bytes, PIL image or uint8 array (see
                 :func:`portrait_stylize.io.load_image`; EXIF orientation is applied, grayscale,
                 palette, 16-bit and CMYK are converted).
-            regions: ``None`` stylizes everything; otherwise names from
-                :data:`portrait_stylize.faces.REGIONS` (``"hair"``, ``"lips"``, ...) and only those
-                change. Which names a face backend can see: :attr:`face_backend` ``.regions``.
+            regions: ``None`` stylizes everything (with ``faces``: only those faces' heads);
+                otherwise names from :data:`portrait_stylize.faces.REGIONS` (``"hair"``,
+                ``"lips"``, ...) and only those change. Which names a face backend can see:
+                :attr:`face_backend` ``.regions``.
             strength: in [0, 1], how far to go from the photo to the stylized result (1 = fully
                 stylized); with ``regions``, also a dict ``{region: strength}`` (unlisted: 1).
             harmonize: in [0, 1]; histogram-matches the untouched area towards the stylized
                 colours by this much, so a partly stylized picture reads as one (0 = untouched
                 pixels stay exactly as they were).
             faces: indices of the faces to stylize (sorted left to right; see
-                :func:`portrait_stylize.detect_faces`); ``None`` = all, ``[]`` = none. Faces
-                smaller than ``min_face_size`` pixels are skipped and reported.
+                :func:`portrait_stylize.detect_faces`); ``None`` = all, ``[]`` = none. Without
+                ``regions``, only these faces' heads change (the style's head paste mask). An
+                index not in the picture raises :class:`InvalidArgumentError` naming the faces
+                found. Faces smaller than ``min_face_size`` pixels are skipped and reported.
             return_details: also return a :class:`StylizeDetails` (faces, masks, crops, timings).
             progress: show a progress bar over tiles for large images.
             temporal: for video frames: a :class:`~portrait_stylize.video.TemporalState` carried
@@ -230,12 +234,13 @@ class Stylizer:
         if chosen and self.model.has_face_pass:
             with details.timed("face network"):
                 stylized = self.stylize_faces(rgb, stylized, chosen, details)
-        # 5. Regions: which pixels change, and how far.
-        if request.regions is None:
+        # 5. Regions: which pixels change (everything, the regions, or the chosen heads), how far.
+        if request.regions is None and request.faces is None:
             out = mix(photo, stylized, request.strengths["all"], out=stylized)
         else:
             with details.timed("parse regions"):
-                details.masks = self.region_masks(rgb, chosen, request.regions)
+                details.masks = self.region_masks(rgb, chosen, request.regions) if request.regions \
+                    else {"head": self.head_masks(rgb.shape[:2], chosen)}
             # 6. Composite the stylized regions into the photo.
             with details.timed("composite"):
                 out = self.composite(photo, stylized, request, chosen, details, temporal)
@@ -250,33 +255,30 @@ class Stylizer:
         """Validate the options of a call (no image is read here) into a :class:`Request`.
 
         Raises:
-            ValueError: naming the option and the accepted values.
+            InvalidArgumentError: naming the option and the accepted values.
         """
         if regions is not None:
             regions = [regions] if isinstance(regions, str) else list(regions)
             if not regions:
-                raise ValueError("regions is empty; pass None for the whole image or names such as ['hair', 'lips']")
+                raise InvalidArgumentError("regions is empty; pass None for the whole image or names such as ['hair', 'lips']")
             backend = self.face_backend
             regions = check_regions(regions, backend.regions, backend.name)
         if isinstance(strength, dict):
             if regions is None:
-                raise ValueError("a per-region strength dict needs regions=[...]")
+                raise InvalidArgumentError("a per-region strength dict needs regions=[...]")
             unknown = set(strength) - set(regions)
             if unknown:
-                raise ValueError(f"strength names regions that are not selected: {sorted(unknown)}")
+                raise InvalidArgumentError(f"strength names regions that are not selected: {sorted(unknown)}")
             strengths = {r: strength.get(r, 1.0) for r in regions}
         else:
-            strengths = {r: strength for r in (regions or ["all"])}
+            strengths = {r: strength for r in (regions or (["head"] if faces is not None else ["all"]))}
         strengths = {name: _unit_number(value, "strength" + ("" if name == "all" else f" for {name!r}"))
                      for name, value in strengths.items()}
         harmonize = _unit_number(harmonize, "harmonize")
         if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
-            raise ValueError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
-        if faces is not None and regions is None and not self.model.has_face_pass:
-            raise ValueError(f"faces={list(faces)!r} cannot apply: style {self.name!r} has no separate face pass, so "
-                             "it changes the whole picture; add regions (e.g. ['skin', 'hair']) to limit it to faces")
+            raise InvalidArgumentError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
         if style_image is not None and not self.reference_based:
-            raise ValueError(f"style {self.name!r} does not take a style image; only reference-based (u2lffm) styles do")
+            raise InvalidArgumentError(f"style {self.name!r} does not take a style image; only reference-based (u2lffm) styles do")
         reference = pil_to_tensor(load_image(style_image, self.max_pixels)) if style_image is not None else None
         return Request(regions, strengths, harmonize, None if faces is None else list(faces), reference)
 
@@ -284,8 +286,8 @@ class Stylizer:
                    temporal: Smoother | None) -> list[Face]:
         """Detect faces (only when regions or the style's face pass need them), smooth them over
         video frames, and return the chosen ones that are large enough (``details`` records all)."""
-        if request.regions is None and not (self.model.has_face_pass and request.faces != []):
-            return []
+        if request.faces == [] or (request.regions is None and request.faces is None and not self.model.has_face_pass):
+            return []  # none chosen, or none needed
         backend = self.face_backend
         details.face_backend = backend.name
         with details.timed("detect faces"):
@@ -296,8 +298,8 @@ class Stylizer:
         if request.faces is not None:
             bad = [i for i in request.faces if not 0 <= i < len(found)]
             if bad:
-                raise ValueError(f"face index {bad[0]} is out of range: {len(found)} face(s) detected"
-                                 + (f" (0-{len(found) - 1}, left to right)" if found else ""))
+                raise InvalidArgumentError(f"face index {bad[0]} is out of range: {len(found)} face(s) detected"
+                                           + (f" (0-{len(found) - 1}, left to right)" if found else ""))
         chosen = []
         for i in range(len(found)) if request.faces is None else sorted(set(request.faces)):
             if found[i].size < self.min_face_size:
@@ -336,9 +338,7 @@ class Stylizer:
         crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
         heads = self._finite(self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy())
-        mask = self.model.face_paste_mask()
-        mask = _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
-                                                             interpolation=cv2.INTER_AREA)
+        mask = self._paste_mask()
         out = stylized
         for crop, head, matrix in zip(crops, heads, matrices):
             x0, y0, x1, y1 = window = align.crop_footprint(matrix, rgb.shape[:2])
@@ -347,6 +347,24 @@ class Stylizer:
             out[y0:y1, x0:x1] = alpha * paste + (1 - alpha) * out[y0:y1, x0:x1]
             details.crops.append((Image.fromarray(crop), Image.fromarray((head * 255).round().clip(0, 255).astype(np.uint8))))
         return out
+
+    def _paste_mask(self) -> np.ndarray:
+        """``(CROP_SIZE, CROP_SIZE)`` float32 in [0, 1]: the head in an aligned crop (the style's own
+        paste mask, e.g. DCT-Net's ``alpha.jpg``, else a feathered ellipse)."""
+        mask = self.model.face_paste_mask()
+        return _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
+                                                             interpolation=cv2.INTER_AREA)
+
+    def head_masks(self, shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
+        """``(H, W)`` float32 coverage of the ``faces``' heads: the paste mask of the face pass
+        warped back from each aligned crop (max over faces)."""
+        coverage = np.zeros(shape, np.float32)
+        mask = self._paste_mask()
+        for face in faces:
+            matrix = align.crop_transform(face.landmarks)
+            x0, y0, x1, y1 = window = align.crop_footprint(matrix, shape)
+            np.maximum(coverage[y0:y1, x0:x1], align.warp_from_crop(mask, matrix, window), out=coverage[y0:y1, x0:x1])
+        return coverage
 
     def region_masks(self, rgb: np.ndarray, faces: list[Face], regions: list[str]) -> dict[str, np.ndarray]:
         """Feathered ``(H, W)`` float32 masks of ``regions`` on the chosen ``faces``."""
@@ -363,8 +381,8 @@ class Stylizer:
         # Coverage (where) and strength (how far) stay separate, so a region at strength s is
         # exactly photo + s * (stylized - photo) inside and still blends band-wise. Where regions
         # overlap, the strongest mask decides the strength (the first on ties).
-        masks = [details.masks[name] for name in request.regions]
-        strengths = [request.strengths[name] for name in request.regions]
+        masks = list(details.masks.values())
+        strengths = [request.strengths[name] for name in details.masks]
         coverage = masks[0].copy()
         amount = np.full(coverage.shape, strengths[0], np.float32) if len(set(strengths)) > 1 else np.float32(strengths[0])
         for mask, strength in zip(masks[1:], strengths[1:]):

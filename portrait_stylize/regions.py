@@ -18,6 +18,7 @@ import math
 import cv2
 import numpy as np
 
+from .errors import InvalidArgumentError
 from .faces.face import Face
 from .faces.parsing import REGIONS, Parsing
 
@@ -82,10 +83,10 @@ def check_regions(names, visible: tuple[str, ...], backend: str) -> list[str]:
     names = list(names)
     unknown = [n for n in names if n not in REGIONS]
     if unknown:
-        raise ValueError(f"unknown region(s) {', '.join(map(repr, unknown))}; choose from {', '.join(REGIONS)}")
+        raise InvalidArgumentError(f"unknown region(s) {', '.join(map(repr, unknown))}; choose from {', '.join(REGIONS)}")
     unseen = [n for n in names if n not in visible]
     if unseen:
-        raise ValueError(f"the {backend} face backend cannot see {', '.join(map(repr, unseen))}; it sees "
+        raise InvalidArgumentError(f"the {backend} face backend cannot see {', '.join(map(repr, unseen))}; it sees "
                          f"{', '.join(visible)} (facexlib's parser also sees ears, neck and clothes)")
     return names
 

@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from .errors import InvalidArgumentError
+
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Evenly spread tile start offsets covering ``[0, length)`` with at least ``overlap`` shared pixels."""
@@ -78,7 +80,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
     if tile_size is None or (height <= tile_size and width <= tile_size):
         return fn(image).float().cpu()
     if not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap must be in [0, tile_size={tile_size}), got {overlap}")
+        raise InvalidArgumentError(f"overlap must be in [0, tile_size={tile_size}), got {overlap}")
     rows = _axis_plan(height, tile_size, overlap, torch.device("cpu"))
     cols = _axis_plan(width, tile_size, overlap, torch.device("cpu"))
     out: torch.Tensor | None = None

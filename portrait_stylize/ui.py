@@ -40,7 +40,8 @@ TOO_MANY_PIXELS = (f"This picture has more than {DEFAULT_MAX_PIXELS:,} pixels ({
 #: Overlay colour per region (mask previews).
 REGION_COLOURS = {"skin": (255, 190, 140), "brows": (140, 70, 10), "eyes": (0, 220, 255), "nose": (230, 0, 230),
                   "lips": (230, 20, 20), "mouth": (20, 20, 230), "hair": (40, 200, 60), "ears": (255, 150, 0),
-                  "neck": (200, 120, 255), "clothes": (90, 90, 255), "background": (120, 120, 120)}
+                  "neck": (200, 120, 255), "clothes": (90, 90, 255), "background": (120, 120, 120),
+                  "head": (255, 220, 0)}  # the chosen faces' heads, when faces are picked without regions
 
 
 class UserError(PortraitStylizeError):
@@ -178,9 +179,23 @@ def face_labels(count: int) -> list[str]:
     return [f"face {i + 1}" for i in range(count)]
 
 
-def face_indices(labels: list[str] | None) -> list[int] | None:
-    """Checkbox labels back to indices; ``None`` (no picker shown) means all faces."""
-    return None if labels is None else [int(label.split()[-1]) - 1 for label in labels]
+def face_indices(labels: list[str | int] | None) -> list[int] | None:
+    """Face picker values back to 0-based indices: ``"face 2"``, ``"2"`` or ``2`` all mean the
+    second face from the left (as numbered in the gallery). ``None`` or ``[]``: all faces.
+
+    Raises:
+        UserError: a value that is not a face number.
+    """
+    if not labels:
+        return None
+    indices = []
+    for label in labels:
+        text = str(label).strip().lower().removeprefix("face").strip()
+        if not text.isdigit() or int(text) < 1:
+            raise UserError(f"Faces: {label!r} is not a face; use the numbers shown under the faces found, "
+                            "like 'face 1' or 2 (1 = leftmost).")
+        indices.append(int(text) - 1)
+    return indices
 
 
 def face_gallery(path, face_backend: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE):
@@ -265,19 +280,28 @@ def run_photo(path, style: str, regions: list[str] | None = None, strength: floa
     per_region = parse_region_strengths(region_strengths, regions or [])
     amount = {r: per_region.get(r, strength) for r in regions} if regions else strength
     try:
-        # A face picker only narrows the result when regions or the style's face pass use faces.
-        picked = face_indices(faces) if regions or st.model.has_face_pass else None
-        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=picked,
+        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=face_indices(faces),
                             style_image=style_image if st.reference_based else None, return_details=True)
     except (PortraitStylizeError, ValueError) as exc:
         raise UserError(_plain(exc)) from None
     png = _result_path(f"{st.name}.png")
     save_image(after, png)
+    return PhotoResult(photo, after, mask_overlay(photo, details), str(png), status_line(style, regions, details))
+
+
+def status_line(style: str, regions: list[str] | None, details: StylizeDetails) -> str:
+    """What was really done: which faces (when faces were looked for), which area, how long."""
     found = len(details.faces)
-    status = (f"{style}: {found} face(s) found, {len(details.stylized_faces)} stylized"
-              + "".join(f"; {reason}" for _, reason in details.skipped)
-              + f" · {sum(details.timings.values()):.1f} s")
-    return PhotoResult(photo, after, mask_overlay(photo, details), str(png), status)
+    stylized = ", ".join(label for i, label in enumerate(face_labels(found)) if i in details.stylized_faces) or "none"
+    if details.face_backend is None:  # neither regions, faces nor a face pass needed them
+        done = "the whole picture stylized"
+    elif regions or "head" in details.masks:
+        done = f"{found} face(s) found, stylized: {stylized}; " + (f"regions {', '.join(regions)}" if regions
+                                                                   else "their heads only")
+    else:
+        done = f"the whole picture stylized; {found} face(s) found, redone by the face pass: {stylized}"
+    return (f"{style}: {done}" + "".join(f"; {reason}" for _, reason in details.skipped)
+            + f" · {sum(details.timings.values()):.1f} s")
 
 
 def run_video(path, style: str, regions: list[str] | None = None, strength: float = 1.0,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import InvalidImageError
+from .errors import InvalidArgumentError, InvalidImageError
 from .faces import Face
 from .faces.face import box_iou
 from .models.base import bounded_number
@@ -102,11 +102,11 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
 
     src, dst = Path(src), Path(dst)
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+        raise InvalidArgumentError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
     if max_seconds is not None:
         bounded_number("max_seconds", max_seconds, 0.0, 86400.0)
     if dst.resolve() == src.resolve():
-        raise ValueError(f"{dst} is the input video itself; choose another output name (inputs are never overwritten)")
+        raise InvalidArgumentError(f"{dst} is the input video itself; choose another output name (inputs are never overwritten)")
     if not src.is_file() or src.stat().st_size == 0:
         raise InvalidImageError(f"{src}: no such video file, or it is empty")
     try:

@@ -186,7 +186,7 @@ def test_exactly_50_megapixels_is_accepted(client, tmp_path):
     photo = tmp_path / "50mp.jpg"
     Image.new("RGB", (10_000, 5_000), (90, 120, 150)).save(photo, quality=50)
     (before, after), overlay, png, status = _call(client, photo)
-    assert Image.open(png).size == (1024, 512) and status.startswith("toon: 0 face(s) found")
+    assert Image.open(png).size == (1024, 512) and status.startswith("toon: the whole picture stylized")
 
 
 def test_uploads_are_limited_to_25_mib_by_the_server(client, tmp_path):
@@ -253,6 +253,27 @@ def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_pat
 
 
 # --- hostile uploads (the app must survive each and serve the next user) -------------------------
+
+
+@pytest.mark.parametrize("pick", [["face 2"], ["2"]])
+def test_api_callers_pick_faces_without_a_face_search(client, fixtures, pick):
+    """faces=["face 2"] straight through the API (no upload event filled in the choices), and no
+    regions: only the second face's head changes; the API's names read as a person's would."""
+    src = fixtures / "faces" / "whole" / "Blake_Lively.jpg"
+    (before, after), overlay, png, status = _call(client, src, faces=pick)
+    photo = np.asarray(Image.open(src).convert("RGB")).astype(int)
+    changed = np.abs(np.asarray(Image.open(png).convert("RGB")).astype(int) - photo).max(-1) > 8
+    import portrait_stylize as ps
+
+    first, second = (tuple(round(v) for v in f.box) for f in ps.detect_faces(src, backend="mediapipe"))
+    assert changed[second[1]:second[3], second[0]:second[2]].mean() > 0.3
+    assert changed[first[1]:first[3], first[0]:first[2]].mean() == 0 and changed.mean() < 0.3
+    assert "stylized: face 2; their heads only" in status
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/stylize"]
+    assert [r["label"] for r in api["returns"]] == ["Before / after", "Mask overlay", "Download PNG", "Status"]
+    assert [p["parameter_name"] for p in api["parameters"]] == ["image", "style", "regions", "strength", "harmonize",
+                                                                "region_strengths", "face_backend", "max_side",
+                                                                "faces", "style_image"]
 
 
 def test_one_argument_api_call(client, fixtures):

@@ -95,14 +95,14 @@ def test_lips_at_half_and_hair_at_0_8_change_half_and_0_8_as_much_as_at_full_str
 
 def test_a_group_photo_shows_one_gallery_item_and_one_checkbox_per_face(app, fixtures):
     """app.find_faces (run on upload): a thumbnail captioned 'face i' per face found, left to right,
-    each showing its own face; the 'Faces to stylize' checkboxes carry the same labels, all ticked."""
+    each showing its own face; the 'Faces to stylize' picker offers the same labels, none picked (= all)."""
     group = fixtures / "faces" / "whole" / "10045.png"
     count = json.loads((fixtures / "faces" / "whole" / "faces.json").read_text())[group.name]
     gallery, checkboxes = app.find_faces(str(group), "mediapipe", 1024)
     labels = [f"face {i + 1}" for i in range(count)]
     assert gallery["visible"] and checkboxes["visible"]
     assert [caption for _, caption in gallery["value"]] == labels
-    assert checkboxes["choices"] == checkboxes["value"] == labels
+    assert checkboxes["choices"] == labels and checkboxes["value"] == []  # none picked = all
     photo = ui.open_photo(str(group)).convert("RGB")
     faces = ps.detect_faces(photo, backend="mediapipe")
     assert len(faces) == count
@@ -135,7 +135,7 @@ def test_the_face_checkboxes_pick_which_faces_change(fixtures):
     changed = (out != photo).any(-1)
     assert changed[y0:y1, x0:x1].sum() > 50
     changed[y0:y1, x0:x1] = False
-    assert not changed.any() and result.status.startswith("toon: 2 face(s) found, 1 stylized")
+    assert not changed.any() and result.status.startswith("toon: 2 face(s) found, stylized: face 2; regions lips")
 
 
 # --- video tab ------------------------------------------------------------------------------------

@@ -207,15 +207,15 @@ class TestNetworkFaults:
 class TestOptionsThatCannotApply:
     """8. and 9.: options that cannot apply, and numbers that are not numbers."""
 
-    def test_faces_without_regions_on_a_style_without_face_pass(self):
-        with pytest.raises(ValueError, match=r"faces=\[99\] cannot apply: style 'toon' has no separate face pass"):
+    def test_a_face_that_is_not_in_the_picture(self):
+        with pytest.raises(ps.InvalidArgumentError, match=r"face index 99 is out of range: 0 face\(s\) detected"):
             ps.load_style("toon")(np.zeros((32, 32, 3), np.uint8), faces=[99])
 
     def test_cli_faces_99_is_an_error(self, tmp_path):
         photo = tmp_path / "p.png"
         Image.new("RGB", (40, 30)).save(photo)
         result = _cli("run", str(photo), "-o", str(tmp_path / "o.png"), "--faces", "99")
-        assert result.returncode != 0 and "cannot apply" in result.stderr
+        assert result.returncode != 0 and "face index 99 is out of range" in result.stderr
         assert not (tmp_path / "o.png").exists()
 
     @pytest.mark.parametrize("value", [float("nan"), float("inf"), -5, 0, 7.5, "big", True])

@@ -143,7 +143,7 @@ class TestCheckInputs:
     ])
     def test_errors_name_the_option(self, faces, kwargs, message):
         model = Flat()
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ps.InvalidArgumentError, match=message):
             stylizer(model)(photo(), **kwargs)
         assert model.calls == [] and faces.detect_calls == 0
 
@@ -167,11 +167,32 @@ class TestFaces:
         assert faces.detect_calls == 1 and details.face_backend == "fake"
         assert details.stylized_faces == [0] and len(details.faces) == 1 and details.skipped == []
 
-    def test_no_faces_wanted_means_no_detection(self, faces):
+    def test_no_faces_chosen_means_no_detection_and_no_change(self, faces):
         model = Flat()
         out = np.asarray(stylizer(model)(photo(), faces=[]))
         assert faces.detect_calls == 0 and [c[0] for c in model.calls] == ["image"]
-        assert np.all(out == level(IMAGE_VALUE))
+        assert np.array_equal(out, np.asarray(photo()))
+
+    @pytest.mark.parametrize("model", [Flat(), FlatNoFaces()], ids=["face pass", "no face pass"])
+    def test_faces_alone_change_only_those_heads(self, faces, model):
+        """faces=[1] without regions: face 1's head changes (to the head result, or the whole-image
+        result for a style without a face pass); face 0 and everything else stay the photo."""
+        left, right = (4.0, 40.0, 40.0, 76.0), (120.0, 40.0, 156.0, 76.0)
+        faces.faces = [face_at(left), face_at(right)]
+        out, details = stylizer(model)(photo(), faces=[1], return_details=True)
+        out, original = np.asarray(out).astype(int), photo().astype(int)
+        changed = np.abs(out - original).max(-1) > 0
+        head = details.masks["head"]
+        assert details.stylized_faces == [1] and list(details.masks) == ["head"]
+        assert not (changed & (head == 0)).any() and changed[head >= 0.5].mean() > 0.95  # the head, nothing else
+        assert changed[:, :60].sum() == 0 and changed[40:76, 120:156].mean() > 0.9  # face 0 untouched
+        value = FACE_VALUE if model.has_face_pass else IMAGE_VALUE
+        assert np.all(np.abs(out[head >= 1] - level(value)) <= 1)
+
+    def test_a_face_index_not_in_the_picture_names_the_faces_found(self, faces):
+        faces.faces = [face_at((10.0, 30.0, 60.0, 80.0)), face_at((100.0, 30.0, 150.0, 80.0))]
+        with pytest.raises(ps.InvalidArgumentError, match=r"face index 5 is out of range: 2 face\(s\) detected \(0-1"):
+            stylizer()(photo(), faces=[5])
 
     def test_style_without_face_pass_never_loads_a_face_backend(self, monkeypatch):
         def refuse(name=None):
@@ -250,7 +271,7 @@ class TestFacePass:
     def test_only_the_chosen_face_is_pasted(self, faces):
         faces.faces = [face_at(), face_at((110.0, 40.0, 150.0, 80.0))]
         out = np.asarray(stylizer()(photo(), faces=[1]))
-        assert out[60, 70].tolist() == [level(IMAGE_VALUE)] * 3
+        assert out[60, 70].tolist() == photo()[60, 70].tolist()  # face 0 stays the photo
         assert out[60, 130].tolist() == [level(FACE_VALUE)] * 3
 
 

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..io import ImageInput, load_image
 from .face import LANDMARK_NAMES, Face, enlarge_box
 from .parsing import FACE_REGIONS, REGIONS, FaceParse, Parsing
@@ -44,7 +45,7 @@ def resolve_face_backend(name: str | None = None) -> str:
 
     choice = name or os.environ.get(ENV_BACKEND) or "auto"
     if choice not in FACE_BACKENDS:
-        raise ValueError(f"unknown face backend {choice!r}; choose {', '.join(FACE_BACKENDS)}")
+        raise InvalidArgumentError(f"unknown face backend {choice!r}; choose {', '.join(FACE_BACKENDS)}")
     if choice == "auto":
         choice = "facexlib" if weights_present() else "mediapipe"
         logger.info("face backend: %s (auto: facexlib weights %s)", choice,

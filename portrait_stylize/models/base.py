@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidStyleError
+from ..errors import InvalidArgumentError, InvalidStyleError
 
 FORMAT_VERSION = 1
 DEFAULT_ARCH = "ttn"
@@ -38,18 +38,19 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def bounded_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """``value`` if it is an integer in ``[lo, hi]``, else ``ValueError`` naming ``name``. Configs
+    """``value`` if it is an integer in ``[lo, hi]``, else :class:`InvalidArgumentError` naming ``name``. Configs
     come from untrusted repositories: unbounded sizes would exhaust memory before any check ran."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise InvalidArgumentError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
 
 
 def bounded_number(name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float if it is a finite number in ``[lo, hi]``, else ``ValueError`` naming ``name``."""
+    """``value`` as a float if it is a finite number in ``[lo, hi]``, else :class:`InvalidArgumentError`
+    naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
     return float(value)
 
 
