@@ -1,4 +1,5 @@
-"""TTN architecture, TensorFlow conventions and the guided filter, against independent references."""
+"""TTN architecture, TensorFlow conventions and the guided filter: against independent references where
+there is one, and against restated formulas (tests named ``..._restated_...``) where there is not."""
 
 from __future__ import annotations
 
@@ -25,18 +26,25 @@ def test_layer_shapes_follow_design():
     assert len(shapes) == 18
 
 
-@pytest.mark.parametrize("size", [(16, 16), (17, 23), (5, 64), (1, 1), (30, 2)])
-def test_any_size_is_padded_and_cropped(size):
+@pytest.mark.parametrize("size", [(15, 16), (17, 23), (5, 64), (1, 1), (30, 2)])
+def test_any_size_equals_the_crop_of_the_edge_padded_run(size):
+    """Documented: inputs are edge-replicated at the bottom/right to a multiple of 4 and the output
+    is cropped back. The padded image is built here with NumPy, independently of the model."""
     torch.manual_seed(0)
     net = TTN().eval()
     x = torch.rand(2, 3, *size) * 2 - 1
+    h, w = size
+    padded = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (0, -h % 4), (0, -w % 4)), mode="edge"))
     with torch.no_grad():
         y = net(x)
-    assert y.shape == x.shape
-    assert torch.isfinite(y).all()
+        expected = net(padded)[..., :h, :w]
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert torch.equal(y, expected)
 
 
-def test_multiple_of_four_runs_unpadded():
+def test_multiple_of_four_matches_restated_forward_without_padding():
+    """Not an independent reference: restates ``forward_aligned`` (U-Net, then the guided filter) to
+    check that sizes already a multiple of 4 are neither padded nor cropped."""
     torch.manual_seed(0)
     net = TTN().eval()
     x = torch.rand(1, 3, 32, 40) * 2 - 1
@@ -102,12 +110,13 @@ def test_box_filter_matches_brute_force():
     assert torch.allclose(box_filter(x, r), ref)
 
 
-def test_guided_filter_reference_values_and_properties():
+def test_guided_filter_matches_restated_formula_and_properties():
+    """The first check restates He et al.'s formula the way the implementation computes it (with the
+    same box mean), so it is not an independent reference; the properties after it are."""
     torch.manual_seed(0)
     guide = torch.rand(1, 3, 12, 12, dtype=torch.float64)
     src = torch.rand(1, 3, 12, 12, dtype=torch.float64)
     out = guided_filter(guide, src, 1, 1e-2)
-    # Recompute from the definition with the brute-force box mean.
     mean = lambda t: box_filter(t, 1)  # noqa: E731
     a = (mean(guide * src) - mean(guide) * mean(src)) / (mean(guide * guide) - mean(guide) ** 2 + 1e-2)
     b = mean(src) - a * mean(guide)

@@ -1,4 +1,5 @@
-"""The locally controllable U²-Net + LFFM model: shapes, fusion, round trip, registry, training, app."""
+"""The locally controllable U²-Net + LFFM model: shapes, fusion, the generator cycle, save/load through
+the registry, training, app."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.models.serialization import save_style
+from portrait_stylize.models.serialization import load_style_folder, save_style
 from portrait_stylize.faces import enlarge_box
 from portrait_stylize.models import ReferenceStyle
 from portrait_stylize.models.u2lffm import LFFM, RSU, MultiScaleDiscriminator, U2Encoder, U2LFFMGenerator
+from train.data import batch, load_set, step_rng
 
 from conftest import REPO
 from fake_hub import seed_hub_cache, sha256_hex
@@ -56,17 +58,22 @@ def test_fusion_leaves_features_outside_the_mask_unchanged():
     assert torch.allclose(lffm(content, style, mask, style_mask), lffm(content, changed, mask, style_mask), atol=1e-5)
 
 
-def test_generator_round_trip_at_256():
+def test_generator_cycle_at_256_shapes_and_what_each_output_depends_on():
+    """Photo -> style -> photo at 256² (untrained: shapes and dependencies, not quality). The stylized
+    image depends on the style image; the reconstruction, decoded from content features alone, does not."""
     torch.manual_seed(0)
     g_st, g_ts, d = U2LFFMGenerator().eval(), U2LFFMGenerator().eval(), MultiScaleDiscriminator()
     photo, style = torch.rand(1, 3, 256, 256) * 2 - 1, torch.rand(1, 3, 192, 160) * 2 - 1
     with torch.inference_mode():
         fake_style, rec = g_st(photo, style)
+        other_style, other_rec = g_st(photo, -style)
         back, _ = g_ts(fake_style, photo)
         logits = d(fake_style)
     assert fake_style.shape == rec.shape == back.shape == photo.shape
     assert fake_style.abs().max() <= 1 and torch.isfinite(back).all()
     assert [t.shape[-1] for t in logits] == [16, 8]
+    assert torch.equal(other_rec, rec)
+    assert (other_style - fake_style).abs().mean() > 5e-4  # measured: 1.4e-3 (untrained, so small)
 
 
 def test_save_and_load_through_the_registry(tmp_path, monkeypatch):
@@ -87,7 +94,15 @@ def test_save_and_load_through_the_registry(tmp_path, monkeypatch):
     st = ps.load_style("local-test")
     assert st.reference_based and st.backend == "torch"
     loaded = st.model.state_dict()
+    assert loaded.keys() == model.state_dict().keys()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    # Same outputs bit for bit, at a size where attention is pooled (attn_tokens comes from config.json).
+    image = torch.rand(1, 3, 144, 120)
+    with torch.no_grad():
+        expected = model(image)
+        assert torch.equal(st.model(image), expected)
+        st.model.generator.fusion.out.weight[0, 0] += 1e-3  # one changed weight shows in the output
+        assert not torch.equal(st.model(image), expected)
     with pytest.raises(ValueError, match="does not take a style image"):
         ps.load_style("toon")(np.zeros((8, 8, 3), np.uint8), style_image=np.zeros((8, 8, 3), np.uint8))
 
@@ -107,13 +122,27 @@ def trained(fixtures, tmp_path_factory):
     return out
 
 
-def test_training_lowers_the_loss_and_writes_a_style(trained):
+def test_training_lowers_the_reconstruction_loss_and_writes_a_style(trained, fixtures):
+    """The content reconstruction L1 (a term of the generator loss) on a fixed batch of 8 photos, before
+    and after the 8 steps: lower for every photo and by over 8 % on average (measured: 0.537 -> 0.467).
+    "Before" is the generator the script starts from, rebuilt here: it seeds with ``--seed`` (0) and
+    then builds this generator first. The reconstruction does not depend on the style input, so the
+    photos serve as their own (cheap) style input."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(next((trained / "logs").rglob("events.out.tfevents.*"))))
     events.Reload()
-    total = [e.value for e in events.Scalars("g_total")]
-    assert len(total) == 8 and np.mean(total[-2:]) < np.mean(total[:2]), total
+    for tag in ("g_total", "d_loss", "adversarial", "cycle", "reconstruction", "local_style"):
+        logged = [e.value for e in events.Scalars(tag)]
+        assert len(logged) == 8 and np.isfinite(logged).all(), (tag, logged)
+    photos = load_set([fixtures / "train" / "photos"], "--photos", 64, progress=False).samples
+    fixed = batch(photos, step_rng(0, 0), 8, 64, expand=False, indices=list(range(8)))["image"]
+    torch.manual_seed(0)
+    initial = U2LFFMGenerator(attn_tokens=4096).eval()
+    with torch.inference_mode():
+        before, after = ((g(fixed, fixed)[1] - fixed).abs().mean((1, 2, 3))
+                         for g in (initial, load_style_folder(trained).generator))
+    assert (after < before).all() and after.mean() < 0.92 * before.mean(), (before, after)
     config = json.loads((trained / "config.json").read_text())
     assert config["arch"] == "u2lffm" and (trained / "sample.png").is_file()
 
@@ -131,10 +160,17 @@ def test_trained_style_in_the_pipeline_with_regions_and_in_the_app(trained, fixt
         boxes[y0:y1, x0:x1] = True
     changed = (np.asarray(out) != photo).any(-1)
     assert changed.any() and not changed[~boxes].any()
-    reference = sorted((fixtures / "train" / "anime").glob("*"))[5]
+    anime = sorted((fixtures / "train" / "anime").glob("*"))
+    reference = anime[5]
     other = np.asarray(st(src, style_image=reference), float)
     default = np.asarray(st(src), float)
-    assert np.abs(other - default).mean() > 0.1  # the reference matters (barely trained: a small effect)
+    # The stored default is the first style image (256², stored as it is): the same reference gives
+    # exactly the same output, so every difference below comes from the reference.
+    assert np.array_equal(np.asarray(st(src, style_image=anime[0]), float), default)
+    diff = np.abs(other - default)
+    # Barely trained, so a small effect; measured: mean 0.48 grey levels, 12 % of pixels change by 2 or
+    # more, at most by 34.
+    assert diff.mean() > 0.25 and (diff.max(-1) >= 2).mean() > 0.05 and diff.max() >= 10, (diff.mean(), diff.max())
     result = ui.run_photo(str(src), str(trained), ["hair"], 1.0, 0.0, "", "mediapipe", 512, None, str(reference))
     assert Image.open(result.png).size == (512, 339) and "2 face(s) found" in result.status
     assert ui.is_reference_style(str(trained)) and not ui.is_reference_style("toon")
