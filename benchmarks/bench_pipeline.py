@@ -38,7 +38,11 @@ def measure(repeats: int, backend: str) -> dict:
     st = ps.Stylizer(TTNStyle(channel_order="bgr"), ps.StyleSpec(name="bench", kind="local"), backend=backend,
                      face_backend="mediapipe")
     pixels = pil_to_tensor(photo)
-    bare = lambda: st.stylize_image(pixels, None, False)  # noqa: E731
+
+    @torch.inference_mode()
+    def bare():
+        return st.stylize_image(pixels, None, False)
+
     full = lambda: st(photo, regions=REGIONS, return_details=True)[1]  # noqa: E731
     bare(), full()  # warm-up: model copies, MediaPipe graphs
     times: dict[str, list[float]] = {"bare": [], "full": []}

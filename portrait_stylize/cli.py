@@ -38,10 +38,26 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
-def _output_paths(files: list[Path], out: Path, single_file: bool, style: str) -> list[Path]:
-    """One output per input, never an input itself and never two inputs on one output: a name
-    that would overwrite an input gets the style's name appended, a repeated one a number
-    (``a.jpg`` and ``a.png`` -> ``a.png``, ``a_1.png``)."""
+DEFAULT_NAME_PATTERN = "{name}.{style}.png"
+
+
+def _check_name_pattern(pattern: str) -> str:
+    """``--name-pattern``: must use ``{name}`` (else every result gets one name), may use
+    ``{style}``, and must end in an image suffix (which chooses the format)."""
+    try:
+        example = pattern.format(name="photo", style="toon")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{pattern!r} may only use {{name}} and {{style}} ({exc})") from None
+    if "{name}" not in pattern or "/" in pattern or Path(example).suffix.lower() not in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{pattern!r} must contain {{name}}, no '/', and end in an image suffix "
+                                         f"such as .png or .jpg, like {DEFAULT_NAME_PATTERN!r}")
+    return pattern
+
+
+def _output_paths(files: list[Path], out: Path, single_file: bool, style: str, pattern: str) -> list[Path]:
+    """One output per input, never an input itself and never two inputs on one output: folder
+    outputs are named by ``pattern`` (``a.jpg`` -> ``a.toon.png``); a name that would overwrite an
+    input, or repeats another, gets a number (``a_1.toon.png``)."""
     inputs = {f.resolve() for f in files}
     if single_file:
         if out.resolve() in inputs:
@@ -51,15 +67,32 @@ def _output_paths(files: list[Path], out: Path, single_file: bool, style: str) -
     taken: set[Path] = set()
     paths = []
     for f in files:
-        stem = f.stem
-        if (out / f"{stem}.png").resolve() in inputs:
-            stem = f"{f.stem}_{style}"
-        candidate, n = stem, 1
-        while (out / f"{candidate}.png").resolve() in taken | inputs:
-            candidate, n = f"{stem}_{n}", n + 1
-        taken.add((out / f"{candidate}.png").resolve())
-        paths.append(out / f"{candidate}.png")
+        candidate, n = out / pattern.format(name=f.stem, style=style), 1
+        while candidate.resolve() in taken | inputs:
+            candidate, n = out / pattern.format(name=f"{f.stem}_{n}", style=style), n + 1
+        taken.add(candidate.resolve())
+        paths.append(candidate)
     return paths
+
+
+def _output_kind(output: str, files: list[Path], inputs: list[str]) -> bool:
+    """True when ``-o`` is one output file, False for a folder; a name that is neither (no image
+    suffix, no trailing slash, not an existing folder) is refused rather than guessed."""
+    out = Path(output)
+    is_file = out.suffix.lower() in IMAGE_SUFFIXES
+    if not is_file and not (output.endswith(("/", "\\")) or out.is_dir()):
+        raise PortraitStylizeError(f"-o {output}: not an image file name and not a folder; add a suffix for a file "
+                                   f"(-o {output}.png) or a trailing slash for a folder (-o {output}/)")
+    if is_file and (len(files) > 1 or Path(inputs[0]).is_dir()):
+        raise PortraitStylizeError(f"{len(files)} inputs need an output folder, but -o {output} is a file name; "
+                                   f"use a folder such as -o {out.with_suffix('')}/")
+    return is_file
+
+
+def _failure(src: Path, exc: Exception) -> str:
+    """One line for a failed image, naming the file once."""
+    text = str(exc)
+    return text if str(src) in text else f"{src}: {text}"
 
 
 def _save_masks(details, folder: Path, stem: str) -> None:
@@ -119,18 +152,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)
         return 2
+    single_file = _output_kind(args.output, files, args.images)
     out = Path(args.output)
-    single_file = len(files) == 1 and not Path(args.images[0]).is_dir() and out.suffix.lower() in IMAGE_SUFFIXES
-    if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
-        print(f"error: {len(files)} inputs need an output folder, but -o {out} looks like a file", file=sys.stderr)
-        return 2
     stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
                           max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend,
                           max_short_side=args.max_short_side or None)
+    # Options the style or face backend cannot take are bad arguments: refused before any image.
+    stylizer.check_inputs(args.regions, args.strength, args.harmonize, args.faces, args.style_image)
     failures: list[tuple[Path, str]] = []
-    targets = _output_paths(files, out, single_file, stylizer.name)
+    targets = _output_paths(files, out, single_file, stylizer.name, args.name_pattern)
     for src, dst in zip(files, targets):
-        if dst.stem != src.stem and not args.quiet:
+        if not single_file and dst.name != args.name_pattern.format(name=src.stem, style=stylizer.name) \
+                and not args.quiet:
             tqdm.write(f"{src} -> {dst} (so that no input and no other result is overwritten)", file=sys.stderr)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
                "style_image": args.style_image, "progress": not args.quiet}
@@ -144,15 +177,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             for _, reason in details.skipped:
                 tqdm.write(f"{src}: {reason}", file=sys.stderr)
         except (PortraitStylizeError, ValueError, OSError, RuntimeError) as exc:  # RuntimeError: e.g. out of memory
-            failures.append((src, str(exc)))
-            tqdm.write(f"skipped {src}: {exc}", file=sys.stderr)
+            failures.append((src, _failure(src, exc)))
+            if len(files) > 1 and not args.quiet:  # said now, during a long batch; listed again at the end
+                tqdm.write(f"skipped {failures[-1][1]}", file=sys.stderr)
     done = len(files) - len(failures)
+    if len(files) == 1 and failures:
+        print(f"error: {failures[0][1]}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"wrote {done} of {len(files)} image(s) to {out}")
     if failures:
         print(f"error: {len(failures)} of {len(files)} image(s) failed:", file=sys.stderr)
-        for src, reason in failures:
-            print(f"  {src}: {reason}", file=sys.stderr)
+        for _, reason in failures:
+            print(f"  {reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -255,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="stylize images or folders of images")
     p.add_argument("images", nargs="+", help="image files and/or folders of images")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (written as NAME.png)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output file with an image suffix (one input), or a folder: an existing one or a name "
+                        "ending in '/' (results named by --name-pattern)")
+    p.add_argument("--name-pattern", type=_check_name_pattern, default=DEFAULT_NAME_PATTERN,
+                   help=f"result names in an output folder, from {{name}} (the input's) and {{style}}; the suffix "
+                        f"chooses the format (default {DEFAULT_NAME_PATTERN!r}: photo.jpg -> photo.toon.png)")
     _add_style_options(p)
     p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,

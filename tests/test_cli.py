@@ -50,11 +50,12 @@ def test_batch_continues_past_bad_file(fixtures, tmp_path):
         shutil.copy(fixtures / "faces" / "cropped" / name, inputs / name)  # temporary copy, never committed
     (inputs / "broken.png").write_text("not an image")
     out = tmp_path / "out"
-    result = _run("run", str(inputs), "-o", str(out), "-q")
+    result = _run("run", str(inputs), "-o", f"{out}/", "-q")
     assert result.returncode == 1
-    assert sorted(p.name for p in out.iterdir()) == ["Adele_crop.png", "Paris_Hilton_crop.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["Adele_crop.toon.png", "Paris_Hilton_crop.toon.png"]
     assert "1 of 3 image(s) failed" in result.stderr and "broken.png: not an image" in result.stderr
-    assert Image.open(out / "Adele_crop.png").size == (512, 512)
+    assert result.stderr.count("broken.png") == 1  # the summary names the file once
+    assert Image.open(out / "Adele_crop.toon.png").size == (512, 512)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -85,5 +86,14 @@ def test_run_with_regions_faces_and_masks(fixtures, tmp_path):
     changed = (np.asarray(Image.open(out)) != np.asarray(Image.open(src).convert("RGB"))).any(-1)
     assert changed.any() and not (changed & (weight == 0)).any()
     assert weight[:, : weight.shape[1] // 2].max() == 0  # face 1 is the right-hand one
-    bad = _run("run", str(src), "-o", str(out), "--regions", "ears", "--face-backend", "mediapipe")
-    assert bad.returncode == 1 and "cannot see 'ears'" in bad.stderr
+    bad = _run("run", str(src), "-o", str(tmp_path / "ears.png"), "--regions", "ears", "--face-backend", "mediapipe")
+    assert bad.returncode == 2 and "cannot see 'ears'" in bad.stderr and bad.stderr.count("\n") == 1
+    assert not (tmp_path / "ears.png").exists()
+
+
+def test_one_unreadable_image_is_one_line_naming_it_once(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    result = _run("run", str(broken), "-o", str(tmp_path / "out.png"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("broken.png") == 1, result.stderr

@@ -74,7 +74,7 @@ class TestDegenerateImages:
         folder.mkdir()
         Image.new("RGB", (1, 200), "white").save(folder / "a_thin.png")
         shutil.copy(portraits[1], folder / "b_group.jpg")
-        result = _cli("run", str(folder), "-o", str(tmp_path / "out"), "--regions", "lips", "-q",
+        result = _cli("run", str(folder), "-o", f"{tmp_path / 'out'}/", "--regions", "lips", "-q",
                       "--save-masks", str(tmp_path / "masks"))
         assert result.returncode == 0, result.stderr
         lips = np.asarray(Image.open(tmp_path / "masks" / "b_group_lips.png"))
@@ -102,9 +102,32 @@ class TestNeverOverwriteInputs:
         result = _cli("run", str(folder), "-o", str(folder))
         assert result.returncode == 0, result.stderr
         assert {name: (folder / name).read_bytes() for name in inputs} == inputs
-        assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "a.png", "a_toon.png", "a_toon_1.png",
-                                                           "b.png", "b_toon.png"]
-        assert "a.png -> " in result.stderr and "so that no input" in result.stderr
+        assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "a.png", "a.toon.png", "a_1.toon.png",
+                                                           "b.png", "b.toon.png"]
+        assert result.stderr.count("so that no input") == 1 and "a.png -> " in result.stderr
+
+    def test_two_styles_into_one_folder_keep_both_results(self, tmp_path):
+        photo = tmp_path / "p.png"
+        Image.new("RGB", (40, 30), (120, 90, 60)).save(photo)
+        for style in ("toon", "sketch"):
+            assert _cli("run", str(photo), "--style", style, "-o", f"{tmp_path / 'out'}/").returncode == 0
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p.sketch.png", "p.toon.png"]
+        custom = _cli("run", str(photo), "-o", f"{tmp_path / 'custom'}/", "--name-pattern", "{style}-{name}.jpg")
+        assert custom.returncode == 0 and (tmp_path / "custom" / "toon-p.jpg").is_file()
+
+    @pytest.mark.parametrize("output,pattern,message", [
+        ("result", None, "not an image file name and not a folder"),
+        ("out/", "{style}.png", "must contain {name}"),
+        ("out/", "{name}.txt", "end in an image suffix"),
+        ("out/", "{name}-{size}.png", "may only use {name} and {style}"),
+    ])
+    def test_unclear_outputs_are_refused(self, tmp_path, output, pattern, message):
+        photo = tmp_path / "p.png"
+        Image.new("RGB", (40, 30)).save(photo)
+        result = _cli("run", str(photo), "-o", str(tmp_path / output) + ("/" if output.endswith("/") else ""),
+                      *(["--name-pattern", pattern] if pattern else []))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert not (tmp_path / "result").exists() and not (tmp_path / "out").exists()
 
     def test_video_output_equal_to_the_input_is_refused(self, tmp_path):
         from portrait_stylize.video import stylize_video
