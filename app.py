@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -18,6 +19,8 @@ import gradio as gr  # noqa: E402
 from portrait_stylize import ui  # noqa: E402
 
 MAX_FILE_SIZE = "25mb"
+#: The public-domain photos in examples/ (a solo portrait, a second one, a two-face group).
+EXAMPLES = [Path(__file__).parent / "examples" / name for name in ("astronaut.jpg", "group.jpg", "hopper.jpg")]
 CONCURRENCY, QUEUE_SIZE = 2, 32
 PRIVATE = {"api_visibility": "private", "queue": False}
 #: Face search, photo and video jobs share one pool of CONCURRENCY workers (a 2-core Space).
@@ -107,7 +110,8 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     gr.Markdown("Overlay: ticked regions in colour, faces found boxed (green: stylized).")
                     png = gr.File(label="Download PNG")
                     status = gr.Markdown(label="Status")
-            gr.Examples([[ui.example_photo()]], inputs=[image], label="Example (public-domain astronaut)")
+            gr.Examples([[str(path)] for path in EXAMPLES], inputs=[image],
+                        label="Examples (public domain: examples/README.md)")
         with gr.Tab("Video"):
             with gr.Row():
                 clip = gr.Video(label=f"Clip (up to {ui.MAX_VIDEO_SECONDS:g} s; audio is kept)", sources=["upload"])

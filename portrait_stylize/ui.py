@@ -319,12 +319,3 @@ def run_video(path, style: str, regions: list[str] | None = None, strength: floa
         raise UserError(_plain(exc)) from None
     return str(out)
 
-
-def example_photo() -> str:
-    """The public-domain astronaut portrait from scikit-image, as a PNG file (made once)."""
-    from skimage import data
-
-    path = Path(tempfile.gettempdir()) / "portrait-stylize-astronaut.png"
-    if not path.is_file():
-        save_image(Image.fromarray(data.astronaut()), path)
-    return str(path)

@@ -224,13 +224,12 @@ def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_pat
 
     import portrait_stylize as ps
     from portrait_stylize.regions import dilate
-    from portrait_stylize.ui import example_photo
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(server[0])
-        page.locator("input[type=file]").first.set_input_files(example_photo())
+        page.locator("input[type=file]").first.set_input_files(str(REPO / "examples" / "astronaut.jpg"))
         page.get_by_label("lips").check()
         page.get_by_label("hair").check()
         page.get_by_role("button", name="Stylize", exact=True).click()
@@ -241,7 +240,7 @@ def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_pat
         page.screenshot(path=str(shot), full_page=True)
         shown.write_bytes(urllib.request.urlopen(result.get_attribute("src"), timeout=30).read())
         browser.close()
-    photo = Image.open(example_photo()).convert("RGB")
+    photo = Image.open(str(REPO / "examples" / "astronaut.jpg")).convert("RGB")
     diff = np.abs(np.asarray(Image.open(shown).convert("RGB"), float) - np.asarray(photo, float)).max(-1)
     _, details = ps.load_style("toon", face_backend="mediapipe")(photo, regions=["lips", "hair"], return_details=True)
     for name, mask in details.masks.items():
@@ -294,3 +293,17 @@ def test_a_one_pixel_upload_does_not_break_faces_for_the_next_user(client, fixtu
         assert "0 face(s) found" in status
     status = _call(client, fixtures / "faces" / "whole" / "Blake_Lively.jpg", regions=["lips"])[3]
     assert "2 face(s) found" in status  # MediaPipe still works after the degenerate uploads
+
+
+def test_the_readme_api_snippet_runs_as_pasted(server, monkeypatch):
+    """The README's gradio_client block, with only the address swapped for this test server's."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (code,) = [b for b in blocks if "gradio_client" in b]
+    assert "http://127.0.0.1:7860/" in code
+    monkeypatch.chdir(REPO)
+    namespace: dict = {}
+    exec(compile(code.replace("http://127.0.0.1:7860/", server[0]), "README.md", "exec"), namespace)
+    assert Image.open(namespace["png"]).size == Image.open(REPO / "examples" / "group.jpg").size
+    assert namespace["status"].startswith("toon: ")

@@ -69,14 +69,14 @@ def test_per_region_strength_strings_are_parsed(text, expected):
 ])
 def test_bad_per_region_strength_strings_get_a_message(text, regions, message):
     with pytest.raises(ui.UserError) as info:
-        ui.run_photo(ui.example_photo(), "toon", regions, 1.0, 0.0, text, "mediapipe")
+        ui.run_photo(str(REPO / "examples" / "astronaut.jpg"), "toon", regions, 1.0, 0.0, text, "mediapipe")
     assert str(info.value) == message
 
 
 def test_lips_at_half_and_hair_at_0_8_change_half_and_0_8_as_much_as_at_full_strength():
     """"lips=0.5, hair=0.8" against both at 1.0, region by region (the library's masks of the photo):
     the change from the photo is half as large on the lips and 0.8 times as large on the hair."""
-    photo_path = ui.example_photo()
+    photo_path = str(REPO / "examples" / "astronaut.jpg")
     photo = _pixels(photo_path)
     full = _pixels(ui.run_photo(photo_path, "toon", ["lips", "hair"], 1.0, 0.0, "", "mediapipe").png) - photo
     mixed = _pixels(ui.run_photo(photo_path, "toon", ["lips", "hair"], 1.0, 0.0, "lips=0.5, hair=0.8",
@@ -119,7 +119,7 @@ def _small(image: Image.Image) -> np.ndarray:
 
 
 def test_one_face_or_no_photo_hides_the_gallery(app):
-    for path in (ui.example_photo(), None):
+    for path in (str(REPO / "examples" / "astronaut.jpg"), None):
         gallery, checkboxes = app.find_faces(path, "mediapipe", 1024)
         assert gallery["visible"] is False and checkboxes["visible"] is False, path
 
@@ -143,7 +143,7 @@ def test_the_face_checkboxes_pick_which_faces_change(fixtures):
 
 def _clip(path, seconds: float) -> None:
     """The example portrait as a 96x64 clip at 2 fps with a 440 Hz tone."""
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-framerate", "2", "-i", ui.example_photo(),
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-framerate", "2", "-i", str(REPO / "examples" / "astronaut.jpg"),
                     "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-t", str(seconds),
                     "-vf", "scale=96:64", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
                     str(path)], check=True)
