@@ -101,7 +101,9 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     with gr.Accordion("Advanced", open=False):
                         harmonize = gr.Slider(0, 1, value=0, step=0.05, label="Harmonize untouched colours")
                         region_strengths = gr.Textbox("", label="Per-region strength", placeholder="lips=0.5, hair=0.8")
-                        face_backend = gr.Dropdown(["auto", "mediapipe", "facexlib"], value="auto", label="Face backend")
+                        face_backend = gr.Dropdown(ui.face_backend_choices(), value="auto", label="Face backend",
+                                                   info="facexlib is listed once its weights are on disk "
+                                                        "(docs/regions.md)")
                         side = gr.Slider(256, 2048, value=max_side, step=64, label="Max side (px)")
                     run = gr.Button("Stylize", variant="primary")
                 with gr.Column():

@@ -97,9 +97,24 @@ def is_reference_style(name: str) -> bool:
         return False
 
 
+def face_backend_choices() -> list[str]:
+    """The face backends that can run here: facexlib only once its weights are on disk (it
+    downloads them from GitHub, which a Space or an offline machine may not reach)."""
+    from .faces.facexlib_backend import weights_present
+
+    return ["auto", "mediapipe"] + (["facexlib"] if weights_present() else [])
+
+
 def regions_for(face_backend: str | None = None) -> list[str]:
-    """Region names the face backend (``None``/``auto`` resolved) can see, in display order."""
-    return list(get_face_backend(face_backend).regions)
+    """Region names the face backend (``None``/``auto`` resolved) can see, in display order.
+
+    Raises:
+        UserError: the backend cannot run here (e.g. facexlib without its weights, offline).
+    """
+    try:
+        return list(get_face_backend(face_backend).regions)
+    except PortraitStylizeError as exc:
+        raise UserError(_plain(exc)) from None
 
 
 def parse_region_strengths(text: str, regions: list[str]) -> dict[str, float]:

@@ -232,3 +232,19 @@ def test_photo_face_search_and_video_jobs_share_the_one_pool(app):
     demo = app.create_demo()
     queued = {fn.name: fn.concurrency_id for fn in demo.fns.values() if fn.queue}
     assert queued == {"find_faces": "work", "stylize": "work", "stylize_video": "work"}
+
+
+# --- face backends offered ------------------------------------------------------------------------
+
+
+def test_facexlib_is_offered_only_once_its_weights_are_on_disk(tmp_path, monkeypatch):
+    from portrait_stylize.faces.facexlib_backend import WEIGHT_URLS
+
+    monkeypatch.setenv("PORTRAIT_STYLIZE_FACEXLIB_DIR", str(tmp_path))
+    monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
+    assert ui.face_backend_choices() == ["auto", "mediapipe"]
+    with pytest.raises(ui.UserError, match="facexlib face backend: .* not in .* offline mode is on"):
+        ui.regions_for("facexlib")  # a plain message, never a raw urlopen error
+    for name in WEIGHT_URLS:
+        (tmp_path / name).write_bytes(b"weights")
+    assert ui.face_backend_choices() == ["auto", "mediapipe", "facexlib"]
