@@ -166,7 +166,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 and not args.quiet:
             tqdm.write(f"{src} -> {dst} (so that no input and no other result is overwritten)", file=sys.stderr)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
-               "style_image": args.style_image, "progress": not args.quiet}
+               # One progress display: the tiles of a lone image, or the batch bar over images.
+               "style_image": args.style_image, "progress": not args.quiet and len(files) == 1}
     for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",
                          disable=len(files) < 2 or args.quiet):
         try:

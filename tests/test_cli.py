@@ -97,3 +97,14 @@ def test_one_unreadable_image_is_one_line_naming_it_once(tmp_path):
     result = _run("run", str(broken), "-o", str(tmp_path / "out.png"))
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("broken.png") == 1, result.stderr
+
+
+def test_one_progress_display_tiles_for_one_image_the_batch_bar_for_several(tmp_path):
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 700, 3), np.uint8)).save(tmp_path / name)
+    one = _run("run", str(tmp_path / "a.png"), "-o", str(tmp_path / "one.png"), "--tile-size", "256")
+    batch = _run("run", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", f"{tmp_path / 'out'}/",
+                 "--tile-size", "256")
+    assert one.returncode == batch.returncode == 0
+    assert "tiles" in one.stderr
+    assert "tiles" not in batch.stderr and "stylizing (toon)" in batch.stderr
