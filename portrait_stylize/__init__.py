@@ -22,11 +22,28 @@ from .errors import (
     StyleNotFoundError,
     UnsafeWeightsError,
 )
-from .faces import REGIONS, Face, detect_faces, parse_faces
-from .io import load_image
-from .pipeline import Stylizer, StylizeDetails, list_styles, load_style, stylize
 from .registry import StyleSpec
 from .version import __version__
+
+#: Public names that need torch or MediaPipe, imported on first use (PEP 562), so that
+#: ``portrait-stylize --help`` and other light commands start at once.
+_LAZY = {"REGIONS": "faces", "Face": "faces", "detect_faces": "faces", "parse_faces": "faces",
+         "load_image": "io", "Stylizer": "pipeline", "StylizeDetails": "pipeline", "list_styles": "pipeline",
+         "load_style": "pipeline", "stylize": "pipeline"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "__version__",

@@ -29,10 +29,9 @@ from torch import nn
 from .errors import InvalidArgumentError
 from .models.base import Runner
 from .models.ttn import pad_to_multiple
+from .options import BACKENDS
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "torch-bf16", "onnx")
 
 
 def has_native_bf16(device: torch.device) -> bool:

@@ -14,16 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from .backends import BACKENDS
 from .errors import PortraitStylizeError
-from .faces import FACE_BACKENDS, REGIONS
-from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, save_image
-from .models.base import CHANNEL_ORDERS
-from .models.ttn import PADDINGS, UPSAMPLINGS
-from .pipeline import DEFAULT_TILE_SIZE, list_styles, load_style
+from .options import (BACKENDS, CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, DEFAULT_TILE_SIZE, FACE_BACKENDS, IMAGE_SUFFIXES,
+                      PADDINGS, REGIONS, UPSAMPLINGS)
 from .version import __version__
+
+# Commands import torch, MediaPipe and the pipeline when they run, so --help answers at once.
 
 
 def _expand_inputs(inputs: list[str]) -> list[Path]:
@@ -99,6 +95,8 @@ def _save_masks(details, folder: Path, stem: str) -> None:
     """One 8-bit PNG per region mask, plus the final blend weight, as ``STEM_NAME.png``."""
     from PIL import Image
 
+    from .io import save_image
+
     masks = dict(details.masks)
     if details.weight is not None:
         masks["weight"] = details.weight
@@ -132,6 +130,8 @@ def _name_list(text: str) -> list[str]:
 
 
 def _cmd_styles(args: argparse.Namespace) -> int:
+    from .pipeline import list_styles
+
     styles = list_styles(args.pattern)
     rows = [("name", "kind", "licence", "offline", "description")]
     rows += [(s.name, s.kind, s.licence, "yes" if s.available_offline else "no", s.description) for s in styles]
@@ -144,6 +144,11 @@ def _cmd_styles(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .io import save_image
+    from .pipeline import load_style
+
     missing = [item for item in args.images if not Path(item).exists()]
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
@@ -196,6 +201,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
+    from .pipeline import load_style
     from .video import stylize_video
 
     stylizer = load_style(args.style, device=args.device, backend=args.backend, face_backend=args.face_backend)
@@ -211,6 +217,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from .export import export_onnx
+    from .pipeline import load_style
 
     stylizer = load_style(args.style, device="cpu", backend="torch")
     for path in export_onnx(stylizer.model, args.output):

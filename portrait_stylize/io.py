@@ -22,13 +22,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
+from .options import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-
-#: Default decompression-bomb guard: images with more pixels are refused before decoding.
-DEFAULT_MAX_PIXELS = 50_000_000
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def _describe(source: ImageInput) -> str:

@@ -29,6 +29,7 @@ from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tenso
 from .loading import is_available_offline, load_network, resolve_spec
 from .models import StyleNetwork
 from .models.base import bounded_int
+from .options import DEFAULT_TILE_SIZE
 from .regions import (FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, harmonize,
                       histogram_luts, mix, region_weights)
 from .registry import StyleSpec, load_registry
@@ -36,7 +37,6 @@ from .tiling import run_tiled
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TILE_SIZE = 512
 MIN_FACE_SIZE = 32
 DEFAULT_TILE_OVERLAP = 64
 

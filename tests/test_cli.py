@@ -108,3 +108,13 @@ def test_one_progress_display_tiles_for_one_image_the_batch_bar_for_several(tmp_
     assert one.returncode == batch.returncode == 0
     assert "tiles" in one.stderr
     assert "tiles" not in batch.stderr and "stylizing (toon)" in batch.stderr
+
+
+def test_help_and_argument_errors_answer_without_loading_torch():
+    """--help and bad arguments never import torch, MediaPipe or Gradio (they take seconds)."""
+    code = ("import sys\nfrom portrait_stylize.cli import main\n"
+            "for argv in (['--help'], ['run', 'x.png', '-o', 'y.png', '--strength', '2']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'mediapipe', 'gradio', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

@@ -117,13 +117,15 @@ def test_each_backend_is_the_one_that_runs(network_style, tmp_path, monkeypatch)
     """`--backend` reaches the stylizer (which runs its networks with it), and the results agree:
     ONNX within one level of float32, bfloat16 close but not identical."""
     photo = _photo(tmp_path / "p.png", 96, 64)
-    loaded = []
+    from portrait_stylize import pipeline
+
+    loaded, load_style = [], pipeline.load_style
 
     def load_and_keep(*args, **kwargs):
-        loaded.append(ps.load_style(*args, **kwargs))
+        loaded.append(load_style(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr(cli, "load_style", load_and_keep)
+    monkeypatch.setattr(pipeline, "load_style", load_and_keep)  # the CLI imports it when it runs
     results = {}
     for backend in ("torch", "torch-bf16", "onnx", "auto"):
         out = tmp_path / f"{backend}.png"

@@ -23,13 +23,13 @@ QUICK_START = ("python -m venv", ".venv/bin/python -m pytest")
 BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
 
 
-def readme_blocks(kind: str) -> list[str]:
-    """Fenced README blocks tagged ``kind`` (``bash`` or ``python``)."""
-    return [body for tag, body in BLOCK.findall((REPO / "README.md").read_text()) if tag == kind]
+def readme_blocks(*kinds: str) -> list[str]:
+    """Fenced README blocks tagged one of ``kinds`` (``""`` for untagged)."""
+    return [body for tag, body in BLOCK.findall((REPO / "README.md").read_text()) if tag in kinds]
 
 
 def command_lines() -> list[str]:
-    lines = [line.split("  #")[0].strip() for body in readme_blocks("bash") for line in body.splitlines()]
+    lines = [line.split("  #")[0].strip() for body in readme_blocks("bash", "") for line in body.splitlines()]
     return [line for line in lines if line and not line.startswith(QUICK_START)]
 
 

@@ -27,12 +27,12 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..io import ImageInput, load_image
+from ..options import FACE_BACKENDS
 from .face import LANDMARK_NAMES, Face, enlarge_box
 from .parsing import FACE_REGIONS, REGIONS, FaceParse, Parsing
 
 logger = logging.getLogger(__name__)
 
-FACE_BACKENDS = ("auto", "mediapipe", "facexlib")
 ENV_BACKEND = "PORTRAIT_STYLIZE_FACE_BACKEND"
 
 __all__ = ["FACE_BACKENDS", "FACE_REGIONS", "LANDMARK_NAMES", "REGIONS", "Face", "FaceParse", "Parsing",

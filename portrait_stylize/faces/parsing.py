@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Every region name the library knows (DESIGN §2). Backends see a subset.
-REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "ears", "neck", "clothes", "background")
+from ..options import REGIONS
+
 #: Regions that lie on the face itself (inside the face box, up to feathering).
 FACE_REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth")
 

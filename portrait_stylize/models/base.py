@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError, InvalidStyleError
+from ..options import CHANNEL_ORDERS
 
 FORMAT_VERSION = 1
 DEFAULT_ARCH = "ttn"
-CHANNEL_ORDERS = ("rgb", "bgr")
 PARTS = ("image", "face")
 #: A callable standing in for a sub-network: same input and output as the sub-network itself.
 Runner = Callable[[torch.Tensor], torch.Tensor]

@@ -33,10 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import guided_filter
+from ..options import PADDINGS, UPSAMPLINGS
 from .base import bounded_int, bounded_number
-
-PADDINGS = ("tf_same", "symmetric")
-UPSAMPLINGS = ("tf_legacy", "half_pixel")
 
 
 class Conv2dSame(nn.Conv2d):
