@@ -102,8 +102,14 @@ def test_fastest_backend_against_tflite(fixtures):
     from bench_peer_tflite import compare
 
     auto = auto_backend(CPU)
-    rows = {r["runtime"]: r for r in compare(fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite", size=512,
-                                             threads=2, repeats=5, backends=sorted({"torch", auto}))}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # not 2, so that a compare() leaking its 2 threads would show below
+    try:
+        rows = {r["runtime"]: r for r in compare(fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite", size=512,
+                                                 threads=2, repeats=5, backends=sorted({"torch", auto}))}
+        assert torch.get_num_threads() == 1  # the benchmark restored the caller's setting
+    finally:
+        torch.set_num_threads(before)
     assert rows[auto]["psnr"] >= 40.0
     assert rows["torch"]["ms"] / rows[auto]["ms"] >= 1.2
     if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
