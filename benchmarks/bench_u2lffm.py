@@ -13,8 +13,10 @@ import json
 import subprocess
 import sys
 
-_SCRIPT = """
-import json, resource, time, torch
+from bench_inference import PEAK_MB
+
+_SCRIPT = PEAK_MB + """
+import json, time, torch
 from portrait_stylize.models.u2lffm import U2LFFMGenerator
 torch.set_num_threads({threads})
 torch.manual_seed(0)
@@ -27,7 +29,7 @@ with torch.inference_mode():
     y, _ = g(x, ref, mask)
 assert y.shape == x.shape
 print(json.dumps({{"seconds": time.perf_counter() - start,
-                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                   "peak_mb": peak_mb()}}))
 """
 
 
