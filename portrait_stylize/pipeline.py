@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import cv2
 import numpy as np
@@ -45,7 +45,8 @@ class Smoother(Protocol):
     """Carries faces and the region coverage from one video frame to the next
     (:class:`portrait_stylize.video.TemporalState`)."""
 
-    def smooth_faces(self, faces: list[Face]) -> list[Face]: ...
+    def track_faces(self, detect: Callable[[], list[Face]]) -> list[Face]:
+        """This frame's faces: from ``detect()`` (when due), smoothed, or carried over."""
 
     def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray: ...
 
@@ -291,9 +292,7 @@ class Stylizer:
         backend = self.face_backend
         details.face_backend = backend.name
         with details.timed("detect faces"):
-            details.faces = backend.detect(rgb)
-            if temporal is not None:
-                details.faces = temporal.smooth_faces(details.faces)
+            details.faces = backend.detect(rgb) if temporal is None else temporal.track_faces(lambda: backend.detect(rgb))
         found = details.faces
         if request.faces is not None:
             bad = [i for i in request.faces if not 0 <= i < len(found)]

@@ -6,11 +6,13 @@ system ffmpeg is needed. The output is H.264 (yuv420p) MP4 with the input's audi
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,10 +20,15 @@ from tqdm.auto import tqdm
 from .errors import InvalidArgumentError, InvalidImageError
 from .faces import Face
 from .faces.face import box_iou
-from .models.base import bounded_number
+from .models.base import bounded_int, bounded_number
 from .pipeline import Stylizer
 
 DEFAULT_MAX_SECONDS = 60.0
+#: Faces are detected on every n-th frame and tracked (smoothed, carried over) in between.
+DEFAULT_DETECT_EVERY = 4
+#: Frames up to this many pixels (720p) run untiled: one network pass instead of overlapping tiles
+#: that would recompute their overlaps (a 480x528 frame is 4 tiles of 512²).
+UNTILED_FRAME_PIXELS = 1280 * 720
 
 
 @dataclass
@@ -31,11 +38,21 @@ class TemporalState:
     ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average: faces
     (box, landmarks, mesh) are matched to the previous frame's by box overlap and averaged;
     the coverage mask ``(H, W)`` float32 is averaged pixel-wise. 0 disables smoothing.
+    ``detect_every``: faces are detected on every n-th frame (and on every frame while none are
+    tracked) and carried over in between: detection is the slowest step after the network.
     """
 
     smoothing: float = 0.6
+    detect_every: int = 1
     faces: list[Face] = field(default_factory=list)
     coverage: np.ndarray | None = None
+    frame: int = 0
+
+    def track_faces(self, detect: Callable[[], list[Face]]) -> list[Face]:
+        """This frame's faces: ``detect()`` smoothed when a detection is due, else the last ones."""
+        due = self.frame % self.detect_every == 0 or not self.faces
+        self.frame += 1
+        return self.smooth_faces(detect()) if due else self.faces
 
     def _mix(self, old, new):
         return None if old is None or new is None else self.smoothing * old + (1 - self.smoothing) * new
@@ -83,7 +100,7 @@ def _has_audio(path: Path) -> bool:
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Stylizer, *, regions=None,
                   strength=1.0, harmonize: float = 0.0, faces=None, style_image=None,
                   max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                  smoothing: float = 0.6, progress=True) -> VideoInfo:
+                  smoothing: float = 0.6, detect_every: int = DEFAULT_DETECT_EVERY, progress=True) -> VideoInfo:
     """Stylize every frame of ``src`` into ``dst`` (MP4), keeping ``src``'s audio.
 
     Args:
@@ -93,6 +110,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
         max_seconds: refuse longer clips (``None``: no limit).
         smoothing: weight of the previous frame when averaging face landmarks and region masks
             over time, in [0, 1); 0 treats every frame on its own.
+        detect_every: detect faces on every n-th frame and track them in between (1 = every frame).
         progress: ``True`` for a tqdm bar, or a callable ``(done, total)`` for other front ends.
 
     Raises:
@@ -105,6 +123,7 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
         raise InvalidArgumentError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
     if max_seconds is not None:
         bounded_number("max_seconds", max_seconds, 0.0, 86400.0)
+    bounded_int("detect_every", detect_every, 1, 1000)
     if dst.resolve() == src.resolve():
         raise InvalidArgumentError(f"{dst} is the input video itself; choose another output name (inputs are never overwritten)")
     if not src.is_file() or src.stat().st_size == 0:
@@ -121,7 +140,10 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
                                 "Trim it first (e.g. ffmpeg -t) or raise the limit.")
     total = max(1, round(duration * fps))
     audio = _has_audio(src)
-    state = TemporalState(smoothing=smoothing)
+    state = TemporalState(smoothing=smoothing, detect_every=detect_every)
+    if width * height <= UNTILED_FRAME_PIXELS:  # the caller's stylizer is left as it is
+        stylizer = copy.copy(stylizer)
+        stylizer.tile_size = None
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.stem}."))
     out_path = tmp / "out.mp4"

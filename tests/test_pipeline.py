@@ -216,9 +216,9 @@ class TestFaces:
             def __init__(self):
                 self.seen = []
 
-            def smooth_faces(self, found):
+            def track_faces(self, detect):
                 self.seen.append("faces")
-                return found
+                return detect()
 
             def smooth_coverage(self, coverage):
                 self.seen.append(coverage.shape)

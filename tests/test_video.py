@@ -69,6 +69,38 @@ def test_temporal_state_smooths_jittery_landmarks():
     assert off.smooth_faces([face])[0] is face
 
 
+def test_temporal_state_detects_every_nth_frame_and_carries_faces_over():
+    face = Face(box=(30.0, 35.0, 80.0, 90.0), landmarks=np.zeros((5, 2)), score=0.9)
+    calls = []
+
+    def detect(found):
+        calls.append(len(calls))
+        return found
+
+    state = TemporalState(smoothing=0.0, detect_every=3)
+    seen = [state.track_faces(lambda: detect([face])) for _ in range(7)]
+    assert len(calls) == 3 and all(s == [face] for s in seen)  # frames 0, 3 and 6
+    empty = TemporalState(detect_every=3)
+    for _ in range(4):
+        empty.track_faces(lambda: detect([]))
+    assert len(calls) == 3 + 4  # while no face is tracked, every frame looks for one
+
+
+def test_video_detects_every_4th_frame_and_runs_small_frames_untiled(clip, tmp_path, monkeypatch):
+    st = ps.load_style("toon")
+    backend = st.face_backend
+    detections, tiles = [], []
+    real_detect = backend.detect
+    monkeypatch.setattr(backend, "detect", lambda rgb: detections.append(1) or real_detect(rgb))
+    from portrait_stylize import pipeline
+
+    real_run_tiled = pipeline.run_tiled
+    monkeypatch.setattr(pipeline, "run_tiled", lambda fn, x, tile, *a: tiles.append(tile) or real_run_tiled(fn, x, tile, *a))
+    st.tile_size = 64  # smaller than the clip's frames: a still image of this size would tile
+    info = stylize_video(clip, tmp_path / "out.mp4", st, regions=["lips"], progress=False)
+    assert len(detections) == -(-info.frames // 4) and set(tiles) == {None} and st.tile_size == 64
+
+
 def test_long_or_unreadable_clips_are_refused(clip, tmp_path):
     st = ps.load_style("toon")
     with pytest.raises(ps.InvalidImageError, match="the limit is 0.5 s"):
