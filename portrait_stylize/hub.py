@@ -155,11 +155,13 @@ def is_cached(spec: StyleSpec) -> bool:
 
 
 def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, name: str | None = None, private: bool = False,
-                         token: str | None = None, commit_message: str = "Upload portrait-stylize style") -> StyleSpec:
+                         token: str | None = None, commit_message: str = "Upload portrait-stylize style",
+                         files: tuple[str, ...] | None = None) -> StyleSpec:
     """Create (or reuse) the Hub model repo ``repo_id``, upload a style folder, and describe it.
 
     Args:
         name: the registry name for the returned entry (default: the folder's name).
+        files: upload only these file names from the folder (default: everything in it).
 
     Returns:
         The style as a ``hub`` registry entry pinned to the new commit (``revision``), with the
@@ -178,7 +180,7 @@ def publish_style_folder(folder: str | os.PathLike, repo_id: str, *, name: str |
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                                   commit_message=commit_message)
+                                   commit_message=commit_message, allow_patterns=list(files) if files else None)
     except Exception as exc:  # network, auth, offline mode: all end the same way for the user
         raise HubUploadError(f"could not publish {folder} to {repo_id}: {exc}. Log in with `hf auth login` "
                              "(or set HF_TOKEN) and make sure HF_HUB_OFFLINE is not set.") from None

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from train.data import DataError
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"  # in each checkpoint: size and SHA-256 of every file save_state wrote
 SAMPLE = "sample.png"  # the last sample grid, shown by the model card
+#: What a published training output holds.
+STYLE_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLE)
 CORRUPT_PREFIX = "corrupt-"  # corrupt checkpoints skipped by ``latest`` are renamed corrupt-checkpoint-STEP
 
 
@@ -246,16 +247,12 @@ def grid(rows: list[list[torch.Tensor]]) -> Image.Image:
 def publish(folder: Path, repo_id: str, name: str) -> None:
     """Upload the style in a training output and print its ``checkpoints.json`` entry.
 
-    Only the style's files go up (config, weights, model card and the sample grid the card shows),
-    staged in a temporary folder inside ``folder``: never ``checkpoints/``, ``logs/`` or ``samples/``."""
+    Only the style's files go up (config, weights, model card and the sample grid the card shows):
+    never ``checkpoints/``, ``logs/`` or ``samples/``."""
     from portrait_stylize.hub import publication_report, publish_style_folder
 
-    with tempfile.TemporaryDirectory(prefix=".publish-", dir=folder) as staging:
-        for file in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLE):
-            if (folder / file).is_file():
-                shutil.copy2(folder / file, Path(staging) / file)
-        spec = publish_style_folder(staging, repo_id, name=name, commit_message="Upload trained portrait-stylize style")
-    print(publication_report(spec))
+    print(publication_report(publish_style_folder(folder, repo_id, name=name, files=STYLE_FILES,
+                                                  commit_message="Upload trained portrait-stylize style")))
 
 
 def add_run_options(parser: argparse.ArgumentParser, max_steps: int) -> None:
