@@ -1,4 +1,4 @@
-"""Regenerate the README pictures from the public-domain astronaut photo (scikit-image).
+"""Regenerate the README and docs pictures from the public-domain photos in ``examples/``.
 
 Run:  .venv/bin/python docs/make_images.py
 """
@@ -7,21 +7,25 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage import data
 
 import portrait_stylize as ps
 
 SIDE, GAP = 384, 8
 OUT = Path(__file__).parent / "images"
+EXAMPLES = Path(__file__).parents[1] / "examples"
 # Overlay colours for the region-mask panel.
 COLOURS = {"hair": (40, 200, 60), "skin": (255, 190, 140), "eyes": (0, 220, 255), "brows": (140, 70, 10),
            "nose": (230, 0, 230), "lips": (230, 20, 20), "mouth": (20, 20, 230)}
 
 
 def strip(panels: list[Image.Image], name: str) -> None:
-    canvas = Image.new("RGB", (len(panels) * (SIDE + GAP) - GAP, SIDE), "white")
-    for i, panel in enumerate(panels):
-        canvas.paste(panel.convert("RGB").resize((SIDE, SIDE), Image.LANCZOS), (i * (SIDE + GAP), 0))
+    """Panels side by side, each scaled to SIDE pixels high."""
+    panels = [p.convert("RGB").resize((round(p.width * SIDE / p.height), SIDE), Image.LANCZOS) for p in panels]
+    canvas = Image.new("RGB", (sum(p.width + GAP for p in panels) - GAP, SIDE), "white")
+    x = 0
+    for panel in panels:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + GAP
     canvas.save(OUT / name, quality=88)
     print(f"wrote {OUT / name}")
 
@@ -35,12 +39,15 @@ def overlay(photo: Image.Image, masks: dict[str, np.ndarray]) -> Image.Image:
 
 
 def main() -> None:
-    photo = Image.fromarray(data.astronaut())
+    photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
     strip([photo] + [ps.load_style(name)(photo) for name in ("toon", "sketch")], "builtin-styles.jpg")
     toon = ps.load_style("toon", face_backend="mediapipe")
     picked, details = toon(photo, regions=["hair", "lips", "eyes"], return_details=True)
     _, everything = toon(photo, regions=list(COLOURS), return_details=True)
     strip([photo, toon(photo), picked, overlay(photo, everything.masks)], "regions.jpg")
+    examples = [Image.open(EXAMPLES / name).convert("RGB") for name in ("hopper.jpg", "group.jpg")]
+    strip([overlay(p, toon(p, regions=list(COLOURS), return_details=True)[1].masks) for p in examples],
+          "region-masks.jpg")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 * Landmarks: the face mesh (with irises) runs on each face's aligned crop, so small and tilted
   faces are seen upright at a good size; the 5 alignment points come from it.
 * Regions: polygons of the mesh give skin, brows, eyes, nose, lips and mouth; selfie segmentation
-  gives the person, so background = not person and hair ~ person near the head minus the face.
+  gives the person (edges refined to the photo with a guided filter), so background = not person;
+  hair is the part of the person around the head and over the shoulders coloured like the hair
+  above the forehead (see :func:`_hair`).
   MediaPipe cannot see ears, neck or clothes.
 """
 
@@ -27,6 +29,7 @@ from PIL import Image, ImageOps
 from . import align
 from .face import Face, box_iou, merge_detections
 from .parsing import FaceParse, Parsing
+from .refine import colour_likelihood, guided_refine
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,20 @@ _MESH_CROP = 256
 _MESH_SCALE = 0.6
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
 _BROWS = ([70, 63, 105, 66, 107, 55, 65, 52, 53, 46], [300, 293, 334, 296, 336, 285, 295, 282, 283, 276])
-_NOSE_TIP, _MOUTH_CORNERS = 1, (61, 291)
+_NOSE_TIP, _MOUTH_CORNERS, _FOREHEAD, _CHIN = 1, (61, 291), 10, 152
+#: Selfie-segmentation edges are refined with a guided filter of this radius (× the longer side).
+_PERSON_EDGE = 0.006
+#: Hair is looked for this far from the face centre, in face widths across (u) and face heights
+#: down (v): the top of the head and long hair down to the chest.
+_HAIR_REACH_U, _HAIR_REACH_V = (-1.6, 1.6), (-1.3, 2.6)
+#: Hair masks are computed on a copy of the face window at most this long, then refined at full
+#: size with a guided filter of radius _HAIR_EDGE face widths.
+_HAIR_WORK_SIDE, _HAIR_EDGE = 256, 0.03
+#: A pixel is hair when its colour is this much (log-likelihood ratio) more typical of the hair on
+#: top of the head than of skin, background and clothes: 0 took black shirts under brown hair,
+#: 1 lost fair strands (the fixtures' selfies).
+_HAIR_MARGIN = 0.75
+_MIN_HAIR_SAMPLES = 20
 
 
 @contextlib.contextmanager
@@ -298,20 +314,18 @@ class MediapipeBackend:
         if min(h, w) < MIN_IMAGE_SIDE:
             person = np.zeros((h, w), bool)  # too thin to hold a person (and to feed MediaPipe)
         else:
-            person = self._guarded(lambda: self._selfie.process(np.ascontiguousarray(image)).segmentation_mask > 0.5)
-        parsed = [self._parse_face(face, person, (h, w)) for face in faces]
+            soft = self._guarded(lambda: self._selfie.process(np.ascontiguousarray(image)).segmentation_mask)
+            # The segmenter answers at 256²: its edge is a blur that spills onto the background.
+            person = guided_refine(image, soft, max(round(_PERSON_EDGE * max(h, w)), 2)) > 0.5
+        parsed = [self._parse_face(image, face, person) for face in faces]
         return Parsing(faces=parsed, image_masks={"background": ~person})
 
-    def _parse_face(self, face: Face, person: np.ndarray, shape: tuple[int, int]) -> FaceParse:
-        h, w = shape
+    def _parse_face(self, image: np.ndarray, face: Face, person: np.ndarray) -> FaceParse:
         if face.mesh is None:
             return FaceParse(window=(0, 0, 0, 0))
         mesh = face.mesh
-        oval = mesh[self._oval]
-        (ox0, oy0), (ox1, oy1) = oval.min(0), oval.max(0)
-        fw, fh = ox1 - ox0, oy1 - oy0
-        window = (max(int(ox0 - 0.6 * fw), 0), max(int(oy0 - 0.7 * fh), 0),
-                  min(int(ox1 + 0.6 * fw) + 1, w), min(int(oy1 + 0.3 * fh) + 1, h))
+        frame = _FaceFrame(mesh, self._oval)
+        window = frame.window(person.shape)
         x0, y0, x1, y1 = window
         size = (y1 - y0, x1 - x0)
 
@@ -329,14 +343,87 @@ class MediapipeBackend:
             "lips": outer & ~inner,
             "mouth": inner,
         }
-        face_area = poly(oval)
+        face_area = poly(mesh[self._oval])
         masks["nose"] &= ~outer
         masks["skin"] = face_area & ~masks["eyes"] & ~masks["brows"] & ~masks["nose"] & ~outer
-        # Hair: the person near the head, outside the face, down to a little below the chin.
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        cx, cy = (ox0 + ox1) / 2, oy0 + 0.35 * fh
-        head_zone = ((xx - cx) / (0.95 * fw)) ** 2 + ((yy - cy) / (0.95 * fh)) ** 2 <= 1.0
-        # Below the mouth, the person straight under the jaw is neck, not hair.
-        neck = (yy > mesh[_MOUTH_CORNERS, 1].mean()) & (np.abs(xx - cx) < 0.5 * fw)
-        masks["hair"] = person[y0:y1, x0:x1] & head_zone & ~face_area & ~neck & (yy <= oy1 + 0.1 * fh)
+        masks["hair"] = _hair(image[y0:y1, x0:x1], person[y0:y1, x0:x1], face_area, frame, (x0, y0))
         return FaceParse(window=window, masks={k: v for k, v in masks.items() if v.any()})
+
+
+class _FaceFrame:
+    """A face's own coordinates, so that head and shoulders are found the same way on tilted and
+    lying faces: ``u`` across the face in face widths (image-left eye side negative), ``v`` down
+    the face in face heights (forehead top to chin), both from the centre of the face oval."""
+
+    def __init__(self, mesh: np.ndarray, oval: list[int]) -> None:
+        up = mesh[_FOREHEAD] - mesh[_CHIN]
+        self.height = float(np.linalg.norm(up)) or 1.0
+        self.up = up / self.height
+        self.right = np.array([-self.up[1], self.up[0]])
+        self.centre = mesh[oval].mean(0)
+        across = (mesh[oval] - self.centre) @ self.right
+        self.width = float(np.ptp(across)) or 1.0
+
+    def window(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Integer image window holding the head and the shoulders long hair falls on."""
+        corners = np.array([self.point(u, v) for u in _HAIR_REACH_U for v in _HAIR_REACH_V])
+        (x0, y0), (x1, y1) = np.floor(corners.min(0)), np.ceil(corners.max(0))
+        h, w = shape
+        return max(int(x0), 0), max(int(y0), 0), min(int(x1) + 1, w), min(int(y1) + 1, h)
+
+    def point(self, u: float, v: float) -> np.ndarray:
+        return self.centre + u * self.width * self.right - v * self.height * self.up
+
+    def uv(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face coordinates of image pixel coordinates ``xx``, ``yy`` (same shapes)."""
+        dx, dy = xx - self.centre[0], yy - self.centre[1]
+        return ((dx * self.right[0] + dy * self.right[1]) / self.width,
+                -(dx * self.up[0] + dy * self.up[1]) / self.height)
+
+
+def _hair(window: np.ndarray, person: np.ndarray, face_area: np.ndarray, frame: _FaceFrame,
+          origin: tuple[int, int]) -> np.ndarray:
+    """Hair of one face: ``(h, w)`` bool mask of the ``(h, w, 3)`` RGB ``window`` at ``origin``.
+
+    The person next to the head and above the forehead is sure to be hair; this face's skin, the
+    background and the chest below the chin are sure not to be. A colour model of each then
+    decides for the rest of the person around the head and over the shoulders (long hair), the
+    guided filter moves the result onto the photo's edges, and only hair connected to the head
+    is kept. Works on a copy at most :data:`_HAIR_WORK_SIDE` pixels long.
+    """
+    h, w = person.shape
+    scale = min(1.0, _HAIR_WORK_SIDE / max(h, w, 1))
+    size = (max(round(w * scale), 1), max(round(h * scale), 1))
+
+    def small(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+
+    picture = cv2.resize(np.ascontiguousarray(window), size, interpolation=cv2.INTER_AREA)
+    body, face = small(person), small(face_area)
+    yy, xx = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
+    u, v = frame.uv(xx / scale + origin[0], yy / scale + origin[1])
+    head = (u / 0.95) ** 2 + ((v + 0.15) / 0.95) ** 2 <= 1.0
+    shoulders = (np.abs(u) <= _HAIR_REACH_U[1] - 0.1) & (v >= 0) & (v <= _HAIR_REACH_V[1] - 0.1)
+    chest = body & (np.abs(u) < 0.4) & (v > 0.55)
+    margin = np.ones((2 * _hair_margin(frame, scale) + 1,) * 2, np.uint8)
+    inside = cv2.erode(body.astype(np.uint8), margin).astype(bool)
+    outside = ~cv2.dilate(body.astype(np.uint8), margin).astype(bool)
+    face_core = cv2.erode(face.astype(np.uint8), margin).astype(bool)
+    face_rim = cv2.dilate(face.astype(np.uint8), margin).astype(bool)
+    sure = inside & head & ~face_rim & (v < 0.1)
+    if sure.sum() < _MIN_HAIR_SAMPLES:
+        return np.zeros((h, w), bool)  # bald, hooded or cropped at the hairline: nothing to learn from
+    score = colour_likelihood(picture, sure, face_core | outside | chest)
+    candidate = body & (head | shoulders) & ~face & ~chest
+    soft = np.where(candidate, 1.0 / (1.0 + np.exp(_HAIR_MARGIN - score)), 0.0).astype(np.float32)
+    soft[sure] = 1.0
+    hair = guided_refine(window, soft, max(round(_HAIR_EDGE * frame.width), 1)) > 0.5
+    hair &= ~face_area & person
+    count, labels = cv2.connectedComponents(hair.astype(np.uint8))
+    big_sure = cv2.resize(sure.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    keep = np.unique(labels[big_sure & hair])
+    return np.isin(labels, keep[keep > 0])
+
+
+def _hair_margin(frame: _FaceFrame, scale: float) -> int:
+    return max(round(0.04 * frame.width * scale), 1)
