@@ -28,7 +28,7 @@ from .version import __version__
 #: Public names that need torch or MediaPipe, imported on first use (PEP 562), so that
 #: ``portrait-stylize --help`` and other light commands start at once.
 _LAZY = {"REGIONS": "faces", "Face": "faces", "detect_faces": "faces", "parse_faces": "faces",
-         "load_image": "io", "Stylizer": "pipeline", "StylizeDetails": "pipeline", "list_styles": "pipeline",
+         "load_image": "io", "Stylizer": "pipeline", "StylizeDetails": "pipeline", "list_styles": "loading",
          "load_style": "pipeline", "stylize": "pipeline"}
 
 

@@ -130,7 +130,7 @@ def _name_list(text: str) -> list[str]:
 
 
 def _cmd_styles(args: argparse.Namespace) -> int:
-    from .pipeline import list_styles
+    from .loading import list_styles
 
     styles = list_styles(args.pattern)
     rows = [("name", "kind", "licence", "offline", "description")]

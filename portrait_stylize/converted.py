@@ -27,7 +27,7 @@ from typing import Callable
 from filelock import FileLock
 from huggingface_hub import constants
 
-from .models.serialization import CONFIG_NAME, WEIGHTS_NAME
+from .style_files import CONFIG_NAME, WEIGHTS_NAME
 
 #: Bumped whenever the converter would write a different style from the same files.
 CONVERTER_VERSION = 1

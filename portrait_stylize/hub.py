@@ -36,7 +36,7 @@ from .errors import (
     UnsafeWeightsError,
 )
 from .io import sha256_file
-from .models.serialization import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from .style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from .offline import is_offline
 from .registry import StyleSpec
 from .version import __version__

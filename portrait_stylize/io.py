@@ -15,14 +15,16 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
 from .options import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+
+if TYPE_CHECKING:  # torch is imported only by the tensor conversions: reading files stays light
+    import torch
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -112,6 +114,8 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """``RGB``/``RGBA`` PIL image -> ``(1, 3, H, W)`` float32 RGB in [0, 1] (alpha dropped)."""
+    import torch
+
     rgb = torch.from_numpy(np.array(img.convert("RGB")))
     return rgb.permute(2, 0, 1).contiguous().unsqueeze(0).float().div_(255.0)
 

@@ -6,6 +6,9 @@ a registry name, a local style folder (kind ``local``) or a Hub repo id ``org/na
 kind. Adding a source is one :class:`Source` in :data:`SOURCES` plus its keys in ``StyleSpec``.
 ``modelscope`` and ``url`` styles are released TensorFlow files, downloaded, verified and converted
 on first use, then cached (:mod:`portrait_stylize.converted`).
+
+Listing styles and asking what is cached never imports torch: the network code is imported by
+the loaders that need it.
 """
 
 from __future__ import annotations
@@ -16,20 +19,18 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING, Callable
 
 from . import converted, modelscope
-from .convert import ConversionError, convert
 from .downloads import download
 from .offline import is_offline
 from .errors import RegistryError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .hub import fetch_spec, is_cached, sha256_file
-from .models import StyleNetwork, build_network
-from .models.serialization import WEIGHTS_NAME, load_style_files, load_style_folder
 from .registry import StyleSpec, load_registry, parse_hub_id
+from .style_files import WEIGHTS_NAME
+
+if TYPE_CHECKING:
+    from .models import StyleNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +44,24 @@ class Source:
 
 
 def _load_builtin(spec: StyleSpec) -> StyleNetwork:
+    from .models import build_network
+
     return build_network({"arch": "builtin", "builtin": spec.builtin, "params": spec.params, "name": spec.name,
                           "description": spec.description, "licence": spec.licence, "source": spec.source},
                          f"built-in style {spec.name!r}")
 
 
 def _load_hub(spec: StyleSpec) -> StyleNetwork:
+    from .models.serialization import load_style_files
+
     return load_style_files(*fetch_spec(spec))
 
 
 def _load_local(spec: StyleSpec) -> StyleNetwork:
     if not Path(spec.path).is_dir():
         raise StyleNotFoundError(f"style {spec.name!r}: the style folder {spec.path} does not exist")
+    from .models.serialization import load_style_folder
+
     return load_style_folder(spec.path)
 
 
@@ -82,11 +89,18 @@ def _load_converted(spec: StyleSpec) -> StyleNetwork:
         make = _MAKERS[spec.kind]
         folder = converted.build(converted.style_folder(spec.kind, source, revision), expected,
                                  lambda work: make(spec, revision, work, label))
+    from .models.serialization import load_style_folder
+
     return load_style_folder(folder)
 
 
 def _convert_files(spec: StyleSpec, networks: list[Path], mask: Path | None, work: Path, origin: str) -> None:
     """Convert downloaded release files into the style folder ``work / "style"``."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .convert import ConversionError, convert
+
     face_mask = None
     if mask is not None:
         try:
@@ -199,6 +213,16 @@ def load_network(spec: StyleSpec) -> tuple[StyleNetwork, StyleSpec]:
 def is_available_offline(spec: StyleSpec) -> bool:
     """Whether ``spec`` can be loaded with no network access (never touches the network)."""
     return SOURCES[spec.kind].available_offline(spec)
+
+
+def list_styles(pattern: str = "*") -> list[StyleSpec]:
+    """Registered styles whose name matches the glob ``pattern``, with ``available_offline`` filled in.
+
+    Never touches the network: availability means built-in, or weights already on disk.
+    """
+    registry = load_registry()
+    return [registry.styles[n].with_availability(is_available_offline(registry.styles[n]))
+            for n in registry.names(pattern)]
 
 
 def pin(spec: StyleSpec) -> StyleSpec:

@@ -26,13 +26,13 @@ from .devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError
 from .faces import Face, align, get_face_backend, resolve_face_backend
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
-from .loading import is_available_offline, load_network, resolve_spec
+from .loading import load_network, resolve_spec
 from .models import StyleNetwork
 from .models.base import bounded_int
 from .options import DEFAULT_TILE_SIZE
 from .regions import (FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, harmonize,
                       histogram_luts, mix, region_weights)
-from .registry import StyleSpec, load_registry
+from .registry import StyleSpec
 from .tiling import run_tiled
 
 logger = logging.getLogger(__name__)
@@ -439,16 +439,6 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
     """
     network, spec = load_network(resolve_spec(name))
     return Stylizer(network, spec, device=device, **stylizer_kwargs)
-
-
-def list_styles(pattern: str = "*") -> list[StyleSpec]:
-    """Registered styles whose name matches the glob ``pattern``, with ``available_offline`` filled in.
-
-    Never touches the network: availability means built-in, or weights already on disk.
-    """
-    registry = load_registry()
-    return [registry.styles[n].with_availability(is_available_offline(registry.styles[n]))
-            for n in registry.names(pattern)]
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageTooLargeError, PortraitStylizeError
 from .faces import detect_faces, get_face_backend
 from .io import DEFAULT_MAX_PIXELS, load_image, save_image
-from .pipeline import Stylizer, StylizeDetails, cached_stylizer, list_styles
+from .loading import list_styles
+from .pipeline import Stylizer, StylizeDetails, cached_stylizer
 from .registry import StyleSpec, load_registry
 
 DEFAULT_MAX_SIDE = 1024

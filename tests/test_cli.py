@@ -118,3 +118,17 @@ def test_help_and_argument_errors_answer_without_loading_torch():
             "print(sorted(m for m in ('torch', 'mediapipe', 'gradio', 'numpy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_styles_lists_without_loading_torch_in_well_under_a_second(tmp_path):
+    """`portrait-stylize styles` reads the registry and the cache only: no torch, MediaPipe or
+    Gradio, and it answers in under a second (0.4 s measured on 2 cores)."""
+    code = ("import sys, time\nt = time.perf_counter()\nfrom portrait_stylize.cli import main\n"
+            "code = main(['styles'])\nseconds = time.perf_counter() - t\n"
+            "print(code, sorted(m for m in ('torch', 'mediapipe', 'gradio') if m in sys.modules), seconds)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("toon ") for line in lines), result.stdout
+    code, loaded, seconds = lines[-1].split(" ", 1)[0], *lines[-1].split(" ", 1)[1].rsplit(" ", 1)
+    assert (code, loaded) == ("0", "[]"), lines[-1]
+    assert float(seconds) < 1.0, lines[-1]

@@ -16,7 +16,7 @@ from conftest import REPO
 PACKAGE = REPO / "portrait_stylize"
 #: Top-level module or sub-package -> layer (higher may import lower, never the reverse).
 LAYERS = {
-    "version": 0, "offline": 0, "errors": 0, "options": 0, "io": 0, "ops": 0, "_tfformats": 0,
+    "version": 0, "offline": 0, "errors": 0, "options": 0, "style_files": 0, "io": 0, "ops": 0, "_tfformats": 0,
     "faces": 1,
     "regions": 2, "tiling": 2,
     "models": 3,

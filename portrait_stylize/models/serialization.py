@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 from pathlib import Path
 
@@ -21,14 +20,10 @@ from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from ..errors import InvalidStyleError, UnsafeWeightsError
+from ..errors import InvalidStyleError
+from ..style_files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from .base import StyleNetwork, build_network
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-#: File suffixes of pickle-based checkpoints, which are never loaded.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 REPO_URL = "https://github.com/portrait-stylize/portrait-stylize"
 TAGS = ["portrait-stylize", "image-to-image", "style-transfer", "dct-net"]
 
@@ -53,26 +48,6 @@ st("photo.jpg").save("stylized.png")
 {{ rows }}
 {{ extra }}
 """
-
-
-def check_safetensors(path: str | os.PathLike) -> None:
-    """Raise :class:`UnsafeWeightsError` unless ``path`` starts like a safetensors file.
-
-    A safetensors file begins with an 8-byte little-endian header length followed by a JSON
-    object; anything else (a pickle, a zip written by ``torch.save``) is refused before loading.
-    """
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UnsafeWeightsError(
-            f"{path}: pickle-based checkpoints are never loaded (they can run code); "
-            "convert it to safetensors (safetensors.torch.save_file) first"
-        )
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    header_len = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
-    if not (0 < header_len <= size - 8 and head[8:9] == b"{"):
-        raise UnsafeWeightsError(f"{path}: not a safetensors file (bad header); only safetensors weights are loaded")
 
 
 def model_card(network: StyleNetwork, load_name: str | None = None, extra: str = "") -> str:
