@@ -72,8 +72,11 @@ def find_faces(image, face_backend, max_side):
 
 @_user_errors
 def stylize_video(video, style, regions, strength, face_backend, progress=gr.Progress()):
-    return ui.run_video(video, style, regions, strength, face_backend or None,
-                        progress=lambda done, total: progress(done / total, desc=f"frame {done}/{total}"))
+    def report(done, total, estimate):
+        left = (total - done) * estimate.seconds_per_frame
+        progress(done / total, desc=f"frame {done}/{total}, about {left:.0f} s left")
+
+    return ui.run_video(video, style, regions, strength, face_backend or None, progress=report)
 
 
 def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
@@ -116,7 +119,10 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                         label="Examples (public domain: examples/README.md)")
         with gr.Tab("Video"):
             with gr.Row():
-                clip = gr.Video(label=f"Clip (up to {ui.MAX_VIDEO_SECONDS:g} s; audio is kept)", sources=["upload"])
+                with gr.Column():
+                    clip = gr.Video(label="Clip (audio is kept)", sources=["upload"])
+                    clip_info = gr.Markdown(f"Clips of up to {ui.MAX_VIDEO_WORK_SECONDS / 60:g} min of work here "
+                                            "(estimated from the first frames when you upload).")
                 clip_out = gr.Video(label="Stylized clip")
             run_clip = gr.Button("Stylize video", variant="primary")
         style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name))),
@@ -126,6 +132,8 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)
         run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces,
                             reference], [result, overlay, png, status], api_name="stylize", **WORK)
+        clip.upload(ui.describe_video, [clip, style, regions, strength, face_backend], clip_info,
+                    api_visibility="private", **WORK)
         run_clip.click(stylize_video, [clip, style, regions, strength, face_backend], clip_out,
                        api_visibility="private", **WORK)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)

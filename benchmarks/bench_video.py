@@ -6,7 +6,9 @@ Run:  .venv/bin/python benchmarks/bench_video.py [--frames 24] [--threads 2]
 
 The clip is made here from ``examples/astronaut.jpg`` (a slow zoom, 480x528 like the clip in the
 issue report); the style is a random DCT-Net-shaped TTN with a face pass, with regions hair and
-skin, so every stage runs. Prints the CPU model and flags with the figures.
+skin, so every stage runs. Also times the network on batches of 1, 2 and 4 frames (is batching
+frames worth it here?) and the estimate the app shows before it starts. Prints the CPU model and
+flags with the figures.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from PIL import Image
 import portrait_stylize as ps
 from bench_first_use import cpu_flags
 from portrait_stylize.models import TTNStyle
-from portrait_stylize.video import TemporalState, stylize_video
+from portrait_stylize.video import TemporalState, estimate_video, stylize_video
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (480, 528)
@@ -71,9 +73,11 @@ def main() -> None:
         start = time.perf_counter()
         frames = frame_loop(clip, stylizer)
         before = time.perf_counter() - start
+        estimate = estimate_video(clip, stylizer, regions=REGIONS)
         start = time.perf_counter()
         info = stylize_video(clip, Path(tmp) / "out.mp4", stylizer, regions=REGIONS, progress=False)
         after = time.perf_counter() - start
+    batches = network_per_frame(stylizer, (1, 2, 4))
     print(f"CPU: {cpu_flags()}")
     print(f"{SIZE[0]}x{SIZE[1]}, {frames} frames, backend {stylizer.backend}, {args.threads} threads\n")
     print("| frame loop | s per frame | frames per s | speed-up |")
@@ -81,6 +85,26 @@ def main() -> None:
     print(f"| before: every frame a still image (tiled, faces detected) | {before / frames:.2f} | {frames / before:.2f} | 1.00× |")
     print(f"| `stylize_video` (untiled, faces every 4th frame, encode included) | {after / info.frames:.2f} | "
           f"{info.frames / after:.2f} | {before / frames / (after / info.frames):.2f}× |")
+    print(f"\nestimate from the first frames: {estimate.seconds_per_frame:.2f} s a frame, "
+          f"{estimate.seconds / after:.2f}x the real time")
+    print("\n| network only (float32), frames per batch | s per frame | vs one at a time |")
+    print("|---:|---:|---:|")
+    for size, seconds in batches.items():
+        print(f"| {size} | {seconds:.3f} | {batches[1] / seconds:.2f}× |")
+
+
+def network_per_frame(stylizer: ps.Stylizer, sizes: tuple[int, ...], repeats: int = 3) -> dict[int, float]:
+    """Seconds per frame of the style network alone on batches of ``sizes`` frames (untiled)."""
+    frames = torch.rand(max(sizes), 3, SIZE[1], SIZE[0])
+    result = {}
+    with torch.inference_mode():
+        for size in sizes:
+            stylizer.model(frames[:size])
+            start = time.perf_counter()
+            for _ in range(repeats):
+                stylizer.model(frames[:size])
+            result[size] = (time.perf_counter() - start) / repeats / size
+    return result
 
 
 if __name__ == "__main__":

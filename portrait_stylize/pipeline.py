@@ -24,7 +24,7 @@ from PIL import Image
 from .backends import Runners, resolve_backend
 from .devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError
-from .faces import Face, align, get_face_backend, resolve_face_backend
+from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .loading import load_network, resolve_spec
 from .models import StyleNetwork
@@ -231,8 +231,9 @@ class Stylizer:
         # 3. The whole image through the style (tiled when large).
         with details.timed("whole image"):
             stylized = self.stylize_image(photo_t, request.reference, progress)
-        # 4. The face pass: aligned crops through the face network, pasted back.
-        if chosen and self.model.has_face_pass:
+        # 4. The face pass: aligned crops through the face network, pasted back (not when only
+        #    regions away from the head change: its work would be thrown away).
+        if chosen and self.model.has_face_pass and _reaches_heads(request.regions):
             with details.timed("face network"):
                 stylized = self.stylize_faces(rgb, stylized, chosen, details)
         # 5. Regions: which pixels change (everything, the regions, or the chosen heads), how far.
@@ -398,6 +399,11 @@ class Stylizer:
         sizes = [f.size for f in faces] or [min(photo.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
         details.weight = coverage * amount
         return composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER), out=base)
+
+
+def _reaches_heads(regions: list[str] | None) -> bool:
+    """Whether changing ``regions`` (``None``: everything) changes any pixel of a head."""
+    return regions is None or any(r not in OFF_HEAD_REGIONS for r in regions)
 
 
 def _cap_short_side(image: Image.Image, limit: int | None) -> Image.Image:

@@ -27,7 +27,10 @@ from .pipeline import Stylizer, StylizeDetails, cached_stylizer
 from .registry import StyleSpec, load_registry
 
 DEFAULT_MAX_SIDE = 1024
-MAX_VIDEO_SECONDS = 10.0
+#: Clips are bounded by the work they need here, estimated from their first frames before
+#: anything else runs (a 2-core Space does a 480p frame in about 0.3 s), and by length.
+MAX_VIDEO_WORK_SECONDS = 180.0
+MAX_VIDEO_SECONDS = 60.0
 NO_PHOTO = "Upload a photo first (or take one with the webcam, or paste one)."
 #: What each kind of unusable upload is told: what is wrong, then what to do.
 EMPTY_UPLOAD = "This file is empty (0 bytes); the upload may have been cut off. Please upload the photo again."
@@ -320,17 +323,52 @@ def status_line(style: str, regions: list[str] | None, details: StylizeDetails) 
             + f" · {sum(details.timings.values()):.1f} s")
 
 
-def run_video(path, style: str, regions: list[str] | None = None, strength: float = 1.0,
-              face_backend: str | None = None, progress=None) -> str:
-    """Stylize an uploaded clip (at most :data:`MAX_VIDEO_SECONDS`); returns the MP4 path."""
-    from .video import stylize_video
+def video_estimate(path, style: str, regions: list[str] | None = None, strength: float = 1.0,
+                   face_backend: str | None = None):
+    """Time the first frames of an uploaded clip with these settings: the
+    :class:`~portrait_stylize.video.VideoEstimate`, or :class:`UserError` when the clip is
+    unreadable, longer than :data:`MAX_VIDEO_SECONDS` or needs more than
+    :data:`MAX_VIDEO_WORK_SECONDS` of work here (the message gives the estimate)."""
+    from .video import estimate_video
 
     if path is None:
         raise UserError("Upload a short video clip first.")
+    try:
+        estimate = estimate_video(path, _stylizer(style, face_backend), regions=list(regions or []) or None,
+                                  strength=strength, max_seconds=MAX_VIDEO_SECONDS)
+    except (PortraitStylizeError, ValueError) as exc:
+        raise UserError(_plain(exc)) from None
+    if estimate.seconds > MAX_VIDEO_WORK_SECONDS:
+        longest = MAX_VIDEO_WORK_SECONDS / estimate.seconds_per_frame / estimate.fps
+        raise UserError(f"This clip is {estimate.describe()}; this demo takes clips of up to "
+                        f"{MAX_VIDEO_WORK_SECONDS / 60:g} min of work. Trim it to about {longest:.0f} s, make it "
+                        "smaller, or run `portrait-stylize video` on your own machine.")
+    return estimate
+
+
+def describe_video(path, style: str, regions: list[str] | None = None, strength: float = 1.0,
+                   face_backend: str | None = None) -> str:
+    """The line shown under an uploaded clip before anything starts: the estimate, or why not."""
+    if path is None:
+        return ""
+    try:
+        return f"{video_estimate(path, style, regions, strength, face_backend).describe()}."
+    except UserError as exc:
+        return str(exc)
+
+
+def run_video(path, style: str, regions: list[str] | None = None, strength: float = 1.0,
+              face_backend: str | None = None, progress=None) -> str:
+    """Stylize an uploaded clip after checking its estimate (:func:`video_estimate`); returns the
+    MP4 path. ``progress(done, total, estimate)`` is told each frame."""
+    from .video import stylize_video
+
+    estimate = video_estimate(path, style, regions, strength, face_backend)
     out = _result_path("stylized.mp4")
+    report = (lambda done, total: progress(done, total, estimate)) if progress else False
     try:
         stylize_video(path, out, _stylizer(style, face_backend), regions=list(regions or []) or None,
-                      strength=strength, max_seconds=MAX_VIDEO_SECONDS, progress=progress or False)
+                      strength=strength, max_seconds=MAX_VIDEO_SECONDS, progress=report)
     except (PortraitStylizeError, ValueError) as exc:
         raise UserError(_plain(exc)) from None
     return str(out)

@@ -7,9 +7,11 @@ system ffmpeg is needed. The output is H.264 (yuv420p) MP4 with the input's audi
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -97,6 +99,92 @@ def _has_audio(path: Path) -> bool:
     return "Audio:" in probe.stderr
 
 
+@dataclass(frozen=True)
+class VideoEstimate:
+    """How long stylizing a clip will take here, from timing its first frames.
+
+    Attributes:
+        frames: frames in the clip.
+        fps: frames per second.
+        seconds_per_frame: measured on the first :data:`DEFAULT_DETECT_EVERY` frames (one face
+            detection and the tracked frames after it), with this machine's style and settings.
+    """
+
+    frames: int
+    fps: float
+    seconds_per_frame: float
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * self.seconds_per_frame
+
+    def describe(self) -> str:
+        """E.g. ``"240 frames (10.0 s at 24 fps): about 1 min 20 s here (0.33 s a frame)"``."""
+        return (f"{self.frames} frames ({self.frames / self.fps:.1f} s at {self.fps:g} fps): about "
+                f"{_duration(self.seconds)} here ({self.seconds_per_frame:.2f} s a frame)")
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _open_clip(src: Path, max_seconds: float | None):
+    """``(frame reader, fps, (width, height), frame count)`` of a readable clip within the limit."""
+    import imageio_ffmpeg
+
+    if max_seconds is not None:
+        bounded_number("max_seconds", max_seconds, 0.0, 86400.0)
+    if not src.is_file() or src.stat().st_size == 0:
+        raise InvalidImageError(f"{src}: no such video file, or it is empty")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(src))
+        meta = next(reader)
+    except (RuntimeError, OSError, StopIteration) as exc:
+        raise InvalidImageError(f"{src}: not a readable video ({str(exc).strip().splitlines()[-1]})") from None
+    fps, size, duration = float(meta["fps"]), tuple(meta["size"]), float(meta.get("duration") or 0)
+    if max_seconds is not None and duration > max_seconds:
+        reader.close()
+        raise InvalidImageError(f"{src}: the clip is {duration:.1f} s long; the limit is {max_seconds:g} s. "
+                                "Trim it first (e.g. ffmpeg -t) or raise the limit.")
+    return reader, fps, size, max(1, round(duration * fps))
+
+
+def _frame_stylizer(stylizer: Stylizer, size: tuple[int, int]) -> Stylizer:
+    """The stylizer for frames of ``size``: untiled up to 720p (the caller's is left as it is)."""
+    if size[0] * size[1] > UNTILED_FRAME_PIXELS:
+        return stylizer
+    frames = copy.copy(stylizer)
+    frames.tile_size = None
+    return frames
+
+
+def estimate_video(src: str | os.PathLike, stylizer: Stylizer, *, regions=None, strength=1.0,
+                   harmonize: float = 0.0, faces=None, style_image=None,
+                   max_seconds: float | None = DEFAULT_MAX_SECONDS,
+                   detect_every: int = DEFAULT_DETECT_EVERY) -> VideoEstimate:
+    """Time the first ``detect_every`` frames of ``src`` (one face detection and the tracked
+    frames after it) with the settings :func:`stylize_video` will use, and scale to the clip.
+
+    Raises:
+        InvalidImageError: ``src`` is not a readable video, or longer than ``max_seconds``.
+    """
+    bounded_int("detect_every", detect_every, 1, 1000)
+    reader, fps, (width, height), total = _open_clip(Path(src), max_seconds)
+    frame_stylizer = _frame_stylizer(stylizer, (width, height))
+    state = TemporalState(detect_every=detect_every)
+    timed = 0
+    start = time.perf_counter()
+    try:
+        for raw in itertools.islice(reader, detect_every):
+            frame_stylizer(np.frombuffer(raw, np.uint8).reshape(height, width, 3), regions=regions, strength=strength,
+                           harmonize=harmonize, faces=faces, style_image=style_image, temporal=state)
+            timed += 1
+    finally:
+        reader.close()
+    return VideoEstimate(frames=total, fps=fps, seconds_per_frame=(time.perf_counter() - start) / max(timed, 1))
+
+
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Stylizer, *, regions=None,
                   strength=1.0, harmonize: float = 0.0, faces=None, style_image=None,
                   max_seconds: float | None = DEFAULT_MAX_SECONDS,
@@ -121,29 +209,13 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
     src, dst = Path(src), Path(dst)
     if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
         raise InvalidArgumentError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
-    if max_seconds is not None:
-        bounded_number("max_seconds", max_seconds, 0.0, 86400.0)
     bounded_int("detect_every", detect_every, 1, 1000)
     if dst.resolve() == src.resolve():
         raise InvalidArgumentError(f"{dst} is the input video itself; choose another output name (inputs are never overwritten)")
-    if not src.is_file() or src.stat().st_size == 0:
-        raise InvalidImageError(f"{src}: no such video file, or it is empty")
-    try:
-        reader = imageio_ffmpeg.read_frames(str(src))
-        meta = next(reader)
-    except (RuntimeError, OSError, StopIteration) as exc:
-        raise InvalidImageError(f"{src}: not a readable video ({str(exc).strip().splitlines()[-1]})") from None
-    fps, (width, height), duration = float(meta["fps"]), meta["size"], float(meta.get("duration") or 0)
-    if max_seconds is not None and duration > max_seconds:
-        reader.close()
-        raise InvalidImageError(f"{src}: the clip is {duration:.1f} s long; the limit is {max_seconds:g} s. "
-                                "Trim it first (e.g. ffmpeg -t) or raise the limit.")
-    total = max(1, round(duration * fps))
+    reader, fps, (width, height), total = _open_clip(src, max_seconds)
     audio = _has_audio(src)
     state = TemporalState(smoothing=smoothing, detect_every=detect_every)
-    if width * height <= UNTILED_FRAME_PIXELS:  # the caller's stylizer is left as it is
-        stylizer = copy.copy(stylizer)
-        stylizer.tile_size = None
+    stylizer = _frame_stylizer(stylizer, (width, height))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.stem}."))
     out_path = tmp / "out.mp4"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -156,24 +157,45 @@ def _frames(path) -> tuple[dict, np.ndarray]:
     return meta, np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]).astype(np.float64)
 
 
-def test_the_video_tab_stylizes_a_clip_of_up_to_10_s_and_refuses_a_longer_one(tmp_path):
-    short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
+def test_the_video_tab_estimates_the_work_before_starting_and_stylizes_the_clip(tmp_path):
+    """Upload: the estimate from the first frames is shown; Stylize: the clip is done (audio kept)
+    and each frame reports progress with that estimate; the estimate is within 3x of the real time."""
+    short = tmp_path / "short.mp4"
     _clip(short, 9.5)
-    _clip(long, 10.5)
+    line = ui.describe_video(str(short), "toon", [], 1.0, "mediapipe")
+    assert re.fullmatch(r"19 frames \(9\.5 s at 2 fps\): about \d+ s here \(\d+\.\d\d s a frame\)\.", line), line
     done = []
+    start = time.perf_counter()
     out = ui.run_video(str(short), "toon", [], 1.0, "mediapipe", progress=lambda *step: done.append(step))
+    seconds = time.perf_counter() - start
     meta, frames = _frames(out)
     _, source = _frames(short)
     assert frames.shape == source.shape == (19, 64, 96, 3) and meta["fps"] == 2
     assert np.abs(frames - source).mean() > 10  # stylized, not copied
     assert "Audio: aac" in subprocess.run([FFMPEG, "-i", out], capture_output=True, text=True).stderr
-    assert done == [(i, 19) for i in range(1, 20)]
+    assert [step[:2] for step in done] == [(i, 19) for i in range(1, 20)]
+    estimate = done[0][2]
+    assert estimate.frames == 19 and seconds / 3 < estimate.seconds < 3 * seconds, (estimate, seconds)
+
+
+def test_the_video_tab_refuses_clips_that_need_too_much_work_or_are_too_long(tmp_path, monkeypatch):
+    short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
+    _clip(short, 4)
+    _clip(long, 61)
+    monkeypatch.setattr(ui, "MAX_VIDEO_WORK_SECONDS", 0.06)  # a fraction of the ~8 frames' real work
+    with pytest.raises(ui.UserError) as info:
+        ui.run_video(str(short), "toon", [], 1.0, "mediapipe")
+    assert re.fullmatch(r"This clip is 8 frames \(4\.0 s at 2 fps\): about \d+ s here \(\d+\.\d\d s a frame\); "
+                        r"this demo takes clips of up to 0\.001 min of work\. Trim it to about \d+ s, make it smaller, "
+                        r"or run `portrait-stylize video` on your own machine\.", str(info.value)), str(info.value)
+    assert ui.describe_video(str(short), "toon", [], 1.0, "mediapipe") == str(info.value)
     with pytest.raises(ui.UserError) as info:
         ui.run_video(str(long), "toon", [], 1.0, "mediapipe")
-    assert str(info.value) == ("the clip is 10.5 s long; the limit is 10 s. "
+    assert str(info.value) == ("the clip is 61.0 s long; the limit is 60 s. "
                                "Trim it first (e.g. ffmpeg -t) or raise the limit.")
     with pytest.raises(ui.UserError, match="^Upload a short video clip first.$"):
         ui.run_video(None, "toon")
+    assert ui.describe_video(None, "toon") == ""
 
 
 # --- the queue ------------------------------------------------------------------------------------
@@ -231,7 +253,7 @@ def test_photo_face_search_and_video_jobs_share_the_one_pool(app):
     face-search and video jobs together (the test above measures that limit on /stylize)."""
     demo = app.create_demo()
     queued = {fn.name: fn.concurrency_id for fn in demo.fns.values() if fn.queue}
-    assert queued == {"find_faces": "work", "stylize": "work", "stylize_video": "work"}
+    assert queued == {"find_faces": "work", "stylize": "work", "describe_video": "work", "stylize_video": "work"}
 
 
 # --- face backends offered ------------------------------------------------------------------------

@@ -321,6 +321,12 @@ class TestOutput:
         assert list(details.timings) == ["detect faces", "whole image", "face network", "parse regions", "composite"]
         assert all(t >= 0 for t in details.timings.values())
 
+    def test_the_face_pass_is_skipped_when_only_the_background_changes(self, faces):
+        """Its work would be thrown away: no pixel of a head changes."""
+        out, details = stylizer()(photo(), regions=["background"], return_details=True)
+        assert "face network" not in details.timings and details.faces
+        assert np.array_equal(np.asarray(out)[details.weight == 0], photo()[details.weight == 0])
+
 
 class TestDevices:
     def test_device_errors_are_clear(self, monkeypatch):

@@ -29,13 +29,13 @@ from ..errors import InvalidArgumentError
 from ..io import ImageInput, load_image
 from ..options import FACE_BACKENDS
 from .face import LANDMARK_NAMES, Face, enlarge_box
-from .parsing import FACE_REGIONS, REGIONS, FaceParse, Parsing
+from .parsing import FACE_REGIONS, OFF_HEAD_REGIONS, REGIONS, FaceParse, Parsing
 
 logger = logging.getLogger(__name__)
 
 ENV_BACKEND = "PORTRAIT_STYLIZE_FACE_BACKEND"
 
-__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "LANDMARK_NAMES", "REGIONS", "Face", "FaceParse", "Parsing",
+__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "LANDMARK_NAMES", "OFF_HEAD_REGIONS", "REGIONS", "Face", "FaceParse", "Parsing",
            "detect_faces", "enlarge_box", "get_face_backend", "parse_faces", "resolve_face_backend"]
 
 

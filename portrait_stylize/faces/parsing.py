@@ -10,6 +10,8 @@ from ..options import REGIONS
 
 #: Regions that lie on the face itself (inside the face box, up to feathering).
 FACE_REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth")
+#: Regions away from the head, which the aligned face pass (head crops) never reaches.
+OFF_HEAD_REGIONS = ("background", "clothes")
 
 
 @dataclass
