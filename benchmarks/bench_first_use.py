@@ -17,7 +17,6 @@ import functools
 import http.server
 import json
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -27,18 +26,6 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_TFLITE = Path(__file__).resolve().parents[2] / "shared/fixtures/weights/whitebox_cartoon_gan_dr.tflite"
-
-
-def cpu_flags() -> str:
-    """The CPU model and the vector/matrix extensions that matter for speed."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = [f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "f16c")]
-    return f"{model}; {os.cpu_count()} cores; {' '.join(sorted(set(wanted)))}"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -91,7 +78,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.tflite.is_file():
         raise SystemExit(f"{args.tflite}: not found (the White-box TFLite fixture); pass --tflite FILE")
-    print(f"CPU: {cpu_flags()}")
+    from portrait_stylize.backends import cpu_description
+
+    print(f"CPU: {cpu_description()}")
     results = measure(args.tflite, args.repeats)
     print(f"\n| step | seconds (median of {args.repeats}) |\n|---|---:|")
     for step, seconds in results.items():

@@ -2,6 +2,11 @@
 
 Run:  .venv/bin/python benchmarks/bench_peer_tflite.py [--tflite FILE] [--size 512] [--threads 2] [--repeats 9]
 
+On a CPU with wider units, ``ONEDNN_MAX_CPU_ISA=AVX2`` in front of the command caps the oneDNN
+kernels (PyTorch's, and OpenVINO's CPU plugin where it honours it) at AVX2, to see what an
+AVX2-only machine would get; ONNX Runtime and TFLite (XNNPACK) pick their kernels by themselves.
+The script prints the CPU, its flags and the cap, so every table says which machine it is from.
+
 The TFLite model (``ai-edge-litert``, XNNPACK, dynamic-range int8 by default) is converted with
 ``portrait_stylize.convert.read_tflite`` so that every runtime executes the same weights on the same
 input (a gradient + noise image in [-1, 1], NHWC for TFLite, NCHW for us). Runs alternate between
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from pathlib import Path
@@ -21,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from portrait_stylize.backends import BACKENDS, auto_backend, has_native_bf16, has_onnxruntime, make_runner
+from portrait_stylize.backends import auto_backend, cpu_candidates, cpu_description, has_native_bf16, make_runner
 from portrait_stylize.convert import read_tflite, ttn_from_weights
 
 DEFAULT_TFLITE = Path(__file__).resolve().parents[2] / "shared/fixtures/weights/whitebox_cartoon_gan_dr.tflite"
@@ -110,10 +116,13 @@ def main() -> None:
     if not args.tflite.is_file():
         parser.error(f"{args.tflite} not found; pass --tflite with a White-box cartoonizer .tflite file")
     device = torch.device("cpu")
-    backends = [b for b in BACKENDS if b != "onnx" or has_onnxruntime()]
+    backends = ["torch", "torch-bf16", *[b for b in cpu_candidates() if b not in ("torch", "torch-bf16")]]
     rows = compare(args.tflite, args.size, args.threads, args.repeats, backends)
+    with torch_threads(args.threads):
+        auto = auto_backend(device)
+    print(f"CPU: {cpu_description()}; ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '(not set)')}")
     print(f"{args.size}x{args.size}, {args.threads} threads, median of {args.repeats}; "
-          f"native bf16: {has_native_bf16(device)}; auto backend: {auto_backend(device)}\n")
+          f"native bf16: {has_native_bf16(device)}; auto backend: {auto}\n")
     print("| runtime | ms | speed vs TFLite | PSNR vs float32 (dB) |")
     print("|---|---:|---:|---:|")
     for row in rows:

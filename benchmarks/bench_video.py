@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from bench_first_use import cpu_flags
+from portrait_stylize.backends import cpu_description
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.video import TemporalState, estimate_video, stylize_video
 
@@ -78,7 +78,7 @@ def main() -> None:
         info = stylize_video(clip, Path(tmp) / "out.mp4", stylizer, regions=REGIONS, progress=False)
         after = time.perf_counter() - start
     batches = network_per_frame(stylizer, (1, 2, 4))
-    print(f"CPU: {cpu_flags()}")
+    print(f"CPU: {cpu_description()}")
     print(f"{SIZE[0]}x{SIZE[1]}, {frames} frames, backend {stylizer.backend}, {args.threads} threads\n")
     print("| frame loop | s per frame | frames per s | speed-up |")
     print("|---|---:|---:|---:|")

@@ -1,4 +1,4 @@
-"""How a style's sub-networks run: PyTorch float32, PyTorch bfloat16, or ONNX Runtime.
+"""How a style's sub-networks run: PyTorch float32 or bfloat16, ONNX Runtime, or OpenVINO.
 
 Every backend stands in for one sub-network (:meth:`StyleNetwork.subnetworks
 <portrait_stylize.models.base.StyleNetwork.subnetworks>`, e.g. a TTN), mapping ``(B, 3, H, W)``
@@ -11,27 +11,54 @@ speed and in the last bits of precision:
   CPUs, recent GPUs).
 * ``onnx``: ONNX Runtime on the CPU, from a graph exported from the same weights when first used;
   within 1e-4 of float32.
+* ``openvino``: OpenVINO on the CPU, from the same ONNX graph, float32 throughout (its
+  inference-precision hint is set to f32, so CPUs with bf16 units do not silently drop to bf16);
+  compiled once per input shape on first use (about 0.7 s for a TTN at 512² on 2 cores).
 
-``auto`` (the default) picks ``torch-bf16`` where the device has native bfloat16, else ``onnx`` on
-the CPU when ``onnx`` and ``onnxruntime`` are installed, else ``torch``: the fastest measured order
-on each kind of machine (``benchmarks/bench_peer_tflite.py``).
+``auto`` (the default) on the CPU measures the backends installed here once per machine (a
+DCT-Net-shaped TTN at 384², a few runs each, about 5 s) and remembers the fastest in
+``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags, the thread count
+and the runtimes' versions; ``torch-bf16`` is a candidate only where bf16 is native (emulated it
+is several times slower). On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
+Figures: ``benchmarks/bench_peer_tflite.py`` and docs/performance.md.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.metadata
 import importlib.util
+import json
 import logging
+import os
+import platform
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
 from .models.base import Runner
-from .models.ttn import pad_to_multiple
+from .models.ttn import TTN, pad_to_multiple
 from .options import BACKENDS
 
 logger = logging.getLogger(__name__)
+
+#: Side of the square test image ``auto`` times the backends on, and runs per backend (the
+#: first, a warm-up, is not counted; the fastest of the rest is).
+_PROBE_SIDE, _PROBE_RUNS = 384, 4
+#: Input shapes an OpenVINO runner keeps compiled (each costs memory; a batch of photos of
+#: different sizes would otherwise recompile for every one).
+OPENVINO_SHAPES = 4
+_MISSING = {"onnx": "the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime",
+            "openvino": "the openvino backend needs onnx and openvino: pip install 'onnx<1.20' openvino"}
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -44,18 +71,32 @@ def has_native_bf16(device: torch.device) -> bool:
     return False
 
 
+def _installed(*names: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
 def has_onnxruntime() -> bool:
     """Whether the ONNX backend's packages (``onnx`` to export, ``onnxruntime`` to run) are installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+    return _installed("onnx", "onnxruntime")
+
+
+def has_openvino() -> bool:
+    """Whether the OpenVINO backend's packages (``onnx`` to export, ``openvino`` to run) are installed."""
+    return _installed("onnx", "openvino")
+
+
+def cpu_candidates() -> list[str]:
+    """The CPU backends ``auto`` chooses among on this machine."""
+    available = {"torch": True, "torch-bf16": has_native_bf16(torch.device("cpu")), "onnx": has_onnxruntime(),
+                 "openvino": has_openvino()}
+    return [b for b in BACKENDS if available[b]]
 
 
 def auto_backend(device: torch.device) -> str:
-    """The fastest backend for ``device`` (see the module docstring for the order)."""
-    if has_native_bf16(device):
-        return "torch-bf16"
-    if device.type == "cpu" and has_onnxruntime():
-        return "onnx"
-    return "torch"
+    """The fastest backend for ``device`` (see the module docstring)."""
+    if device.type != "cpu":
+        return "torch-bf16" if has_native_bf16(device) else "torch"
+    return fastest_cpu_backend(tuple(cpu_candidates()), torch.get_num_threads())
 
 
 def resolve_backend(backend: str | None, device: torch.device) -> str:
@@ -64,12 +105,157 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
         return auto_backend(device)
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    if backend == "onnx":
+    if backend in _MISSING:
         if device.type != "cpu":
-            raise InvalidArgumentError(f"the onnx backend runs on the CPU, not {device}; use --device cpu or backend torch")
-        if not has_onnxruntime():
-            raise InvalidArgumentError("the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime")
+            raise InvalidArgumentError(f"the {backend} backend runs on the CPU, not {device}; use --device cpu or backend torch")
+        if not (has_onnxruntime() if backend == "onnx" else has_openvino()):
+            raise InvalidArgumentError(_MISSING[backend])
     return backend
+
+
+# --- measuring which backend is fastest here ---------------------------------------------------
+
+
+def cpu_description() -> str:
+    """The CPU model, core count and the vector/matrix extensions that decide speed, e.g.
+    ``"AMD EPYC; 2 cores; avx avx2 avx512_bf16 ... fma"`` (printed with every benchmark figure)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        info = []
+    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
+    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith(("flags", "Features"))), [])
+    wanted = sorted({f for f in flags if f.startswith(("avx", "amx", "asimd", "sve")) or f in ("fma", "f16c")})
+    return f"{model or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}"
+
+
+def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
+    """What a measured choice depends on: CPU, its vector units, threads, candidates, runtime versions."""
+    versions = []
+    for package in ("torch", "onnxruntime", "openvino"):
+        try:
+            versions.append(f"{package}={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return " | ".join([cpu_description(), f"threads={threads}", ",".join(candidates), *versions])
+
+
+def choice_file() -> Path:
+    """``$HF_HOME/portrait-stylize/backend-choice.json`` (read at every call)."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HOME") or constants.HF_HOME) / "portrait-stylize" / "backend-choice.json"
+
+
+def _remembered() -> dict:
+    try:
+        data = json.loads(choice_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none yet, or damaged: measure again and rewrite it
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(key: str, entry: dict) -> None:
+    """Add ``entry`` under ``key``, written to a temporary file and renamed into place (a crash
+    never leaves a half-written file; a read-only cache only costs a new measurement next time)."""
+    path = choice_file()
+    data = {**_remembered(), key: entry}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".backend-choice.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.info("could not remember the backend choice in %s: %s", path, exc)
+
+
+def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE, runs: int = _PROBE_RUNS) -> dict[str, float]:
+    """Fastest of ``runs - 1`` timed runs (seconds) of each backend on a DCT-Net-shaped TTN with
+    seeded random weights and a ``side``² input, on the current thread count."""
+    net = TTN().eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for parameter in net.parameters():
+            parameter.data.normal_(0.0, 0.05)
+        x = torch.rand(1, 3, side, side) * 2 - 1
+    seconds = {}
+    with torch.inference_mode():
+        for backend in candidates:
+            runner = make_runner(net, backend, torch.device("cpu"))
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                runner(x)
+                times.append(time.perf_counter() - start)
+            seconds[backend] = min(times[1:])
+    return seconds
+
+
+@functools.lru_cache(maxsize=None)
+def fastest_cpu_backend(candidates: tuple[str, ...], threads: int) -> str:
+    """The fastest of ``candidates`` here at ``threads`` threads: remembered, or measured once
+    (:func:`measure_backends`) and remembered in :func:`choice_file`."""
+    if len(candidates) == 1:
+        return candidates[0]
+    key = machine_key(threads, candidates)
+    remembered = _remembered().get(key)
+    if isinstance(remembered, dict) and remembered.get("backend") in candidates:
+        return remembered["backend"]
+    logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
+    seconds = measure_backends(candidates)
+    choice = min(seconds, key=seconds.get)
+    _remember(key, {"backend": choice, "seconds": {b: round(t, 4) for b, t in seconds.items()},
+                    "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+    logger.info("fastest backend here: %s (%s)", choice, ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in seconds.items()))
+    return choice
+
+
+# --- runners -----------------------------------------------------------------------------------
+
+
+def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
+    """A runner for a numpy graph ``run`` whose sides must be multiples of ``multiple``: pads by
+    edge replication, runs on the CPU in float32, crops, and returns on the input's device."""
+
+    def runner(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x.float(), multiple).cpu().contiguous().numpy()
+        return torch.from_numpy(run(padded))[..., :h, :w].to(x.device)
+
+    return runner
+
+
+class OpenVINOGraph:
+    """An ONNX graph compiled by OpenVINO for the CPU, once per input shape (the first call at a
+    new shape compiles; :data:`OPENVINO_SHAPES` shapes are kept), float32, ``threads`` threads
+    (default: ``torch.get_num_threads()``). Calls from several threads are safe."""
+
+    def __init__(self, onnx: bytes, threads: int | None = None) -> None:
+        import openvino
+
+        self._core = openvino.Core()
+        self._onnx = onnx
+        self._config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "NUM_STREAMS": 1,
+                        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        self._compiled: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _compiled_for(self, shape: tuple[int, ...]):
+        with self._lock:
+            if shape not in self._compiled:
+                model = self._core.read_model(self._onnx, b"")
+                model.reshape(list(shape))
+                self._compiled[shape] = self._core.compile_model(model, "CPU", self._config)
+                if len(self._compiled) > OPENVINO_SHAPES:
+                    self._compiled.popitem(last=False)
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        request = self._compiled_for(x.shape).create_infer_request()  # one per call: thread-safe
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
 
 
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
@@ -82,18 +268,14 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("torch", "torch-bf16"):
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):
         from .export import onnx_bytes, onnx_session
 
-        session = onnx_session(onnx_bytes(net))
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            h, w = x.shape[-2:]
-            padded = pad_to_multiple(x.float(), net.size_multiple).cpu().contiguous().numpy()
-            y = torch.from_numpy(session.run(None, {"image": padded})[0])
-            return y[..., :h, :w].to(x.device)
-
-        return run
+        graph = onnx_bytes(net)
+        if backend == "openvino":
+            return _padded(OpenVINOGraph(graph), net.size_multiple)
+        session = onnx_session(graph)
+        return _padded(lambda x: session.run(None, {"image": x})[0], net.size_multiple)
     raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
 
 

@@ -117,12 +117,14 @@ class Stylizer:
         model: the style's network (:class:`~portrait_stylize.models.base.StyleNetwork`).
         spec: what the style is (name, kind, licence, source ...).
         device: where the model runs (default: :func:`~portrait_stylize.devices.default_device`).
-        tile_size: images larger than this (either side) run in overlapping square tiles of this
-            side, bounding memory; ``None`` never tiles.
-        tile_overlap: pixels shared by neighbouring tiles.
+        tile_size: images larger than this (either side) run in tiles, bounding memory; ``None``
+            never tiles. Network styles tile exactly (``tile_size`` cores with the network's full
+            reach as context, the same result as untiled); others in overlapping tiles of this
+            side, cross-faded (see :mod:`portrait_stylize.tiling`).
+        tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,
-            ``"torch-bf16"`` or ``"onnx"`` (see :mod:`portrait_stylize.backends`). Styles without
+            ``"torch-bf16"``, ``"onnx"`` or ``"openvino"`` (see :mod:`portrait_stylize.backends`). Styles without
             sub-networks (built-in filters, reference-based styles) always use torch.
         face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
             ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
@@ -317,7 +319,7 @@ class Stylizer:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return self.model(x.to(self.device), "image", reference, self._runners)
 
-        stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress)
+        stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, self.model.tiling_context)
         return self._finite(stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def _finite(self, array: np.ndarray) -> np.ndarray:

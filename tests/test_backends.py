@@ -1,8 +1,11 @@
-"""Backends (torch, torch-bf16, onnx), ONNX export, and speed against the TFLite runtime."""
+"""Backends (torch, torch-bf16, onnx, openvino), the measured auto choice, ONNX export, and speed
+against the TFLite runtime."""
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +17,8 @@ from portrait_stylize.models.serialization import save_style
 from portrait_stylize.backends import BACKENDS, auto_backend, make_runner, resolve_backend
 from portrait_stylize.cli import main
 from portrait_stylize.convert import read_tflite, ttn_from_weights
-from portrait_stylize.export import ExportError, export_onnx, onnx_session
+from portrait_stylize.export import ExportError, export_onnx, onnx_bytes, onnx_session
+from portrait_stylize.models.ttn import TTN
 
 from conftest import REPO, lively_style_model, psnr
 
@@ -28,7 +32,7 @@ def whitebox(fixtures):
     return ttn_from_weights(read_tflite(path), str(path))
 
 
-@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0)])
+@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0), ("openvino", 80.0)])
 def test_fast_backends_match_float32(whitebox, backend, min_psnr):
     x = torch.rand(1, 3, 75, 122, generator=torch.Generator().manual_seed(0)) * 2 - 1  # odd, non-square
     with torch.inference_mode():
@@ -43,24 +47,65 @@ def test_stylizer_backends_agree_on_a_portrait(portraits):
     outputs = {b: np.asarray(ps.Stylizer(model, ps.StyleSpec(name="t", kind="local"), backend=b)(portraits[0]),
                              np.float64) for b in BACKENDS}
     assert abs(outputs["onnx"] - outputs["torch"]).max() <= 1.0
+    assert abs(outputs["openvino"] - outputs["torch"]).max() <= 1.0
     assert psnr(outputs["torch-bf16"], outputs["torch"], peak=255.0) >= 40.0
 
 
 def test_backend_choice_and_errors(monkeypatch):
-    monkeypatch.setattr(backends, "has_native_bf16", lambda device: False)
-    assert auto_backend(CPU) == "onnx"
+    monkeypatch.setattr(backends, "auto_backend", lambda device: "onnx")
+    assert resolve_backend("auto", CPU) == "onnx" and resolve_backend(None, CPU) == "onnx"
     monkeypatch.setattr(backends, "has_onnxruntime", lambda: False)
-    assert auto_backend(CPU) == "torch"
     with pytest.raises(ValueError, match="needs onnx and onnxruntime"):
         resolve_backend("onnx", CPU)
-    monkeypatch.setattr(backends, "has_native_bf16", lambda device: True)
-    assert resolve_backend("auto", CPU) == "torch-bf16" and resolve_backend(None, CPU) == "torch-bf16"
+    monkeypatch.setattr(backends, "has_openvino", lambda: False)
+    with pytest.raises(ValueError, match="needs onnx and openvino"):
+        resolve_backend("openvino", CPU)
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         resolve_backend("tensorrt", CPU)
-    with pytest.raises(ValueError, match="runs on the CPU"):
-        resolve_backend("onnx", torch.device("cuda"))
+    for backend in ("onnx", "openvino"):
+        with pytest.raises(ValueError, match=f"the {backend} backend runs on the CPU"):
+            resolve_backend(backend, torch.device("cuda"))
     st = ps.load_style("toon", backend="onnx")  # built-in filters are not networks: always torch
     assert st.backend == "torch" and "backend='torch'" in repr(st)
+
+
+class TestAutoMeasuresOnce:
+    """`auto` on the CPU times the candidates once per machine, picks the fastest and remembers it."""
+
+    @pytest.fixture
+    def measured(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("HF_HOME", str(tmp_path))
+        backends.fastest_cpu_backend.cache_clear()
+        calls = []
+
+        def fake(candidates):
+            calls.append(candidates)
+            return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7}[b] for b in candidates}
+
+        monkeypatch.setattr(backends, "measure_backends", fake)
+        yield calls
+        backends.fastest_cpu_backend.cache_clear()
+
+    def test_the_fastest_is_picked_and_remembered_on_disk(self, measured):
+        candidates = ("torch", "onnx", "openvino")
+        assert backends.fastest_cpu_backend(candidates, 2) == "openvino"
+        saved = json.loads(backends.choice_file().read_text())
+        (entry,) = saved.values()
+        assert entry["backend"] == "openvino" and entry["seconds"] == {"torch": 0.9, "onnx": 0.5, "openvino": 0.4}
+        backends.fastest_cpu_backend.cache_clear()  # a new process: read from disk, not measured again
+        assert backends.fastest_cpu_backend(candidates, 2) == "openvino" and len(measured) == 1
+        assert backends.fastest_cpu_backend(("torch", "onnx"), 2) == "onnx" and len(measured) == 2
+        assert backends.fastest_cpu_backend(("torch",), 2) == "torch" and len(measured) == 2  # nothing to choose
+
+    def test_a_damaged_choice_file_is_measured_again_and_rewritten(self, measured):
+        backends.choice_file().parent.mkdir(parents=True)
+        backends.choice_file().write_text("{not json")
+        assert backends.fastest_cpu_backend(("torch", "onnx"), 2) == "onnx" and len(measured) == 1
+        assert json.loads(backends.choice_file().read_text())  # valid again
+
+    def test_the_real_measurement_times_every_candidate(self):
+        seconds = backends.measure_backends(tuple(backends.cpu_candidates()), side=64, runs=2)
+        assert list(seconds) == backends.cpu_candidates() and all(t > 0 for t in seconds.values())
 
 
 def test_export_onnx_runs_at_any_size(tmp_path):
@@ -114,3 +159,38 @@ def test_fastest_backend_against_tflite(fixtures):
     assert rows["torch"]["ms"] / rows[auto]["ms"] >= 1.2
     if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
         assert rows[auto]["ratio"] >= 1.0, rows
+
+
+@pytest.fixture(scope="module")
+def small_ttn():
+    torch.manual_seed(0)
+    return TTN(channels=8, num_blocks=1).eval()
+
+
+class TestOpenVINOGraph:
+    def test_compiled_once_per_shape_keeping_the_latest_four(self, small_ttn):
+        net = small_ttn
+        graph = backends.OpenVINOGraph(onnx_bytes(net), threads=1)
+        for side in (16, 20, 24, 16, 28, 32):
+            x = torch.rand(1, 3, side, side).numpy() * 2 - 1
+            with torch.inference_mode():
+                expected = net.forward_aligned(torch.from_numpy(x)).numpy()
+            assert np.abs(graph(x) - expected).max() <= 1e-4
+        assert [shape[-1] for shape in graph._compiled] == [24, 16, 28, 32]
+
+    def test_calls_from_several_threads_each_get_their_own_answer(self, small_ttn):
+        net = small_ttn
+        graph = backends.OpenVINOGraph(onnx_bytes(net), threads=1)
+        inputs = [torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(i)).numpy() for i in range(8)]
+        alone = [graph(x) for x in inputs]
+        together: list = [None] * 8
+
+        def work(i):
+            together[i] = graph(inputs[i])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together))

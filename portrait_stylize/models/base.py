@@ -130,6 +130,13 @@ class StyleNetwork(nn.Module, ABC):
         the face pass replaces the whole-image result; ``None``: the pipeline's default."""
         return None
 
+    def tiling_context(self) -> tuple[int, int] | None:
+        """``(halo, align)`` for exact tiling of whole images: tiles whose offsets and inner sides
+        are multiples of ``align``, run with ``halo`` pixels of context on every side, reproduce
+        the untiled result. ``None`` (the default): the reach is unknown, so large images are
+        cross-faded from overlapping tiles instead (:func:`portrait_stylize.tiling.run_tiled`)."""
+        return None
+
     # --- shared behaviour -------------------------------------------------------------------
 
     @property

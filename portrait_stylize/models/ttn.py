@@ -28,6 +28,9 @@ The input's colour order (RGB or BGR) is not the network's business: it is recor
 
 from __future__ import annotations
 
+import functools
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -170,6 +173,13 @@ class TTN(nn.Module):
         tail = ["conv_mid", "up1_conv1", "up1_conv2", "up2_conv1", "conv_out"]
         return [(n, getattr(self, n)) for n in head] + blocks + [(n, getattr(self, n)) for n in tail]
 
+    def receptive_radius(self) -> int:
+        """How far, in pixels on each side, an output pixel of :meth:`forward_aligned` sees into
+        its input (the U-Net's convolutions and upsamplings plus the guided filter's two box
+        passes): 63 for DCT-Net's TTN. Tiles with this much context reproduce the untiled
+        result (:func:`portrait_stylize.tiling.run_tiled`)."""
+        return _receptive_radius(json.dumps(self.config, sort_keys=True))
+
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.negative_slope)
 
@@ -205,6 +215,30 @@ class TTN(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
         return self.forward_aligned(x)[..., :h, :w]
+
+
+@functools.lru_cache(maxsize=32)
+def _receptive_radius(config: str) -> int:
+    """Measured, not derived by hand: the gradient of one output pixel with respect to the input
+    is non-zero exactly where the input can reach it, provided nothing cancels. So a one-channel
+    copy (width does not change the reach) gets positive weights and no biases, takes a positive
+    input (every activation stays positive, no leaky-ReLU or sign cancels a path), in float64."""
+    side = 192  # holds DCT-Net's reach in one pass
+    # Gradients even when called under the pipeline's inference mode.
+    with torch.inference_mode(False), torch.enable_grad():
+        probe = TTN(**{**json.loads(config), "channels": 1}).double()
+        with torch.no_grad():
+            for parameter in probe.parameters():
+                parameter.fill_(1.0 / parameter[0].numel() if parameter.ndim > 1 else 0.0)
+        while side <= 4096:
+            x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+            x.requires_grad_(True)
+            probe.forward_aligned(x)[0, :, side // 2, side // 2].sum().backward()
+            reach = int((x.grad[0].abs().sum(0).nonzero() - side // 2).abs().max())
+            if reach < side // 2 - probe.size_multiple:  # the border did not cut the reach short
+                return reach
+            side *= 2
+    raise ValueError(f"the TTN with config {config} sees further than 2048 pixels")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

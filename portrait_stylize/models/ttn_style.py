@@ -3,6 +3,7 @@ whole images (without one, the head serves both)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -72,6 +73,11 @@ class TTNStyle(StyleNetwork):
 
     def subnetworks(self) -> dict[str, nn.Module]:
         return {"head": self.head, **({"bg": self.bg} if self.bg is not None else {})}
+
+    def tiling_context(self) -> tuple[int, int]:
+        net = self.subnetworks()[self.network_name("image")]
+        align = math.lcm(net.size_multiple, self.image_pad_multiple or 1)
+        return -(-net.receptive_radius() // align) * align, align
 
     def network_name(self, part: str) -> str:
         """Which sub-network serves ``part``: ``bg`` (when there is one) for whole images, else ``head``."""
