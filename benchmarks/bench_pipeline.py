@@ -1,6 +1,7 @@
 """Cost of the face and region machinery next to the bare whole-image network pass.
 
 Run:  .venv/bin/python benchmarks/bench_pipeline.py [--repeats 5] [--threads 2] [--backend auto]
+      .venv/bin/python benchmarks/bench_pipeline.py --backend all   # one row per backend
 
 On a 1024² portrait with one face (the public-domain astronaut photo from scikit-image, upscaled),
 a DCT-Net-sized style (random weights: speed does not depend on them) runs
@@ -25,6 +26,7 @@ from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
+from portrait_stylize.backends import cpu_candidates, cpu_description
 from portrait_stylize.io import pil_to_tensor
 from portrait_stylize.models import TTNStyle
 
@@ -64,9 +66,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--backend", default="auto", help="a backend, auto, or all (every backend installed here)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_description()}")
+    if args.backend == "all":
+        print(f"1024x1024 portrait, 1 face, regions {', '.join(REGIONS)}, {args.threads} threads, "
+              f"median of {args.repeats}\n")
+        print("| backend | whole-image pass ms | full pipeline ms |")
+        print("|---|---:|---:|")
+        for backend in ["torch", "torch-bf16", *[b for b in cpu_candidates() if b not in ("torch", "torch-bf16")]]:
+            r = measure(args.repeats, backend)
+            print(f"| {backend} | {r['bare'] * 1000:.0f} | {r['full'] * 1000:.0f} |")
+        return
     r = measure(args.repeats, args.backend)
     print(f"1024x1024, {r['faces']} face, backend {r['backend']}, {args.threads} threads, median of {args.repeats}\n")
     print("| pipeline | ms | / bare |")

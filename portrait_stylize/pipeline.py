@@ -139,8 +139,10 @@ class Stylizer:
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, backend: str = "auto", face_backend: str | None = None,
                  min_face_size: int = MIN_FACE_SIZE, max_short_side: int | None = None) -> None:
         if tile_size is not None:
-            bounded_int("tile_size", tile_size, 32, 1 << 16)
-            bounded_int(f"tile_overlap (with tile_size={tile_size})", tile_overlap, 0, tile_size - 1)
+            # Tiles at least twice their overlap: each step then advances half a tile or more
+            # (a 65-px tile with 64 px of overlap would advance one pixel per tile).
+            bounded_int("tile_overlap", tile_overlap, 0, 1 << 15)
+            bounded_int("tile_size", tile_size, max(32, 2 * tile_overlap), 1 << 16)
         if max_pixels is not None:
             bounded_int("max_pixels", max_pixels, 1, 1 << 40)
         bounded_int("min_face_size", min_face_size, 0, 1 << 16)

@@ -108,15 +108,18 @@ class VideoEstimate:
         fps: frames per second.
         seconds_per_frame: measured on the first :data:`DEFAULT_DETECT_EVERY` frames (one face
             detection and the tracked frames after it), with this machine's style and settings.
+        setup_seconds: measured opening the clip and probing its audio, counted twice (the
+            encoder starts another ffmpeg process).
     """
 
     frames: int
     fps: float
     seconds_per_frame: float
+    setup_seconds: float = 0.0
 
     @property
     def seconds(self) -> float:
-        return self.frames * self.seconds_per_frame
+        return self.setup_seconds + self.frames * self.seconds_per_frame
 
     def describe(self) -> str:
         """E.g. ``"240 frames (10.0 s at 24 fps): about 1 min 20 s here (0.33 s a frame)"``."""
@@ -170,7 +173,10 @@ def estimate_video(src: str | os.PathLike, stylizer: Stylizer, *, regions=None, 
         InvalidImageError: ``src`` is not a readable video, or longer than ``max_seconds``.
     """
     bounded_int("detect_every", detect_every, 1, 1000)
+    start = time.perf_counter()
     reader, fps, (width, height), total = _open_clip(Path(src), max_seconds)
+    _has_audio(Path(src))
+    setup = 2 * (time.perf_counter() - start)
     frame_stylizer = _frame_stylizer(stylizer, (width, height))
     state = TemporalState(detect_every=detect_every)
     timed = 0
@@ -182,7 +188,8 @@ def estimate_video(src: str | os.PathLike, stylizer: Stylizer, *, regions=None, 
             timed += 1
     finally:
         reader.close()
-    return VideoEstimate(frames=total, fps=fps, seconds_per_frame=(time.perf_counter() - start) / max(timed, 1))
+    return VideoEstimate(frames=total, fps=fps, seconds_per_frame=(time.perf_counter() - start) / max(timed, 1),
+                         setup_seconds=setup)
 
 
 def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Stylizer, *, regions=None,
