@@ -11,6 +11,10 @@ speed and in the last bits of precision:
   CPUs, recent GPUs).
 * ``onnx``: ONNX Runtime on the CPU, from a graph exported from the same weights when first used;
   within 1e-4 of float32.
+* ``onnx-int8``: ONNX Runtime on the CPU with the U-Net quantized to int8 (calibrated on
+  portraits, the guided filter in float32; :mod:`portrait_stylize.quantize`); refused for a style
+  whose int8 network is under 35 dB from float32. Fast only where the CPU has int8 dot-product
+  units (VNNI, AMX), so ``auto`` considers it only there.
 * ``openvino``: OpenVINO on the CPU, from the same ONNX graph, float32 throughout (its
   inference-precision hint is set to f32, so CPUs with bf16 units do not silently drop to bf16);
   compiled once per input shape on first use (about 0.7 s for a TTN at 512² on 2 cores).
@@ -19,7 +23,9 @@ speed and in the last bits of precision:
 DCT-Net-shaped TTN at 384², a few runs each, about 5 s) and remembers the fastest in
 ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags, the thread count
 and the runtimes' versions; ``torch-bf16`` is a candidate only where bf16 is native (emulated it
-is several times slower). On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
+is several times slower), ``onnx-int8`` only where int8 units are. When ``auto`` picked
+``onnx-int8`` and a style turns out too far from float32 in int8, the next fastest runs it. On a
+GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
 Figures: ``benchmarks/bench_peer_tflite.py`` and docs/performance.md.
 """
 
@@ -48,6 +54,7 @@ from .errors import InvalidArgumentError
 from .models.base import Runner
 from .models.ttn import TTN, pad_to_multiple
 from .options import BACKENDS
+from .quantize import QuantizationError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ _PROBE_SIDE, _PROBE_RUNS = 384, 4
 #: different sizes would otherwise recompile for every one).
 OPENVINO_SHAPES = 4
 _MISSING = {"onnx": "the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime",
+            "onnx-int8": "the onnx-int8 backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime",
             "openvino": "the openvino backend needs onnx and openvino: pip install 'onnx<1.20' openvino"}
 
 
@@ -85,10 +93,15 @@ def has_openvino() -> bool:
     return _installed("onnx", "openvino")
 
 
+def has_int8_units() -> bool:
+    """Whether the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX int8)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def cpu_candidates() -> list[str]:
     """The CPU backends ``auto`` chooses among on this machine."""
     available = {"torch": True, "torch-bf16": has_native_bf16(torch.device("cpu")), "onnx": has_onnxruntime(),
-                 "openvino": has_openvino()}
+                 "onnx-int8": has_onnxruntime() and has_int8_units(), "openvino": has_openvino()}
     return [b for b in BACKENDS if available[b]]
 
 
@@ -96,7 +109,16 @@ def auto_backend(device: torch.device) -> str:
     """The fastest backend for ``device`` (see the module docstring)."""
     if device.type != "cpu":
         return "torch-bf16" if has_native_bf16(device) else "torch"
-    return fastest_cpu_backend(tuple(cpu_candidates()), torch.get_num_threads())
+    return ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads())[0]
+
+
+def auto_fallback(device: torch.device) -> str:
+    """What ``auto`` runs a style on when int8 would cost it too much precision: the fastest
+    float backend here."""
+    if device.type != "cpu":
+        return auto_backend(device)
+    ranked = ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads())
+    return next(b for b in ranked if b != "onnx-int8")
 
 
 def resolve_backend(backend: str | None, device: torch.device) -> str:
@@ -108,7 +130,7 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     if backend in _MISSING:
         if device.type != "cpu":
             raise InvalidArgumentError(f"the {backend} backend runs on the CPU, not {device}; use --device cpu or backend torch")
-        if not (has_onnxruntime() if backend == "onnx" else has_openvino()):
+        if not (has_openvino() if backend == "openvino" else has_onnxruntime()):
             raise InvalidArgumentError(_MISSING[backend])
     return backend
 
@@ -116,28 +138,38 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
 # --- measuring which backend is fastest here ---------------------------------------------------
 
 
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    return set(next((line.split(":", 1)[1].split() for line in _cpuinfo() if line.startswith(("flags", "Features"))), []))
+
+
 def cpu_description() -> str:
     """The CPU model, core count and the vector/matrix extensions that decide speed, e.g.
     ``"AMD EPYC; 2 cores; avx avx2 avx512_bf16 ... fma"`` (printed with every benchmark figure)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-    except OSError:
-        info = []
-    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith(("flags", "Features"))), [])
-    wanted = sorted({f for f in flags if f.startswith(("avx", "amx", "asimd", "sve")) or f in ("fma", "f16c")})
-    return f"{model or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}"
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
+    wanted = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "asimd", "sve")) or f in ("fma", "f16c"))
+    return f"{model or platform.processor() or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}"
 
 
 def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
-    """What a measured choice depends on: CPU, its vector units, threads, candidates, runtime versions."""
+    """What a measured choice depends on: CPU, its vector units (and any cap on them), threads,
+    candidates, runtime versions."""
     versions = []
     for package in ("torch", "onnxruntime", "openvino"):
         try:
             versions.append(f"{package}={importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
             pass
-    return " | ".join([cpu_description(), f"threads={threads}", ",".join(candidates), *versions])
+    # A cap on oneDNN's instruction set changes what the same CPU runs at.
+    isa_cap = f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')}"
+    return " | ".join([cpu_description(), isa_cap, f"threads={threads}", ",".join(candidates), *versions])
 
 
 def choice_file() -> Path:
@@ -182,7 +214,8 @@ def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE, runs:
     seconds = {}
     with torch.inference_mode():
         for backend in candidates:
-            runner = make_runner(net, backend, torch.device("cpu"))
+            # Random weights say nothing about int8 precision: time it without the floor.
+            runner = _int8_runner(net, None) if backend == "onnx-int8" else make_runner(net, backend, torch.device("cpu"))
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
@@ -193,22 +226,22 @@ def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE, runs:
 
 
 @functools.lru_cache(maxsize=None)
-def fastest_cpu_backend(candidates: tuple[str, ...], threads: int) -> str:
-    """The fastest of ``candidates`` here at ``threads`` threads: remembered, or measured once
+def ranked_cpu_backends(candidates: tuple[str, ...], threads: int) -> tuple[str, ...]:
+    """``candidates``, fastest first here at ``threads`` threads: remembered, or measured once
     (:func:`measure_backends`) and remembered in :func:`choice_file`."""
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates
     key = machine_key(threads, candidates)
     remembered = _remembered().get(key)
-    if isinstance(remembered, dict) and remembered.get("backend") in candidates:
-        return remembered["backend"]
+    if isinstance(remembered, dict) and sorted(remembered.get("ranking") or []) == sorted(candidates):
+        return tuple(remembered["ranking"])
     logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
     seconds = measure_backends(candidates)
-    choice = min(seconds, key=seconds.get)
-    _remember(key, {"backend": choice, "seconds": {b: round(t, 4) for b, t in seconds.items()},
+    ranking = tuple(sorted(seconds, key=seconds.get))
+    _remember(key, {"ranking": list(ranking), "seconds": {b: round(t, 4) for b, t in seconds.items()},
                     "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
-    logger.info("fastest backend here: %s (%s)", choice, ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in seconds.items()))
-    return choice
+    logger.info("fastest backend here: %s (%s)", ranking[0], ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in seconds.items()))
+    return ranking
 
 
 # --- runners -----------------------------------------------------------------------------------
@@ -258,6 +291,21 @@ class OpenVINOGraph:
         return request.get_output_tensor(0).data.copy()
 
 
+def _int8_runner(net: nn.Module, min_psnr: float | None) -> Runner:
+    """The U-Net in int8 under ONNX Runtime, the guided filter in float32 (``net.finish``);
+    refused below ``min_psnr`` dB from float32 (``None``: timing runs, any precision)."""
+    from .export import onnx_session
+    from .quantize import quantized_unet
+
+    session = onnx_session(quantized_unet(net, min_psnr).onnx)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net.finish(torch.from_numpy(x), torch.from_numpy(session.run(None, {"image": x})[0])).numpy()
+
+    return _padded(run, net.size_multiple)
+
+
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     """A callable running the sub-network ``net`` with ``backend`` on ``device``; ``net`` itself
     is not modified.
@@ -268,6 +316,10 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("torch", "torch-bf16"):
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if backend == "onnx-int8":
+        from .quantize import MIN_INT8_PSNR
+
+        return _int8_runner(net, MIN_INT8_PSNR)
     if backend in ("onnx", "openvino"):
         from .export import onnx_bytes, onnx_session
 
@@ -286,12 +338,24 @@ class Runners(dict):
     Args:
         nets: the sub-networks by name (:meth:`StyleNetwork.subnetworks`).
         backend, device: as :func:`make_runner`.
+        fallback: the backend to switch to (for every sub-network) when ``backend`` refuses a
+            network as too imprecise (int8 picked by ``auto``); ``None``: raise instead.
     """
 
-    def __init__(self, nets: dict[str, nn.Module], backend: str, device: torch.device) -> None:
+    def __init__(self, nets: dict[str, nn.Module], backend: str, device: torch.device,
+                 fallback: str | None = None) -> None:
         super().__init__()
-        self.nets, self.backend, self.device = nets, backend, device
+        self.nets, self.backend, self.device, self.fallback = nets, backend, device, fallback
 
     def __missing__(self, name: str) -> Runner:
-        self[name] = make_runner(self.nets[name], self.backend, self.device)
-        return self[name]
+        try:
+            runner = make_runner(self.nets[name], self.backend, self.device)
+        except QuantizationError as exc:
+            if self.fallback is None:
+                raise
+            logger.warning("%s: running this style on %s instead", exc, self.fallback)
+            self.backend, self.fallback = self.fallback, None
+            self.clear()
+            runner = make_runner(self.nets[name], self.backend, self.device)
+        self[name] = runner
+        return runner

@@ -39,17 +39,18 @@ class ExportError(PortraitStylizeError, RuntimeError):
     """The ONNX export failed or does not reproduce PyTorch."""
 
 
-class _Aligned(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
+class _Method(nn.Module):
+    def __init__(self, net: nn.Module, method: str) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.method = net, method
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_aligned(image)
+        return getattr(self.net, self.method)(image)
 
 
-def onnx_bytes(net: nn.Module) -> bytes:
-    """Serialize ``net.forward_aligned`` (float32, on CPU) as an ONNX model with dynamic B, H, W."""
+def onnx_bytes(net: nn.Module, method: str = "forward_aligned") -> bytes:
+    """Serialize ``net.<method>`` (float32, on CPU; default ``forward_aligned``, or ``unet`` for a
+    TTN's U-Net alone) as an ONNX model with dynamic B, H, W."""
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it; fail with our message, not torch's)
     except ImportError:
@@ -62,7 +63,7 @@ def onnx_bytes(net: nn.Module) -> bytes:
     # numerical check in export_onnx catches any graph that does not generalise).
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Aligned(net), (torch.zeros(1, 3, 64, 64),), buffer, input_names=["image"],
+        torch.onnx.export(_Method(net, method), (torch.zeros(1, 3, 64, 64),), buffer, input_names=["image"],
                           output_names=["stylized"], dynamic_axes={"image": dynamic, "stylized": dynamic},
                           opset_version=OPSET, dynamo=False)
     return buffer.getvalue()

@@ -7,7 +7,7 @@ The modules that use each value import it from here: this is their one definitio
 from __future__ import annotations
 
 #: How network styles run (``backend=``; ``"auto"`` picks one of these).
-BACKENDS = ("torch", "torch-bf16", "onnx", "openvino")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino")
 #: Face detectors/parsers (``face_backend=``).
 FACE_BACKENDS = ("auto", "mediapipe", "facexlib")
 #: Every region name the library knows (DESIGN §2). Backends see a subset.

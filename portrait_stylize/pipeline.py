@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backends import Runners, resolve_backend
+from .backends import Runners, auto_fallback, resolve_backend
 from .devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError
 from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend
@@ -124,7 +124,8 @@ class Stylizer:
         tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,
-            ``"torch-bf16"``, ``"onnx"`` or ``"openvino"`` (see :mod:`portrait_stylize.backends`). Styles without
+            ``"torch-bf16"``, ``"onnx"``, ``"onnx-int8"`` or ``"openvino"`` (see
+            :mod:`portrait_stylize.backends`). Styles without
             sub-networks (built-in filters, reference-based styles) always use torch.
         face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
             ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
@@ -180,9 +181,15 @@ class Stylizer:
         self.device = resolve_device(device)
         self.model.to(self.device)
         subnetworks = self.model.subnetworks()
-        self.backend = resolve_backend(self._backend_choice, self.device) if subnetworks else "torch"
-        self._runners = Runners(subnetworks, self.backend, self.device)
+        backend = resolve_backend(self._backend_choice, self.device) if subnetworks else "torch"
+        fallback = auto_fallback(self.device) if backend == "onnx-int8" and self._backend_choice in (None, "auto") else None
+        self._runners = Runners(subnetworks, backend, self.device, fallback)
         return self
+
+    @property
+    def backend(self) -> str:
+        """How the style's networks run (see :mod:`portrait_stylize.backends`)."""
+        return self._runners.backend
 
     @torch.inference_mode()
     def __call__(self, image: ImageInput, regions: list[str] | str | None = None,

@@ -32,8 +32,9 @@ def whitebox(fixtures):
     return ttn_from_weights(read_tflite(path), str(path))
 
 
-@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0), ("openvino", 80.0)])
-def test_fast_backends_match_float32(whitebox, backend, min_psnr):
+@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0), ("openvino", 80.0), ("onnx-int8", 35.0)])
+def test_fast_backends_match_float32(whitebox, backend, min_psnr, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # int8: quantized here, not taken from a cache
     x = torch.rand(1, 3, 75, 122, generator=torch.Generator().manual_seed(0)) * 2 - 1  # odd, non-square
     with torch.inference_mode():
         reference = whitebox(x)
@@ -48,6 +49,7 @@ def test_stylizer_backends_agree_on_a_portrait(portraits):
                              np.float64) for b in BACKENDS}
     assert abs(outputs["onnx"] - outputs["torch"]).max() <= 1.0
     assert abs(outputs["openvino"] - outputs["torch"]).max() <= 1.0
+    assert psnr(outputs["onnx-int8"], outputs["torch"], peak=255.0) >= 35.0
     assert psnr(outputs["torch-bf16"], outputs["torch"], peak=255.0) >= 40.0
 
 
@@ -55,14 +57,16 @@ def test_backend_choice_and_errors(monkeypatch):
     monkeypatch.setattr(backends, "auto_backend", lambda device: "onnx")
     assert resolve_backend("auto", CPU) == "onnx" and resolve_backend(None, CPU) == "onnx"
     monkeypatch.setattr(backends, "has_onnxruntime", lambda: False)
-    with pytest.raises(ValueError, match="needs onnx and onnxruntime"):
-        resolve_backend("onnx", CPU)
+    for backend in ("onnx", "onnx-int8"):
+        with pytest.raises(ValueError, match=f"the {backend} backend needs onnx and onnxruntime"):
+            resolve_backend(backend, CPU)
+    assert resolve_backend("openvino", CPU) == "openvino"
     monkeypatch.setattr(backends, "has_openvino", lambda: False)
     with pytest.raises(ValueError, match="needs onnx and openvino"):
         resolve_backend("openvino", CPU)
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         resolve_backend("tensorrt", CPU)
-    for backend in ("onnx", "openvino"):
+    for backend in ("onnx", "onnx-int8", "openvino"):
         with pytest.raises(ValueError, match=f"the {backend} backend runs on the CPU"):
             resolve_backend(backend, torch.device("cuda"))
     st = ps.load_style("toon", backend="onnx")  # built-in filters are not networks: always torch
@@ -75,32 +79,38 @@ class TestAutoMeasuresOnce:
     @pytest.fixture
     def measured(self, tmp_path, monkeypatch):
         monkeypatch.setenv("HF_HOME", str(tmp_path))
-        backends.fastest_cpu_backend.cache_clear()
+        backends.ranked_cpu_backends.cache_clear()
         calls = []
 
         def fake(candidates):
             calls.append(candidates)
-            return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7}[b] for b in candidates}
+            return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7, "onnx-int8": 0.3}[b]
+                    for b in candidates}
 
         monkeypatch.setattr(backends, "measure_backends", fake)
         yield calls
-        backends.fastest_cpu_backend.cache_clear()
+        backends.ranked_cpu_backends.cache_clear()
 
     def test_the_fastest_is_picked_and_remembered_on_disk(self, measured):
         candidates = ("torch", "onnx", "openvino")
-        assert backends.fastest_cpu_backend(candidates, 2) == "openvino"
+        assert backends.ranked_cpu_backends(candidates, 2) == ("openvino", "onnx", "torch")
         saved = json.loads(backends.choice_file().read_text())
         (entry,) = saved.values()
-        assert entry["backend"] == "openvino" and entry["seconds"] == {"torch": 0.9, "onnx": 0.5, "openvino": 0.4}
-        backends.fastest_cpu_backend.cache_clear()  # a new process: read from disk, not measured again
-        assert backends.fastest_cpu_backend(candidates, 2) == "openvino" and len(measured) == 1
-        assert backends.fastest_cpu_backend(("torch", "onnx"), 2) == "onnx" and len(measured) == 2
-        assert backends.fastest_cpu_backend(("torch",), 2) == "torch" and len(measured) == 2  # nothing to choose
+        assert entry["ranking"] == ["openvino", "onnx", "torch"]
+        assert entry["seconds"] == {"torch": 0.9, "onnx": 0.5, "openvino": 0.4}
+        backends.ranked_cpu_backends.cache_clear()  # a new process: read from disk, not measured again
+        assert backends.ranked_cpu_backends(candidates, 2)[0] == "openvino" and len(measured) == 1
+        assert backends.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
+        assert backends.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
+
+    def test_auto_falls_back_to_the_fastest_float_backend(self, measured, monkeypatch):
+        monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx-int8", "onnx"])
+        assert backends.auto_backend(CPU) == "onnx-int8" and backends.auto_fallback(CPU) == "onnx"
 
     def test_a_damaged_choice_file_is_measured_again_and_rewritten(self, measured):
         backends.choice_file().parent.mkdir(parents=True)
         backends.choice_file().write_text("{not json")
-        assert backends.fastest_cpu_backend(("torch", "onnx"), 2) == "onnx" and len(measured) == 1
+        assert backends.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 1
         assert json.loads(backends.choice_file().read_text())  # valid again
 
     def test_the_real_measurement_times_every_candidate(self):
@@ -165,6 +175,46 @@ def test_fastest_backend_against_tflite(fixtures):
 def small_ttn():
     torch.manual_seed(0)
     return TTN(channels=8, num_blocks=1).eval()
+
+
+class TestInt8:
+    """The int8 U-Net: calibrated on portraits, cached, refused under the floor, and replaced by
+    the next fastest backend when `auto` had picked it."""
+
+    def test_quantized_once_then_read_from_the_cache(self, whitebox, tmp_path, monkeypatch):
+        from portrait_stylize import quantize
+
+        monkeypatch.setenv("HF_HOME", str(tmp_path))
+        made = quantize.quantized_unet(whitebox)
+        assert made.psnr >= quantize.MIN_INT8_PSNR and made.method in ("minmax", "percentile", "entropy")
+        info = json.loads(next(quantize.cache_dir().glob("*.json")).read_text())
+        assert info["psnr"] == made.psnr and set(info["all"]) == {"minmax", "percentile", "entropy"}
+        import onnxruntime.quantization as ortq
+
+        monkeypatch.setattr(ortq, "quantize_static", lambda *a, **k: pytest.fail("quantized again"))
+        assert quantize.quantized_unet(whitebox) == made
+        next(quantize.cache_dir().glob("*.json")).write_text("{damaged")
+        monkeypatch.undo()
+        monkeypatch.setenv("HF_HOME", str(tmp_path))
+        assert quantize.quantized_unet(whitebox).psnr == made.psnr  # made again, same result
+
+    def test_under_the_floor_it_is_refused_or_auto_falls_back(self, tmp_path, monkeypatch):
+        from portrait_stylize import quantize
+
+        monkeypatch.setenv("HF_HOME", str(tmp_path))
+        monkeypatch.setattr(quantize, "MIN_INT8_PSNR", 99.0)  # no int8 network is that close
+        model = lively_style_model()
+        spec = ps.StyleSpec(name="t", kind="local")
+        image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+        with pytest.raises(quantize.QuantizationError, match=r"dB from float32 .*the floor is 99 dB.*onnx or openvino"):
+            ps.Stylizer(model, spec, backend="onnx-int8", face_backend="mediapipe")(image, faces=[])
+        monkeypatch.setattr(backends, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
+        st = ps.Stylizer(model, spec, face_backend="mediapipe")
+        assert st.backend == "onnx-int8"
+        out = st(image, faces=[])
+        assert st.backend == "onnx"
+        expected = ps.Stylizer(model, spec, backend="onnx", face_backend="mediapipe")(image, faces=[])
+        assert np.array_equal(np.asarray(out), np.asarray(expected))
 
 
 class TestOpenVINOGraph:

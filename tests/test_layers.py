@@ -21,7 +21,7 @@ LAYERS = {
     "regions": 2, "tiling": 2,
     "models": 3,
     "registry": 4, "devices": 4,
-    "hub": 5, "backends": 5, "export": 5, "downloads": 5, "modelscope": 5, "converted": 5,
+    "hub": 5, "backends": 5, "export": 5, "quantize": 5, "downloads": 5, "modelscope": 5, "converted": 5,
     "loading": 6, "convert": 6,
     "pipeline": 7,
     "video": 8, "ui": 8,

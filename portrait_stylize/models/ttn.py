@@ -204,10 +204,13 @@ class TTN(nn.Module):
         filter in ``x``'s dtype, because the filter's variance terms lose most precision in low
         precision while costing little. This is the graph exported to ONNX.
         """
-        y = self.unet(x.to(self.conv_in.weight.dtype)).to(x.dtype)
-        if self.gf_radius > 0:
-            y = guided_filter(x, y, self.gf_radius, self.gf_eps)
-        return y
+        return self.finish(x, self.unet(x.to(self.conv_in.weight.dtype)).to(x.dtype))
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The guided filter on the U-Net's output ``y`` with the input ``x`` as guide (both
+        ``(B, 3, H, W)``, same dtype); ``y`` itself when the filter is off. Backends that run
+        the U-Net elsewhere (int8) finish here, in float32."""
+        return guided_filter(x, y, self.gf_radius, self.gf_eps) if self.gf_radius > 0 else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
