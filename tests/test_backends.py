@@ -150,9 +150,10 @@ def test_cli_export_onnx(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_fastest_backend_against_tflite(fixtures):
-    """The auto backend beats float32 PyTorch everywhere, and the TFLite runtime where the CPU
-    has AMX tiles. With AVX-512 BF16 alone (AMD Zen 4) TFLite's int8 XNNPACK kernels stay ahead
-    (0.77x measured, docs/performance.md); without bf16 units see the ONNX Runtime ratio there."""
+    """Every backend keeps its quality floor against float32 (on the benchmark's noisy test input
+    and on a portrait; int8 is held to 35 dB on the portrait, what it was calibrated for), the
+    auto backend beats float32 PyTorch everywhere, and the TFLite runtime where the CPU has AMX
+    tiles. Elsewhere TFLite's int8 XNNPACK kernels stay ahead (docs/performance.md)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_peer_tflite import compare
 
@@ -161,12 +162,16 @@ def test_fastest_backend_against_tflite(fixtures):
     torch.set_num_threads(1)  # not 2, so that a compare() leaking its 2 threads would show below
     try:
         rows = {r["runtime"]: r for r in compare(fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite", size=512,
-                                                 threads=2, repeats=5, backends=sorted({"torch", auto}))}
+                                                 threads=2, repeats=5, backends=backends.cpu_candidates())}
         assert torch.get_num_threads() == 1  # the benchmark restored the caller's setting
     finally:
         torch.set_num_threads(before)
-    assert rows[auto]["psnr"] >= 40.0
-    assert rows["torch"]["ms"] / rows[auto]["ms"] >= 1.2
+    floors = {"torch": (100, 100), "onnx": (100, 100), "openvino": (100, 100), "torch-bf16": (55, 55),
+              "onnx-int8": (25, 35)}
+    for backend in backends.cpu_candidates():
+        on_noise, on_portrait = floors[backend]
+        assert rows[backend]["psnr"] >= on_noise and rows[backend]["psnr_portrait"] >= on_portrait, rows[backend]
+    assert rows["torch"]["ms"] / rows[auto]["ms"] >= 1.2, rows
     if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
         assert rows[auto]["ratio"] >= 1.0, rows
 
