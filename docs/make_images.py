@@ -38,9 +38,29 @@ def overlay(photo: Image.Image, masks: dict[str, np.ndarray]) -> Image.Image:
     return Image.fromarray(out.round().astype(np.uint8))
 
 
+#: The built-in styles, in the gallery's row order.
+BUILTINS = ("toon", "sketch", "comic", "watercolour", "poster")
+THUMB = 256
+
+
+def gallery(photos: list[Image.Image], name: str) -> None:
+    """One row per built-in style (the photos first), one column per photo, THUMB pixels high."""
+    rows = [photos] + [[ps.load_style(style)(p) for p in photos] for style in BUILTINS]
+    widths = [round(p.width * THUMB / p.height) for p in photos]
+    canvas = Image.new("RGB", (sum(widths) + GAP * (len(photos) - 1), len(rows) * (THUMB + GAP) - GAP), "white")
+    for r, row in enumerate(rows):
+        x = 0
+        for image, width in zip(row, widths):
+            canvas.paste(image.convert("RGB").resize((width, THUMB), Image.LANCZOS), (x, r * (THUMB + GAP)))
+            x += width + GAP
+    canvas.save(OUT / name)
+    print(f"wrote {OUT / name}")
+
+
 def main() -> None:
     photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
-    strip([photo] + [ps.load_style(name)(photo) for name in ("toon", "sketch")], "builtin-styles.jpg")
+    strip([photo] + [ps.load_style(name)(photo) for name in BUILTINS], "builtin-styles.jpg")
+    gallery([photo, Image.open(EXAMPLES / "hopper.jpg").convert("RGB")], "gallery.png")
     toon = ps.load_style("toon", face_backend="mediapipe")
     picked, details = toon(photo, regions=["hair", "lips", "eyes"], return_details=True)
     _, everything = toon(photo, regions=list(COLOURS), return_details=True)

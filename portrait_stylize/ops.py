@@ -126,3 +126,92 @@ def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected 3 RGB channels, got shape {tuple(x.shape)}")
     w = torch.tensor(_LUMA_RGB, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
+
+
+# OKLab (Björn Ottosson, 2020): linear sRGB -> LMS-like cone responses, cube root, -> Lab. A
+# perceptual space where equal steps look equal, so colours can be quantized and mixed without
+# hue shifts.
+_RGB_TO_LMS = ((0.4122214708, 0.5363325363, 0.0514459929), (0.2119034982, 0.6806995451, 0.1073969566),
+               (0.0883024619, 0.2817188376, 0.6299787005))
+_LMS_TO_LAB = ((0.2104542553, 0.7936177850, -0.0040720468), (1.9779984951, -2.4285922050, 0.4505937099),
+               (0.0259040371, 0.7827717662, -0.8086757660))
+_LAB_TO_LMS = ((1.0, 0.3963377774, 0.2158037573), (1.0, -0.1055613458, -0.0638541728),
+               (1.0, -0.0894841775, -1.2914855480))
+_LMS_TO_RGB = ((4.0767416621, -3.3077115913, 0.2309699292), (-1.2684380046, 2.6097574011, -0.3413193965),
+               (-0.0041960863, -0.7034186147, 1.7076147010))
+
+
+def _mix(x: torch.Tensor, matrix) -> torch.Tensor:
+    return torch.einsum("ij,bjhw->bihw", torch.tensor(matrix, device=x.device, dtype=x.dtype), x)
+
+
+def rgb_to_oklab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB to OKLab.
+
+    Args:
+        x: ``(B, 3, H, W)`` sRGB (gamma-encoded) in [0, 1].
+
+    Returns:
+        ``(B, 3, H, W)``: ``L`` in [0, 1] (black to white), ``a`` (green-red) and ``b``
+        (blue-yellow) in about [-0.4, 0.4]. White is ``(1, 0, 0)``, sRGB red
+        ``(0.628, 0.225, 0.126)``.
+    """
+    _check_bchw(x)
+    linear = torch.where(x > 0.04045, ((x.clamp_min(0.0) + 0.055) / 1.055) ** 2.4, x / 12.92)
+    return _mix(torch.sign(lms := _mix(linear, _RGB_TO_LMS)) * lms.abs() ** (1.0 / 3.0), _LMS_TO_LAB)
+
+
+def oklab_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """OKLab to sRGB, the inverse of :func:`rgb_to_oklab`.
+
+    Args:
+        x: ``(B, 3, H, W)`` OKLab (``L``, ``a``, ``b``).
+
+    Returns:
+        ``(B, 3, H, W)`` sRGB (gamma-encoded), clipped to [0, 1] (colours outside the sRGB gamut
+        are clipped per channel).
+    """
+    _check_bchw(x)
+    linear = _mix(_mix(x, _LAB_TO_LMS) ** 3, _LMS_TO_RGB).clamp(0.0, 1.0)
+    return torch.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
+
+
+def quantize_soft(x: torch.Tensor, step: float, sharpness: float) -> torch.Tensor:
+    """Round ``x`` to multiples of ``step`` with smooth (anti-aliased) transitions between them.
+
+    Args:
+        x: tensor of any shape.
+        step: distance between the levels (> 0).
+        sharpness: how hard the transitions are: 0 returns ``x`` unchanged, large values give
+            a staircase (each transition is a logistic curve of this slope, in steps).
+
+    Returns:
+        Tensor of ``x``'s shape; ``k * step`` for values near ``k * step``.
+    """
+    if step <= 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    v = x / step
+    k = torch.floor(v)
+    if sharpness <= 0:
+        return x
+    # Rescaled so the curve meets 0 and 1 at the ends of each step: no jumps between steps.
+    edge = torch.sigmoid(torch.tensor(sharpness / 2, dtype=x.dtype, device=x.device))
+    frac = (torch.sigmoid((v - k - 0.5) * sharpness) - (1 - edge)) / (2 * edge - 1)
+    return (k + frac) * step
+
+
+def xdog(luma: torch.Tensor, sigma: float, threshold: float, gain: float) -> torch.Tensor:
+    """Line darkness from an extended difference of Gaussians (Winnemöller et al. 2012): the dark
+    side of edges at the scale ``sigma``.
+
+    Args:
+        luma: ``(B, 1, H, W)`` brightness in [0, 1].
+        sigma: scale of the lines in pixels (the second Gaussian is 1.6 times wider).
+        threshold: contrast below which nothing is drawn (noise, JPEG blocks).
+        gain: how fast lines go from nothing to full ink above the threshold.
+
+    Returns:
+        ``(B, 1, H, W)`` ink coverage in [0, 1].
+    """
+    dog = gaussian_blur(luma, sigma) - gaussian_blur(luma, 1.6 * sigma)
+    return torch.clamp((-dog - threshold) * gain, 0.0, 1.0)

@@ -13,21 +13,15 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..ops import gaussian_blur, guided_filter, rgb_to_luma
+from ..ops import gaussian_blur, guided_filter, oklab_to_rgb, quantize_soft, rgb_to_luma, rgb_to_oklab, xdog
 from .base import Runner, StyleNetwork, register_architecture
 
 
-def _soft_posterize(y: torch.Tensor, levels: int, sharpness: float) -> torch.Tensor:
-    """Round ``y`` in [0, 1] to ``levels`` steps with smooth (anti-aliased) transitions."""
-    v = y * levels
-    k = torch.floor(v)
-    return (k + torch.sigmoid((v - k - 0.5) * sharpness)) / levels
-
-
-def _dog_lines(y: torch.Tensor, sigma: float, threshold: float, gain: float) -> torch.Tensor:
-    """Line darkness in [0, 1] from a difference of Gaussians on the dark side of edges (XDoG)."""
-    dog = gaussian_blur(y, sigma) - gaussian_blur(y, 1.6 * sigma)
-    return torch.clamp((-dog - threshold) * gain, 0.0, 1.0)
+def _flatten(image: torch.Tensor, radius: int, eps: float, iterations: int) -> torch.Tensor:
+    """Self-guided filtering: flat skin and textures, edges kept."""
+    for _ in range(iterations):
+        image = guided_filter(image, image, radius, eps)
+    return image
 
 
 def toon(image: torch.Tensor, smooth_radius: int = 5, smooth_eps: float = 4e-3, smooth_iters: int = 2,
@@ -46,13 +40,11 @@ def toon(image: torch.Tensor, smooth_radius: int = 5, smooth_eps: float = 4e-3, 
     Returns:
         ``(B, 3, H, W)`` RGB in [0, 1].
     """
-    flat = image
-    for _ in range(smooth_iters):
-        flat = guided_filter(flat, flat, smooth_radius, smooth_eps)
+    flat = _flatten(image, smooth_radius, smooth_eps, smooth_iters)
     luma = rgb_to_luma(flat)
     colour = luma + (flat - luma) * saturation
-    colour = colour + (_soft_posterize(luma, levels, sharpness) - luma)
-    lines = _dog_lines(luma, line_sigma, line_threshold, line_gain)
+    colour = colour + (quantize_soft(luma, 1.0 / levels, sharpness) - luma)
+    lines = xdog(luma, line_sigma, line_threshold, line_gain)
     return torch.clamp(colour * (1.0 - 0.85 * lines), 0.0, 1.0)
 
 
@@ -73,12 +65,86 @@ def sketch(image: torch.Tensor, dodge_sigma: float = 6.0, contrast: float = 2.2,
     luma = rgb_to_luma(image)
     dodge = torch.clamp(luma / (gaussian_blur(luma, dodge_sigma) + 1e-3), 0.0, 1.0) ** contrast
     tone = 1.0 - shade * (1.0 - gaussian_blur(luma, 2.0 * dodge_sigma))
-    lines = _dog_lines(luma, line_sigma, line_threshold, line_gain)
+    lines = xdog(luma, line_sigma, line_threshold, line_gain)
     out = torch.clamp(dodge * tone * (1.0 - 0.7 * lines), 0.0, 1.0)
     return out.expand(-1, 3, -1, -1).contiguous()
 
 
-BUILTIN_STYLES: dict[str, Callable[..., torch.Tensor]] = {"toon": toon, "sketch": sketch}
+def comic(image: torch.Tensor, smooth_radius: int = 4, smooth_eps: float = 6e-3, tones: int = 2,
+          sharpness: float = 30.0, chroma: float = 1.4, shadow: float = 0.42, line_sigma: float = 2.0,
+          line_threshold: float = 0.002, line_gain: float = 60.0) -> torch.Tensor:
+    """Comic-book ink: a few flat tones of strong colour, solid black shadows and bold outlines.
+
+    Args:
+        image: ``(B, 3, H, W)`` RGB in [0, 1].
+        smooth_radius, smooth_eps: self-guided filtering before anything is drawn.
+        tones, sharpness: lightness bands (in OKLab) and how hard their borders are.
+        chroma: colour gain in OKLab (1 keeps the photo's colours).
+        shadow: OKLab lightness below which the ink is solid black.
+        line_sigma, line_threshold, line_gain: width, sensitivity and darkness of the outlines.
+
+    Returns:
+        ``(B, 3, H, W)`` RGB in [0, 1].
+    """
+    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2))
+    lightness = lab[:, :1]
+    banded = quantize_soft(lightness, 1.0 / tones, sharpness).clamp(0.35, 1.0)
+    colour = oklab_to_rgb(torch.cat([banded, lab[:, 1:] * chroma], dim=1))
+    ink = torch.maximum(torch.sigmoid((shadow - lightness) * 40.0), xdog(lightness, line_sigma, line_threshold, line_gain))
+    return torch.clamp(colour * (1.0 - ink), 0.0, 1.0)
+
+
+def watercolour(image: torch.Tensor, smooth_radius: int = 8, smooth_eps: float = 1e-2, bleed_sigma: float = 5.0,
+                wash: float = 0.45, pooling: float = 5.0, pool_sigma: float = 2.0, chroma: float = 0.9) -> torch.Tensor:
+    """Watercolour: soft, light washes whose colour bleeds across edges, with darker pigment
+    pooled along them.
+
+    Args:
+        image: ``(B, 3, H, W)`` RGB in [0, 1].
+        smooth_radius, smooth_eps: self-guided filtering (the washes are flat).
+        bleed_sigma: how far colour runs across edges (blur of OKLab a, b in pixels).
+        wash: how much lighter everything gets (0 keeps the lightness, 1 is blank paper).
+        pooling, pool_sigma: darkness and width of the pigment rims along edges.
+        chroma: colour gain in OKLab.
+
+    Returns:
+        ``(B, 3, H, W)`` RGB in [0, 1].
+    """
+    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2))
+    lightness = lab[:, :1]
+    rims = (gaussian_blur(lightness, pool_sigma) - gaussian_blur(lightness, 2.0 * pool_sigma)).abs()
+    lightness = lightness + (1.0 - lightness) * wash - pooling * rims
+    ab = gaussian_blur(lab[:, 1:], bleed_sigma) * chroma
+    return oklab_to_rgb(torch.cat([lightness.clamp(0.0, 1.0), ab], dim=1))
+
+
+def poster(image: torch.Tensor, smooth_radius: int = 4, smooth_eps: float = 5e-3, levels: int = 3,
+           chroma_step: float = 0.06, chroma: float = 1.3, sharpness: float = 40.0, line_sigma: float = 1.2,
+           line_threshold: float = 0.004, line_gain: float = 0.0) -> torch.Tensor:
+    """Flat-colour poster, like a screen print: three lightness bands and flat hues (outlines
+    optional: ``line_gain > 0``).
+
+    Args:
+        image: ``(B, 3, H, W)`` RGB in [0, 1].
+        smooth_radius, smooth_eps: self-guided filtering (flat areas).
+        levels: lightness bands (OKLab L).
+        chroma_step: spacing of the colour levels in OKLab a and b (larger: fewer hues).
+        chroma: colour gain in OKLab before quantizing.
+        sharpness: how hard the band borders are.
+        line_sigma, line_threshold, line_gain: width, sensitivity and darkness of the outlines.
+
+    Returns:
+        ``(B, 3, H, W)`` RGB in [0, 1].
+    """
+    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2))
+    lightness = quantize_soft(lab[:, :1], 1.0 / levels, sharpness)
+    ab = quantize_soft(lab[:, 1:] * chroma, chroma_step, sharpness)
+    lines = xdog(lab[:, :1], line_sigma, line_threshold, line_gain)
+    return torch.clamp(oklab_to_rgb(torch.cat([lightness, ab], dim=1)) * (1.0 - 0.8 * lines), 0.0, 1.0)
+
+
+BUILTIN_STYLES: dict[str, Callable[..., torch.Tensor]] = {"toon": toon, "sketch": sketch, "comic": comic,
+                                                          "watercolour": watercolour, "poster": poster}
 
 
 @register_architecture
