@@ -90,7 +90,10 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                 with gr.Column():
                     image = PhotoInput(label="Portrait", type="filepath", image_mode=None,
                                      sources=["upload", "webcam", "clipboard"])
-                    style = gr.Dropdown(ui.style_choices(), value=style0, label="Style")
+                    with gr.Row():
+                        style = gr.Dropdown(ui.style_choices(), value=style0, label="Style", scale=3)
+                        preview = gr.Image(ui.style_preview(style0), label="Preview", type="pil", height=120,
+                                           interactive=False, buttons=[], scale=1)
                     info = gr.Markdown(ui.style_markdown(style0))
                     reference = gr.Image(label="Style reference (reference-based styles)", type="filepath",
                                          visible=ui.is_reference_style(style0))
@@ -125,8 +128,9 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                                             "(estimated from the first frames when you upload).")
                 clip_out = gr.Video(label="Stylized clip")
             run_clip = gr.Button("Stylize video", variant="primary")
-        style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name))),
-                     style, [info, reference], **PRIVATE)
+        style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name)),
+                                    ui.style_preview(name)),
+                     style, [info, reference, preview], **PRIVATE)
         face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
                             face_backend, regions, **PRIVATE)
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)

@@ -9,6 +9,7 @@ raw values of UI widgets and return what to show. Errors a user can cause come o
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import shutil
@@ -25,6 +26,8 @@ from .io import DEFAULT_MAX_PIXELS, load_image, save_image
 from .loading import list_styles
 from .pipeline import Stylizer, StylizeDetails, cached_stylizer
 from .registry import StyleSpec, load_registry
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 1024
 #: Clips are bounded by the work they need here, estimated from their first frames before
@@ -86,6 +89,26 @@ def style_markdown(name: str) -> str:
     licence = f"**{spec.licence}: NON-COMMERCIAL use only**" if is_non_commercial(spec) else f"**{spec.licence}**"
     source = f" · [source]({spec.source})" if spec.source.startswith("https://") else ""
     return f"{spec.description} · licence {licence}{source} · {where}"
+
+
+#: The face the style previews show: a bundled crop of the public-domain astronaut photo
+#: (``data/calibration/README.md``).
+PREVIEW_PORTRAIT = Path(__file__).parent / "data" / "calibration" / "astronaut.jpg"
+
+
+@functools.lru_cache(maxsize=64)
+def style_preview(name: str) -> Image.Image | None:
+    """A 192-px preview of ``name`` on a bundled portrait, for styles ready offline (``None`` for
+    one that would download first, or cannot run without a reference: nothing is fetched for a
+    thumbnail). Cached per style."""
+    spec = next((s for s in list_styles() if s.name == name), None)
+    if spec is None or not spec.available_offline or is_reference_style(name):
+        return None
+    try:
+        return cached_stylizer(name)(PREVIEW_PORTRAIT)
+    except PortraitStylizeError as exc:
+        logger.warning("no preview for style %r: %s", name, exc)
+        return None
 
 
 def is_reference_style(name: str) -> bool:

@@ -272,3 +272,24 @@ def test_facexlib_is_offered_only_once_its_weights_are_on_disk(tmp_path, monkeyp
     for name in WEIGHT_URLS:
         (tmp_path / name).write_bytes(b"weights")
     assert ui.face_backend_choices() == ["auto", "mediapipe", "facexlib"]
+
+
+# --- style previews -------------------------------------------------------------------------------
+
+
+def test_each_offline_style_has_a_preview_beside_the_dropdown(app):
+    """A preview of the chosen style on a bundled portrait: shown at start and on every change;
+    styles that would download first get none (nothing is fetched for a thumbnail)."""
+    source = np.asarray(Image.open(ui.PREVIEW_PORTRAIT).convert("RGB"), dtype=float)
+    previews = {}
+    for name in ("toon", "sketch", "comic", "watercolour", "poster"):
+        previews[name] = ui.style_preview(name)
+        assert previews[name].size == (192, 192)
+        assert np.abs(np.asarray(previews[name], dtype=float) - source).mean() > 4, name
+        assert ui.style_preview(name) is previews[name]  # made once
+    assert ui.style_preview("anime") is None and ui.style_preview("no-such-style") is None
+    demo = app.create_demo()
+    preview = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Preview")
+    assert preview.value is not None  # the default style's preview, from the start
+    change = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and preview._id in [o._id for o in fn.outputs])
+    assert [i.label for i in change.inputs] == ["Style"]
