@@ -96,19 +96,23 @@ def style_markdown(name: str) -> str:
 PREVIEW_PORTRAIT = Path(__file__).parent / "data" / "calibration" / "astronaut.jpg"
 
 
-@functools.lru_cache(maxsize=64)
 def style_preview(name: str) -> Image.Image | None:
     """A 192-px preview of ``name`` on a bundled portrait, for styles ready offline (``None`` for
     one that would download first, or cannot run without a reference: nothing is fetched for a
-    thumbnail). Cached per style."""
+    thumbnail; once the style is on disk it gets one)."""
     spec = next((s for s in list_styles() if s.name == name), None)
     if spec is None or not spec.available_offline or is_reference_style(name):
         return None
     try:
-        return cached_stylizer(name)(PREVIEW_PORTRAIT)
+        return _preview(name)
     except PortraitStylizeError as exc:
         logger.warning("no preview for style %r: %s", name, exc)
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _preview(name: str) -> Image.Image:
+    return cached_stylizer(name)(PREVIEW_PORTRAIT)
 
 
 def is_reference_style(name: str) -> bool:

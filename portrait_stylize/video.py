@@ -28,8 +28,8 @@ from .pipeline import Stylizer
 DEFAULT_MAX_SECONDS = 60.0
 #: Faces are detected on every n-th frame and tracked (smoothed, carried over) in between.
 DEFAULT_DETECT_EVERY = 4
-#: Frames up to this many pixels (720p) run untiled: one network pass instead of overlapping tiles
-#: that would recompute their overlaps (a 480x528 frame is 4 tiles of 512²).
+#: Frames up to this many pixels (720p) run untiled: one network pass instead of tiles that would
+#: recompute their context (a 480x528 frame would be 2 tiles, the second mostly context).
 UNTILED_FRAME_PIXELS = 1280 * 720
 
 
