@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -50,7 +49,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .converted import data_home
 from .errors import InvalidArgumentError
+from .io import write_atomically
 from .models.base import Runner
 from .models.ttn import TTN, pad_to_multiple
 from .options import BACKENDS
@@ -145,9 +146,10 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
-    return set(next((line.split(":", 1)[1].split() for line in _cpuinfo() if line.startswith(("flags", "Features"))), []))
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``, read once; empty where it cannot be read)."""
+    return frozenset(next((line.split(":", 1)[1].split() for line in _cpuinfo() if line.startswith(("flags", "Features"))), []))
 
 
 def cpu_description() -> str:
@@ -174,9 +176,7 @@ def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
 
 def choice_file() -> Path:
     """``$HF_HOME/portrait-stylize/backend-choice.json`` (read at every call)."""
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HOME") or constants.HF_HOME) / "portrait-stylize" / "backend-choice.json"
+    return data_home() / "backend-choice.json"
 
 
 def _remembered() -> dict:
@@ -191,13 +191,10 @@ def _remember(key: str, entry: dict) -> None:
     """Add ``entry`` under ``key``, written to a temporary file and renamed into place (a crash
     never leaves a half-written file; a read-only cache only costs a new measurement next time)."""
     path = choice_file()
-    data = {**_remembered(), key: entry}
+    text = json.dumps({**_remembered(), key: entry}, indent=1)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".backend-choice.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     except OSError as exc:
         logger.info("could not remember the backend choice in %s: %s", path, exc)
 

@@ -54,10 +54,15 @@ class Provenance:
     converter_version: int = CONVERTER_VERSION
 
 
+def data_home() -> Path:
+    """``$HF_HOME/portrait-stylize``: where this package keeps what it makes on a machine
+    (conversions, the measured backend choice, int8 networks); read at every call."""
+    return Path(os.environ.get("HF_HOME") or constants.HF_HOME) / "portrait-stylize"
+
+
 def cache_root() -> Path:
     """``$PORTRAIT_STYLIZE_CACHE``, else ``$HF_HOME/portrait-stylize/converted`` (read at every call)."""
-    raw = os.environ.get(ENV_CACHE) or os.path.join(os.environ.get("HF_HOME") or constants.HF_HOME,
-                                                     "portrait-stylize", "converted")
+    raw = os.environ.get(ENV_CACHE) or str(data_home() / "converted")
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 

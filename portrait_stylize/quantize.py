@@ -21,7 +21,6 @@ import importlib.metadata
 import io
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .converted import data_home
 from .errors import PortraitStylizeError
+from .io import write_atomically
 from .models.ttn import TTN
 
 #: Quantized U-Nets closer to float32 than this (dB) are refused.
@@ -55,9 +56,7 @@ class Int8UNet:
 
 def cache_dir() -> Path:
     """``$HF_HOME/portrait-stylize/int8`` (read at every call)."""
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HOME") or constants.HF_HOME) / "portrait-stylize" / "int8"
+    return data_home() / "int8"
 
 
 def _portrait(name: str) -> np.ndarray:
@@ -79,14 +78,6 @@ def _key(net: TTN) -> str:
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -153,9 +144,10 @@ def quantized_unet(net: TTN, min_psnr: float | None = MIN_INT8_PSNR) -> Int8UNet
                     out = net.finish(torch.from_numpy(held_out), torch.from_numpy(unet)).numpy()
                 results.append(Int8UNet(data, method.name.lower(), _psnr(out, reference)))
         found = max(results, key=lambda r: r.psnr)
-        _write_atomically(model_path, found.onnx)
-        _write_atomically(info_path, json.dumps({"method": found.method, "psnr": found.psnr,
-                                                 "all": {r.method: round(r.psnr, 2) for r in results}}).encode())
+        info = json.dumps({"method": found.method, "psnr": found.psnr, "all": {r.method: round(r.psnr, 2) for r in results}})
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(model_path, lambda tmp: Path(tmp).write_bytes(found.onnx))
+        write_atomically(info_path, lambda tmp: Path(tmp).write_text(info, encoding="utf-8"))
     if min_psnr is not None and found.psnr < min_psnr:
         raise QuantizationError(f"in int8 this network is {found.psnr:.1f} dB from float32 on a held-out portrait "
                                 f"(the floor is {min_psnr:g} dB); use the onnx or openvino backend instead")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..errors import InvalidStyleError
+from ..io import write_atomically
 from ..style_files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from .base import StyleNetwork, build_network
 
@@ -66,16 +66,6 @@ def model_card(network: StyleNetwork, load_name: str | None = None, extra: str =
     return str(card)
 
 
-def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def save_style(network: StyleNetwork, folder: str | os.PathLike, *, load_name: str | None = None,
                card_extra: str = "") -> Path:
     """Write ``network`` as a style folder (created if needed; other files in it are kept).
@@ -90,10 +80,10 @@ def save_style(network: StyleNetwork, folder: str | os.PathLike, *, load_name: s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(network.config, indent=2) + "\n"
-    _write_atomically(folder / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
-    _write_atomically(folder / WEIGHTS_NAME, lambda p: save_model(network, p))
+    write_atomically(folder / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    write_atomically(folder / WEIGHTS_NAME, lambda p: save_model(network, p))
     card = model_card(network, load_name, card_extra)
-    _write_atomically(folder / CARD_NAME, lambda p: Path(p).write_text(card, encoding="utf-8"))
+    write_atomically(folder / CARD_NAME, lambda p: Path(p).write_text(card, encoding="utf-8"))
     return folder
 
 
