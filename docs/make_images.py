@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 import portrait_stylize as ps
+from portrait_stylize.image_quality import DEGRADATIONS, degrade
 
 SIDE, GAP = 384, 8
 OUT = Path(__file__).parent / "images"
@@ -53,14 +54,17 @@ def gallery(photos: list[Image.Image], name: str) -> None:
         for image, width in zip(row, widths):
             canvas.paste(image.convert("RGB").resize((width, THUMB), Image.LANCZOS), (x, r * (THUMB + GAP)))
             x += width + GAP
-    canvas.save(OUT / name)
+    canvas.save(OUT / name, quality=88)
     print(f"wrote {OUT / name}")
 
 
 def main() -> None:
     photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
     strip([photo] + [ps.load_style(name)(photo) for name in BUILTINS], "builtin-styles.jpg")
-    gallery([photo, Image.open(EXAMPLES / "hopper.jpg").convert("RGB")], "gallery.png")
+    hopper = Image.open(EXAMPLES / "hopper.jpg").convert("RGB")
+    gallery([photo, hopper], "gallery.png")
+    hopper = hopper.resize((512, round(512 * hopper.height / hopper.width)), Image.LANCZOS)
+    gallery([degrade(hopper, how) for how in ("sharp", *DEGRADATIONS)], "degraded.jpg")
     toon = ps.load_style("toon", face_backend="mediapipe")
     picked, details = toon(photo, regions=["hair", "lips", "eyes"], return_details=True)
     _, everything = toon(photo, regions=list(COLOURS), return_details=True)

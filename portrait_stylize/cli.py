@@ -5,36 +5,25 @@ Examples::
     portrait-stylize styles
     portrait-stylize run photo.jpg -o photo_toon.png
     portrait-stylize run photos/ more.jpg --style sketch --strength 0.8 -o out/
+    accelerate launch --num_processes 4 -m portrait_stylize batch photos/ -o out/
+    portrait-stylize evaluate --style toon,sketch --photos photos/ --exemplars anime/ --out report/
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from .batch import DEFAULT_NAME_PATTERN
 from .errors import PortraitStylizeError
 from .options import (BACKENDS, CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, DEFAULT_TILE_SIZE, FACE_BACKENDS, IMAGE_SUFFIXES,
                       PADDINGS, REGIONS, UPSAMPLINGS)
 from .version import __version__
 
 # Commands import torch, MediaPipe and the pipeline when they run, so --help answers at once.
-
-
-def _expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders replaced by the images directly inside them (sorted)."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
-        else:
-            files.append(path)
-    return files
-
-
-DEFAULT_NAME_PATTERN = "{name}.{style}.png"
 
 
 def _check_name_pattern(pattern: str) -> str:
@@ -50,27 +39,6 @@ def _check_name_pattern(pattern: str) -> str:
     return pattern
 
 
-def _output_paths(files: list[Path], out: Path, single_file: bool, style: str, pattern: str) -> list[Path]:
-    """One output per input, never an input itself and never two inputs on one output: folder
-    outputs are named by ``pattern`` (``a.jpg`` -> ``a.toon.png``); a name that would overwrite an
-    input, or repeats another, gets a number (``a_1.toon.png``)."""
-    inputs = {f.resolve() for f in files}
-    if single_file:
-        if out.resolve() in inputs:
-            raise PortraitStylizeError(f"-o {out} is the input image itself; choose another output name "
-                                       "(your photo is never overwritten)")
-        return [out]
-    taken: set[Path] = set()
-    paths = []
-    for f in files:
-        candidate, n = out / pattern.format(name=f.stem, style=style), 1
-        while candidate.resolve() in taken | inputs:
-            candidate, n = out / pattern.format(name=f"{f.stem}_{n}", style=style), n + 1
-        taken.add(candidate.resolve())
-        paths.append(candidate)
-    return paths
-
-
 def _output_kind(output: str, files: list[Path], inputs: list[str]) -> bool:
     """True when ``-o`` is one output file, False for a folder; a name that is neither (no image
     suffix, no trailing slash, not an existing folder) is refused rather than guessed."""
@@ -83,12 +51,6 @@ def _output_kind(output: str, files: list[Path], inputs: list[str]) -> bool:
         raise PortraitStylizeError(f"{len(files)} inputs need an output folder, but -o {output} is a file name; "
                                    f"use a folder such as -o {out.with_suffix('')}/")
     return is_file
-
-
-def _failure(src: Path, exc: Exception) -> str:
-    """One line for a failed image, naming the file once."""
-    text = str(exc)
-    return text if str(src) in text else f"{src}: {text}"
 
 
 def _save_masks(details, folder: Path, stem: str) -> None:
@@ -122,11 +84,25 @@ def _unit_float(text: str) -> float:
     return value
 
 
-def _name_list(text: str) -> list[str]:
+def _name_list(text: str, example: str = "region names like hair,lips") -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated region names like hair,lips")
+        raise argparse.ArgumentTypeError(f"expected comma-separated {example}")
     return names
+
+
+def _style_list(text: str) -> list[str]:
+    return _name_list(text, "style names like toon,sketch")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _cmd_styles(args: argparse.Namespace) -> int:
@@ -144,57 +120,79 @@ def _cmd_styles(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """``run`` and ``batch``: the same work; ``batch`` splits it over launched processes, skips
+    results that exist (resume) and needs a folder output."""
+    import torch
     from tqdm.auto import tqdm
 
+    from .batch import current_processes, expand_inputs, output_paths, run_pairs, shard
     from .io import save_image
     from .pipeline import load_style
 
-    missing = [item for item in args.images if not Path(item).exists()]
+    batch = args.command == "batch"
+    listed = [item[1:] if item.startswith("@") else item for item in args.images]
+    missing = [item for item in listed if not Path(item).exists()]
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    files = _expand_inputs(args.images)
+    files = expand_inputs(args.images)
     if not files:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)
         return 2
     single_file = _output_kind(args.output, files, args.images)
+    if batch and single_file:
+        print(f"error: batch writes to a folder; use -o {Path(args.output).with_suffix('')}/", file=sys.stderr)
+        return 2
+    processes, wait_for_everyone = current_processes() if batch else (None, lambda: None)
     out = Path(args.output)
-    stylizer = load_style(args.style, device=args.device, tile_size=args.tile_size or None,
-                          max_pixels=args.max_pixels or None, backend=args.backend, face_backend=args.face_backend,
-                          max_short_side=args.max_short_side or None)
+    if processes is not None and processes.device is None and "OMP_NUM_THREADS" not in os.environ:
+        # Processes sharing a machine's CPU share its cores instead of each taking them all.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes.local_world))
+    stylizer = load_style(args.style, device=args.device or (processes and processes.device),
+                          tile_size=args.tile_size or None, max_pixels=args.max_pixels or None, backend=args.backend,
+                          face_backend=args.face_backend, max_short_side=args.max_short_side or None)
     # Options the style or face backend cannot take are bad arguments: refused before any image.
     stylizer.check_inputs(args.regions, args.strength, args.harmonize, args.faces, args.style_image)
-    failures: list[tuple[Path, str]] = []
-    targets = _output_paths(files, out, single_file, stylizer.name, args.name_pattern)
-    for src, dst in zip(files, targets):
+    targets = output_paths(files, out, single_file, stylizer.name, args.name_pattern)
+    pairs = list(zip(files, targets))
+    if processes is not None:
+        pairs = shard(pairs, processes.rank, processes.world)
+    for src, dst in pairs:
         if not single_file and dst.name != args.name_pattern.format(name=src.stem, style=stylizer.name) \
                 and not args.quiet:
             tqdm.write(f"{src} -> {dst} (so that no input and no other result is overwritten)", file=sys.stderr)
     options = {"regions": args.regions, "strength": args.strength, "harmonize": args.harmonize, "faces": args.faces,
                # One progress display: the tiles of a lone image, or the batch bar over images.
                "style_image": args.style_image, "progress": not args.quiet and len(files) == 1}
-    for src, dst in tqdm(list(zip(files, targets)), desc=f"stylizing ({stylizer.name})", unit="img",
-                         disable=len(files) < 2 or args.quiet):
-        try:
-            result, details = stylizer(src, return_details=True, **options)
-            save_image(result, dst)
-            if args.save_masks:
-                _save_masks(details, Path(args.save_masks), src.stem)
-            for _, reason in details.skipped:
-                tqdm.write(f"{src}: {reason}", file=sys.stderr)
-        except (PortraitStylizeError, ValueError, OSError, RuntimeError) as exc:  # RuntimeError: e.g. out of memory
-            failures.append((src, _failure(src, exc)))
-            if len(files) > 1 and not args.quiet:  # said now, during a long batch; listed again at the end
-                tqdm.write(f"skipped {failures[-1][1]}", file=sys.stderr)
-    done = len(files) - len(failures)
-    if len(files) == 1 and failures:
-        print(f"error: {failures[0][1]}", file=sys.stderr)
+
+    def stylize_one(src: Path, dst: Path) -> None:
+        result, details = stylizer(src, return_details=True, **options)
+        save_image(result, dst)
+        if args.save_masks:
+            _save_masks(details, Path(args.save_masks), src.stem)
+        for _, reason in details.skipped:
+            tqdm.write(f"{src}: {reason}", file=sys.stderr)
+
+    where = f" [process {processes.rank + 1}/{processes.world}]" if processes and processes.world > 1 else ""
+    with tqdm(total=len(pairs), desc=f"stylizing ({stylizer.name}){where}", unit="img",
+              disable=len(files) < 2 or args.quiet) as bar:
+        def show(src: Path, dst: Path, outcome: str) -> None:
+            bar.update()
+            if outcome not in ("written", "existing") and len(files) > 1 and not args.quiet:
+                tqdm.write(f"skipped {outcome}", file=sys.stderr)  # said now; listed again at the end
+
+        report = run_pairs(stylize_one, pairs, overwrite=not batch, progress=show)
+    wait_for_everyone()
+    if len(files) == 1 and report.failed:
+        print(f"error: {report.failed[0][1]}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"wrote {done} of {len(files)} image(s) to {out}")
-    if failures:
-        print(f"error: {len(failures)} of {len(files)} image(s) failed:", file=sys.stderr)
-        for _, reason in failures:
+        resumed = f", {len(report.existing)} already there" if batch else ""
+        per_file = f" ({report.seconds / len(report.written):.2f} s each)" if batch and report.written else ""
+        print(f"wrote {len(report.written)} of {len(pairs)} image(s) to {out}{resumed}{per_file}{where}")
+    if report.failed:
+        print(f"error: {len(report.failed)} of {len(pairs)} image(s) failed{where}:", file=sys.stderr)
+        for _, reason in report.failed:
             print(f"  {reason}", file=sys.stderr)
         return 1
     return 0
@@ -212,6 +210,20 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {args.output}: {info.frames} frames at {info.fps:g} fps, {info.size[0]}x{info.size[1]}, "
               f"audio {'kept' if info.audio else 'none in the input'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, markdown_table
+
+    for option, folder in (("--photos", args.photos), ("--exemplars", args.exemplars)):
+        if folder is not None and not Path(folder).is_dir():
+            print(f"error: {option}: no such folder: {folder}", file=sys.stderr)
+            return 2
+    report = evaluate(args.style, args.photos, args.out, exemplars=args.exemplars, size=args.size, limit=args.limit,
+                      device=args.device, progress=not args.quiet)
+    print(markdown_table(report), end="")
+    print(f"wrote {Path(args.out) / 'metrics.json'}, metrics.md, grid.jpg and each style's results")
     return 0
 
 
@@ -298,25 +310,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="glob on style names, e.g. '*toon*'")
     p.set_defaults(func=_cmd_styles)
 
-    p = sub.add_parser("run", help="stylize images or folders of images")
-    p.add_argument("images", nargs="+", help="image files and/or folders of images")
-    p.add_argument("-o", "--output", required=True,
-                   help="output file with an image suffix (one input), or a folder: an existing one or a name "
-                        "ending in '/' (results named by --name-pattern)")
-    p.add_argument("--name-pattern", type=_check_name_pattern, default=DEFAULT_NAME_PATTERN,
-                   help=f"result names in an output folder, from {{name}} (the input's) and {{style}}; the suffix "
-                        f"chooses the format (default {DEFAULT_NAME_PATTERN!r}: photo.jpg -> photo.toon.png)")
-    _add_style_options(p)
-    p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
-    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                   help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
-    p.add_argument("--max-short-side", type=int, default=0,
-                   help="work at most at this short side and scale back, like the official DCT-Net pipeline (720); "
-                        "default 0 = full resolution, tiled")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    p.set_defaults(func=_cmd_run)
+    for command, summary in (("run", "stylize images or folders of images"),
+                             ("batch", "stylize many images, split across processes/GPUs under 'accelerate launch', "
+                                       "resumable: results already written are skipped")):
+        p = sub.add_parser(command, help=summary, description=summary)
+        p.add_argument("images", nargs="+", help="image files, folders of images, and @LIST text files of image paths")
+        p.add_argument("-o", "--output", required=True,
+                       help="a folder: an existing one or a name ending in '/' (results named by --name-pattern)"
+                            + ("; or, for one input, an output file with an image suffix" if command == "run" else ""))
+        p.add_argument("--name-pattern", type=_check_name_pattern, default=DEFAULT_NAME_PATTERN,
+                       help=f"result names in an output folder, from {{name}} (the input's) and {{style}}; the suffix "
+                            f"chooses the format (default {DEFAULT_NAME_PATTERN!r}: photo.jpg -> photo.toon.png)")
+        _add_style_options(p)
+        p.add_argument("--save-masks", metavar="DIR", help="also write each region mask and the blend weight as PNGs")
+        p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                       help=f"tile larger images at this size; 0 disables (default {DEFAULT_TILE_SIZE})")
+        p.add_argument("--max-short-side", type=int, default=0,
+                       help="work at most at this short side and scale back, like the official DCT-Net pipeline (720); "
+                            "default 0 = full resolution, tiled")
+        p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                       help=f"refuse larger images; 0 disables (default {DEFAULT_MAX_PIXELS:,})")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+        p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("video", help="stylize a video clip frame by frame (audio kept, faces smoothed over time)")
     p.add_argument("input", help="video file (anything ffmpeg reads)")
@@ -353,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", metavar="FILE",
                    help="registry file to update (default: $PORTRAIT_STYLIZE_CHECKPOINTS, else the package's checkpoints.json)")
     p.set_defaults(func=_cmd_pin)
+
+    p = sub.add_parser("evaluate", help="score styles on a folder of photos (SSIM, LPIPS, FID/KID, identity) "
+                                        "and write a report with a picture grid")
+    p.add_argument("-s", "--style", required=True, type=_style_list, help="styles to score, comma-separated, e.g. toon,sketch")
+    p.add_argument("--photos", required=True, metavar="DIR", help="folder of photos to stylize")
+    p.add_argument("--exemplars", metavar="DIR", help="folder of style exemplars for FID and KID (default: not scored)")
+    p.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
+    p.add_argument("--size", type=_positive_int, default=256, help="side of the square crops scored (default 256)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="score at most this many photos")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("export-onnx", help="export a style's networks to ONNX (dynamic size, checked against PyTorch)")
     p.add_argument("style", help="registry name, style folder or Hub 'org/name'")

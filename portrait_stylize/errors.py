@@ -59,3 +59,7 @@ class InvalidStyleError(PortraitStylizeError, ValueError):
 
 class HubUploadError(PortraitStylizeError):
     """Creating a Hub repository or uploading a style to it failed."""
+
+
+class MissingDependencyError(PortraitStylizeError, ImportError):
+    """An optional package that a feature needs is not installed (the message names the extra)."""

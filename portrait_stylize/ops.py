@@ -54,7 +54,7 @@ def _window_counts(n: int, radius: int, like: torch.Tensor) -> torch.Tensor:
     return ((i + radius).clamp(max=n - 1) - (i - radius).clamp(min=0) + 1).to(like.dtype)
 
 
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float, subsample: int = 1) -> torch.Tensor:
     """Edge-preserving guided filter (He et al. 2013), as used after DCT-Net's and White-box's U-Net.
 
     The output is locally a linear function of ``guide`` (``a * guide + b`` per window), so it keeps
@@ -67,6 +67,11 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
         radius: box radius (DCT-Net/White-box inference: 1).
         eps: regularisation; larger means smoother (White-box 5e-3, DCT-Net 1e-2, surface
             representation in training 0.2).
+        subsample: fit the per-window coefficients on copies shrunk by this factor (area
+            averaging) and upsample them bilinearly before applying them to the full-size
+            ``guide`` (He & Sun's fast guided filter): a window of ``radius`` full-size pixels
+            then costs ``1/subsample²`` as much, and edges stay as sharp as the guide's.
+            1 (the default) is the exact filter.
 
     Returns:
         ``(B, C, H, W)`` filtered ``src``.
@@ -78,13 +83,27 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
             f"guide {tuple(guide.shape)} and src {tuple(src.shape)} must share B, H, W and have "
             "the same number of channels (or guide has 1)"
         )
+    if subsample < 1:
+        raise ValueError(f"subsample must be >= 1, got {subsample}")
+    full_guide = guide
+    if subsample > 1:
+        # Pad to whole cells so the cells sit on the same grid in any crop whose offset is a
+        # multiple of subsample: tiles of a large picture then match the untiled result.
+        pad = (0, -guide.shape[-1] % subsample, 0, -guide.shape[-2] % subsample)
+        guide = F.avg_pool2d(F.pad(guide, pad, mode="replicate"), subsample)
+        src = F.avg_pool2d(F.pad(src, pad, mode="replicate"), subsample)
+        radius = max(1, round(radius / subsample))
     mean_g = box_filter(guide, radius)
     mean_s = box_filter(src, radius)
     cov_gs = box_filter(guide * src, radius) - mean_g * mean_s
     var_g = box_filter(guide * guide, radius) - mean_g * mean_g
     a = cov_gs / (var_g + eps)
-    b = mean_s - a * mean_g
-    return box_filter(a, radius) * guide + box_filter(b, radius)
+    a, b = box_filter(a, radius), box_filter(mean_s - a * mean_g, radius)
+    if subsample > 1:
+        height, width = full_guide.shape[-2:]
+        a = F.interpolate(a, scale_factor=subsample, mode="bilinear", align_corners=False)[..., :height, :width]
+        b = F.interpolate(b, scale_factor=subsample, mode="bilinear", align_corners=False)[..., :height, :width]
+    return a * full_guide + b
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -118,9 +118,10 @@ class Stylizer:
         spec: what the style is (name, kind, licence, source ...).
         device: where the model runs (default: :func:`~portrait_stylize.devices.default_device`).
         tile_size: images larger than this (either side) run in tiles, bounding memory; ``None``
-            never tiles. Network styles tile exactly (``tile_size`` cores with the network's full
-            reach as context, the same result as untiled); others in overlapping tiles of this
-            side, cross-faded (see :mod:`portrait_stylize.tiling`).
+            never tiles. Styles that know their reach (networks, built-in filters) tile exactly
+            (``tile_size`` cores with the full reach as context, the same result as untiled);
+            others in overlapping tiles of this side, cross-faded (see
+            :mod:`portrait_stylize.tiling`).
         tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,
@@ -324,11 +325,12 @@ class Stylizer:
     def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool) -> np.ndarray:
         """``(1, 3, H, W)`` RGB in [0, 1] -> ``(H, W, 3)`` float32 stylized, tiled when large."""
         reference = reference.to(self.device) if reference is not None else None
+        model = self.model.adapted_to(photo)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
-            return self.model(x.to(self.device), "image", reference, self._runners)
+            return model(x.to(self.device), "image", reference, self._runners)
 
-        stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, self.model.tiling_context)
+        stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, model.tiling_context)
         return self._finite(stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def _finite(self, array: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Two ways, chosen by what is known about the function:
 
-* **Exact** (``context=(halo, align)``, network styles: see
+* **Exact** (``context=(halo, align)``, styles that know their reach, networks and built-in
+  filters: see
   :meth:`StyleNetwork.tiling_context <portrait_stylize.models.base.StyleNetwork.tiling_context>`):
   the image is cut into ``tile_size`` cores at multiples of ``align``; each runs with ``halo``
   pixels of context on every side (clipped at the image border, where the untiled run sees the
@@ -112,7 +113,9 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
     exact = context() if context is not None else None
     if exact is not None:
         halo, align = exact
-        core = max(tile_size // align, 1) * align
+        # Cores at least 8 halos wide: with a wide reach, small cores would spend most of the
+        # work on context (a 4K photo through a broad filter ran 3x slower in 512-px tiles).
+        core = max(max(tile_size, 8 * halo) // align, 1) * align
         rows, cols = _cores(height, core), _cores(width, core)
         with tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False) as bar:
             return _run_exact(fn, image, rows, cols, halo, bar)

@@ -158,3 +158,12 @@ def online(env, monkeypatch):
     """``env`` with offline mode off: downloads go to ``env["hub"]``."""
     monkeypatch.delenv("HF_HUB_OFFLINE")
     return env
+
+
+def tiny_face_onnx(path, dim: int = 32) -> None:
+    """A small random ArcFace stand-in as ONNX: (B, 3, 112, 112) in [-1, 1] -> (B, dim)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16 * 13 * 13, dim)).eval()
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["input"], output_names=["embedding"],
+                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)

@@ -16,15 +16,15 @@ from conftest import REPO
 PACKAGE = REPO / "portrait_stylize"
 #: Top-level module or sub-package -> layer (higher may import lower, never the reverse).
 LAYERS = {
-    "version": 0, "offline": 0, "errors": 0, "options": 0, "style_files": 0, "io": 0, "ops": 0, "_tfformats": 0,
+    "version": 0, "offline": 0, "errors": 0, "options": 0, "style_files": 0, "io": 0, "ops": 0, "image_quality": 0, "_tfformats": 0,
     "faces": 1,
     "regions": 2, "tiling": 2,
-    "models": 3,
+    "models": 3, "metrics": 3,
     "registry": 4, "devices": 4,
-    "hub": 5, "backends": 5, "export": 5, "quantize": 5, "downloads": 5, "modelscope": 5, "converted": 5,
+    "hub": 5, "backends": 5, "export": 5, "quantize": 5, "downloads": 5, "modelscope": 5, "converted": 5, "metric_weights": 5,
     "loading": 6, "convert": 6,
     "pipeline": 7,
-    "video": 8, "ui": 8,
+    "video": 8, "ui": 8, "evaluate": 8, "batch": 8,
     "cli": 9,
     "__init__": 10, "__main__": 10,
 }

@@ -130,6 +130,12 @@ class StyleNetwork(nn.Module, ABC):
         the face pass replaces the whole-image result; ``None``: the pipeline's default."""
         return None
 
+    def adapted_to(self, image: torch.Tensor) -> "StyleNetwork":
+        """The style as it runs on the whole ``(1, 3, H, W)`` RGB picture ``image`` in [0, 1]:
+        styles that adapt their filters to the picture (its size, blur, noise) measure it here,
+        once, so the tiles of a large picture all get the same settings. Default: ``self``."""
+        return self
+
     def tiling_context(self) -> tuple[int, int] | None:
         """``(halo, align)`` for exact tiling of whole images: tiles whose offsets and inner sides
         are multiples of ``align``, run with ``halo`` pixels of context on every side, reproduce

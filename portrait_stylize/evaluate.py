@@ -1,0 +1,227 @@
+"""Score styles on a folder of photos with the papers' metrics, and show the results side by side.
+
+For each style, every photo is stylized and scored (see :mod:`portrait_stylize.metrics`):
+
+* **content** (the photo's structure kept): SSIM of luma and LPIPS, photo against result;
+* **style** (how close the results come to the style): FID and KID between the results and a
+  folder of style exemplars (e.g. the anime pictures a style was trained on), when given;
+* **identity** (the person still recognisable): cosine similarity of ArcFace embeddings of the
+  largest face in the photo and the same place in the result.
+
+Protocol. Photos and exemplars are scaled so their short side is ``size`` (256, DCT-Net's
+training and test size) and centre-cropped square; styles run on that crop. DCT-Net's paper
+reports FID and identity on its own 100-image test set and the locally controllable paper SSIM,
+LPIPS and FID per style; their pictures are not public, so numbers here are comparable between
+styles scored on the same folders, not with the papers' tables. FID uses torchvision's
+ImageNet Inception-v3 rather than the 2015 TensorFlow Inception of the original FID, and
+identity uses ArcFace rather than the paper's CosFace: both are stated in every report.
+FID needs many pictures to be stable (the papers use hundreds to thousands); KID is unbiased
+for small sets and is reported with its standard deviation over random subsets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from .errors import InvalidArgumentError, MissingDependencyError
+from .io import load_image, pil_to_tensor, save_image, write_atomically
+from .metric_weights import METRIC_WEIGHTS, metric_weights_path
+from .metrics import FaceEmbedder, PerceptualDistance, PoolFeatures, SetDistance, identity_similarity, ssim
+from .options import IMAGE_SUFFIXES
+
+#: Side of the square crops everything is scored at (DCT-Net's training and test size).
+DEFAULT_SIZE = 256
+#: Photos shown in the picture grid.
+GRID_ROWS = 6
+GRID_THUMB = 192
+
+
+@dataclass
+class MetricNetworks:
+    """The networks behind the metrics: LPIPS, the FID/KID feature network and the face embedder."""
+
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    features: torch.nn.Module
+    faces: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    descriptions: dict[str, str]
+
+    @classmethod
+    def load(cls, progress: bool = True) -> "MetricNetworks":
+        """The real networks, downloaded and converted on first use
+        (:func:`~portrait_stylize.metric_weights.metric_weights_path`)."""
+        perceptual = PerceptualDistance(load_file(str(metric_weights_path("lpips", progress))))
+        features = PoolFeatures(load_file(str(metric_weights_path("inception", progress))))
+        faces = FaceEmbedder(metric_weights_path("arcface", progress))
+        descriptions = {
+            "lpips": f"LPIPS v0.1, AlexNet trunk ({METRIC_WEIGHTS['lpips'].licence})",
+            "fid_kid": "torchmetrics FID/KID on torchvision's ImageNet Inception-v3 pool features "
+                       f"({METRIC_WEIGHTS['inception'].licence}); not the TF-2015 Inception of the original FID",
+            "identity": f"ArcFace ResNet-50, WebFace600K, InsightFace buffalo_l ({METRIC_WEIGHTS['arcface'].licence})",
+        }
+        return cls(perceptual, features, faces, descriptions)
+
+
+def list_images(folder: str | os.PathLike, what: str) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name.
+
+    Raises:
+        InvalidArgumentError: ``folder`` is not a folder or holds no images.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise InvalidArgumentError(f"{what}: {path} is not a folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InvalidArgumentError(f"{what}: {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """``image`` scaled so its short side is ``size`` and centre-cropped to ``size``², RGB."""
+    image = image.convert("RGB")
+    scale = size / min(image.size)
+    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((w, h), Image.LANCZOS)
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def _largest_face_landmarks(rgb: np.ndarray) -> np.ndarray | None:
+    from .faces import detect_faces
+
+    faces = detect_faces(rgb)
+    return max(faces, key=lambda f: f.size).landmarks if faces else None
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def evaluate(styles: list[str], photos: str | os.PathLike, out: str | os.PathLike, *,
+             exemplars: str | os.PathLike | None = None, size: int = DEFAULT_SIZE, limit: int | None = None,
+             networks: MetricNetworks | None = None, device: str | None = None, progress: bool = True) -> dict:
+    """Stylize ``photos`` with each style, score the results and write a report to ``out``.
+
+    Args:
+        styles: style names (as for :func:`~portrait_stylize.load_style`).
+        photos: folder of photos.
+        out: folder for ``metrics.json``, ``metrics.md``, ``grid.jpg`` and each style's results
+            (``STYLE/NAME.png``); created if needed.
+        exemplars: folder of style exemplars for FID and KID (``None``: not scored).
+        size: side of the square crops (see the module docstring).
+        limit: score at most this many photos (the first by name).
+        networks: the metric networks (default: :meth:`MetricNetworks.load`).
+        device: where the styles run.
+        progress: show progress bars.
+
+    Returns:
+        The report written to ``metrics.json``: ``{"protocol": {...}, "styles": {name: {"ssim",
+        "lpips", "identity", "faces", "fid", "kid", "kid_std", "images"}}}``; ``None`` where a
+        metric has nothing to score (no exemplars, no faces).
+
+    Raises:
+        InvalidArgumentError: no styles, a folder without images, a bad size or limit.
+        InvalidImageError: an unreadable photo or exemplar (named), before any work is done.
+    """
+    from .pipeline import load_style
+
+    for module in ("lpips", "torchmetrics", "torchvision", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f"evaluate needs the {module} package: pip install 'portrait-stylize[evaluate]'")
+    if not styles:
+        raise InvalidArgumentError("name at least one style to evaluate")
+    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 2048:
+        raise InvalidArgumentError(f"size must be an integer in [32, 2048], got {size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
+    # 1. Read every picture first: a bad file stops the run before any style is loaded.
+    photo_files = list_images(photos, "photos")[:limit]
+    pictures = [square(load_image(p), size) for p in photo_files]
+    references = [square(load_image(p), size) for p in list_images(exemplars, "exemplars")] if exemplars else []
+    if exemplars and len(references) < 2:
+        raise InvalidArgumentError(f"exemplars: FID and KID need at least 2 pictures in {exemplars}")
+    stylizers = [load_style(name, device=device) for name in styles]
+    networks = networks or MetricNetworks.load(progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # 2. Faces of the photos (the results keep them in place).
+    landmarks = [_largest_face_landmarks(np.asarray(p)) for p in pictures]
+    photo_tensors = [pil_to_tensor(p) for p in pictures]
+    reference_tensors = [pil_to_tensor(p) for p in references]
+    report = {"protocol": {"photos": len(pictures), "exemplars": len(references), "size": size,
+                           "crop": "short side scaled to size, centre square",
+                           "networks": networks.descriptions, "styles": styles},
+              "styles": {}}
+    results: dict[str, list[Image.Image]] = {}
+    # 3. Each style: stylize, keep the results, score them.
+    for stylizer in stylizers:
+        name = stylizer.name
+        folder = out / name.replace("/", "--")
+        folder.mkdir(exist_ok=True)
+        results[name] = []
+        scores: dict[str, list[float]] = {"ssim": [], "lpips": [], "identity": []}
+        for path, picture, tensor, marks in tqdm(list(zip(photo_files, pictures, photo_tensors, landmarks)),
+                                                 desc=name, unit="photo", disable=not progress):
+            result = stylizer(picture).convert("RGB")
+            save_image(result, folder / f"{path.stem}.png")
+            results[name].append(result)
+            stylized = pil_to_tensor(result)
+            scores["ssim"].append(float(ssim(tensor, stylized)[0]))
+            scores["lpips"].append(float(networks.perceptual(tensor, stylized)[0]))
+            if marks is not None:
+                scores["identity"].append(identity_similarity(networks.faces, np.asarray(picture), np.asarray(result), marks))
+        row = {"images": len(pictures), "ssim": _mean(scores["ssim"]), "lpips": _mean(scores["lpips"]),
+               "identity": _mean(scores["identity"]), "faces": len(scores["identity"]),
+               "fid": None, "kid": None, "kid_std": None}
+        if references:
+            row.update(SetDistance(networks.features)(reference_tensors, [pil_to_tensor(r) for r in results[name]]))
+        report["styles"][name] = row
+    # 4. The report: JSON, a Markdown table, a picture grid.
+    write_atomically(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+    write_atomically(out / "metrics.md", lambda tmp: Path(tmp).write_text(markdown_table(report)))
+    save_image(grid(pictures, results), out / "grid.jpg")
+    return report
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(report: dict) -> str:
+    """The report as a Markdown table (one row per style) with its protocol below."""
+    protocol = report["protocol"]
+    lines = ["| style | SSIM ↑ | LPIPS ↓ | identity ↑ (faces) | FID ↓ | KID ↓ (± std) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, row in report["styles"].items():
+        kid = "–" if row["kid"] is None else f"{row['kid']:.4f} ± {row['kid_std']:.4f}"
+        lines.append(f"| {name} | {_cell(row['ssim'], 3)} | {_cell(row['lpips'], 3)} | "
+                     f"{_cell(row['identity'], 3)} ({row['faces']}) | {_cell(row['fid'], 1)} | {kid} |")
+    lines += ["", f"{protocol['photos']} photos, {protocol['exemplars']} exemplars, {protocol['size']}² crops "
+                  f"({protocol['crop']})."]
+    lines += [f"- {metric}: {text}" for metric, text in protocol["networks"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def grid(photos: list[Image.Image], results: dict[str, list[Image.Image]]) -> Image.Image:
+    """The first :data:`GRID_ROWS` photos, one per row: the photo, then each style's result."""
+    rows = min(len(photos), GRID_ROWS)
+    columns = 1 + len(results)
+    gap = 4
+    canvas = Image.new("RGB", (columns * (GRID_THUMB + gap) - gap, rows * (GRID_THUMB + gap) - gap), "white")
+    for r in range(rows):
+        for c, image in enumerate([photos[r]] + [images[r] for images in results.values()]):
+            canvas.paste(image.resize((GRID_THUMB, GRID_THUMB), Image.LANCZOS), (c * (GRID_THUMB + gap), r * (GRID_THUMB + gap)))
+    return canvas
