@@ -110,6 +110,75 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+class Validation:
+    """A folder of photos (and optionally exemplars), read and prepared once, that scores any
+    stylizing function with every metric: what ``evaluate`` runs per style and what training
+    runs every N steps.
+
+    Args:
+        photos: folder of photos.
+        exemplars: folder of style exemplars for FID and KID (``None``: not scored).
+        size: side of the square crops (see the module docstring).
+        limit: use at most this many photos (the first by name).
+        networks: the metric networks (default: :meth:`MetricNetworks.load`).
+        progress: show download progress bars.
+
+    Raises:
+        InvalidArgumentError: a folder without images, too few exemplars, a bad size or limit.
+        InvalidImageError: an unreadable photo or exemplar (named).
+        MissingDependencyError: a metric package is not installed.
+        MetricWeightsError: a metric network cannot be fetched (offline and not cached).
+    """
+
+    def __init__(self, photos: str | os.PathLike, exemplars: str | os.PathLike | None = None, *,
+                 size: int = DEFAULT_SIZE, limit: int | None = None, networks: MetricNetworks | None = None,
+                 progress: bool = True) -> None:
+        for module in ("lpips", "torchmetrics", "torchvision", "onnxruntime"):
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(f"evaluate needs the {module} package: pip install 'portrait-stylize[evaluate]'")
+        if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 2048:
+            raise InvalidArgumentError(f"size must be an integer in [32, 2048], got {size!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
+        # Every picture is read first: a bad file stops before any network is loaded.
+        self.files = list_images(photos, "photos")[:limit]
+        self.pictures = [square(load_image(p), size) for p in self.files]
+        references = [square(load_image(p), size) for p in list_images(exemplars, "exemplars")] if exemplars else []
+        if exemplars and len(references) < 2:
+            raise InvalidArgumentError(f"exemplars: FID and KID need at least 2 pictures in {exemplars}")
+        self.networks = networks or MetricNetworks.load(progress)
+        # The results keep faces where the photos have them: landmarks found once, on the photos.
+        self.landmarks = [_largest_face_landmarks(np.asarray(p)) for p in self.pictures]
+        self.photo_tensors = [pil_to_tensor(p) for p in self.pictures]
+        self.reference_tensors = [pil_to_tensor(p) for p in references]
+        self.protocol = {"photos": len(self.pictures), "exemplars": len(references), "size": size,
+                         "crop": "short side scaled to size, centre square", "networks": self.networks.descriptions}
+
+    def score(self, stylize: Callable[[Image.Image], Image.Image], progress: bool = False,
+              desc: str = "scoring") -> tuple[dict, list[Image.Image]]:
+        """Stylize every photo with ``stylize`` (PIL RGB -> PIL RGB of the same size) and score
+        the results: ``({"images", "ssim", "lpips", "identity", "faces", "fid", "kid",
+        "kid_std"}, results)``, ``None`` where a metric has nothing to score."""
+        results: list[Image.Image] = []
+        scores: dict[str, list[float]] = {"ssim": [], "lpips": [], "identity": []}
+        for picture, tensor, marks in tqdm(list(zip(self.pictures, self.photo_tensors, self.landmarks)), desc=desc,
+                                           unit="photo", disable=not progress):
+            result = stylize(picture).convert("RGB")
+            results.append(result)
+            stylized = pil_to_tensor(result)
+            scores["ssim"].append(float(ssim(tensor, stylized)[0]))
+            scores["lpips"].append(float(self.networks.perceptual(tensor, stylized)[0]))
+            if marks is not None:
+                scores["identity"].append(identity_similarity(self.networks.faces, np.asarray(picture),
+                                                              np.asarray(result), marks))
+        row = {"images": len(results), "ssim": _mean(scores["ssim"]), "lpips": _mean(scores["lpips"]),
+               "identity": _mean(scores["identity"]), "faces": len(scores["identity"]),
+               "fid": None, "kid": None, "kid_std": None}
+        if self.reference_tensors:
+            row.update(SetDistance(self.networks.features)(self.reference_tensors, [pil_to_tensor(r) for r in results]))
+        return row, results
+
+
 def evaluate(styles: list[str], photos: str | os.PathLike, out: str | os.PathLike, *,
              exemplars: str | os.PathLike | None = None, size: int = DEFAULT_SIZE, limit: int | None = None,
              networks: MetricNetworks | None = None, device: str | None = None, progress: bool = True) -> dict:
@@ -117,83 +186,45 @@ def evaluate(styles: list[str], photos: str | os.PathLike, out: str | os.PathLik
 
     Args:
         styles: style names (as for :func:`~portrait_stylize.load_style`).
-        photos: folder of photos.
+        photos, exemplars, size, limit, networks: see :class:`Validation`.
         out: folder for ``metrics.json``, ``metrics.md``, ``grid.jpg`` and each style's results
             (``STYLE/NAME.png``); created if needed.
-        exemplars: folder of style exemplars for FID and KID (``None``: not scored).
-        size: side of the square crops (see the module docstring).
-        limit: score at most this many photos (the first by name).
-        networks: the metric networks (default: :meth:`MetricNetworks.load`).
         device: where the styles run.
         progress: show progress bars.
 
     Returns:
-        The report written to ``metrics.json``: ``{"protocol": {...}, "styles": {name: {"ssim",
-        "lpips", "identity", "faces", "fid", "kid", "kid_std", "images"}}}``; ``None`` where a
-        metric has nothing to score (no exemplars, no faces).
+        The report written to ``metrics.json``: ``{"protocol": {...}, "styles": {name: row}}``
+        with the rows of :meth:`Validation.score`.
 
     Raises:
-        InvalidArgumentError: no styles, a folder without images, a bad size or limit.
-        InvalidImageError: an unreadable photo or exemplar (named), before any work is done.
+        InvalidArgumentError, InvalidImageError, MissingDependencyError, MetricWeightsError: see
+            :class:`Validation`; all before any style runs.
     """
     from .pipeline import load_style
 
-    for module in ("lpips", "torchmetrics", "torchvision", "onnxruntime"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingDependencyError(f"evaluate needs the {module} package: pip install 'portrait-stylize[evaluate]'")
     if not styles:
         raise InvalidArgumentError("name at least one style to evaluate")
-    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 2048:
-        raise InvalidArgumentError(f"size must be an integer in [32, 2048], got {size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidArgumentError(f"limit must be a positive integer, got {limit!r}")
-    # 1. Read every picture first: a bad file stops the run before any style is loaded.
-    photo_files = list_images(photos, "photos")[:limit]
-    pictures = [square(load_image(p), size) for p in photo_files]
-    references = [square(load_image(p), size) for p in list_images(exemplars, "exemplars")] if exemplars else []
-    if exemplars and len(references) < 2:
-        raise InvalidArgumentError(f"exemplars: FID and KID need at least 2 pictures in {exemplars}")
+    validation = Validation(photos, exemplars, size=size, limit=limit, networks=networks, progress=progress)
     stylizers = [load_style(name, device=device) for name in styles]
-    networks = networks or MetricNetworks.load(progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # 2. Faces of the photos (the results keep them in place).
-    landmarks = [_largest_face_landmarks(np.asarray(p)) for p in pictures]
-    photo_tensors = [pil_to_tensor(p) for p in pictures]
-    reference_tensors = [pil_to_tensor(p) for p in references]
-    report = {"protocol": {"photos": len(pictures), "exemplars": len(references), "size": size,
-                           "crop": "short side scaled to size, centre square",
-                           "networks": networks.descriptions, "styles": styles},
-              "styles": {}}
+    report = {"protocol": {**validation.protocol, "styles": styles}, "styles": {}}
     results: dict[str, list[Image.Image]] = {}
-    # 3. Each style: stylize, keep the results, score them.
     for stylizer in stylizers:
-        name = stylizer.name
-        folder = out / name.replace("/", "--")
+        report["styles"][stylizer.name], results[stylizer.name] = validation.score(stylizer, progress, stylizer.name)
+        folder = out / stylizer.name.replace("/", "--")
         folder.mkdir(exist_ok=True)
-        results[name] = []
-        scores: dict[str, list[float]] = {"ssim": [], "lpips": [], "identity": []}
-        for path, picture, tensor, marks in tqdm(list(zip(photo_files, pictures, photo_tensors, landmarks)),
-                                                 desc=name, unit="photo", disable=not progress):
-            result = stylizer(picture).convert("RGB")
+        for path, result in zip(validation.files, results[stylizer.name]):
             save_image(result, folder / f"{path.stem}.png")
-            results[name].append(result)
-            stylized = pil_to_tensor(result)
-            scores["ssim"].append(float(ssim(tensor, stylized)[0]))
-            scores["lpips"].append(float(networks.perceptual(tensor, stylized)[0]))
-            if marks is not None:
-                scores["identity"].append(identity_similarity(networks.faces, np.asarray(picture), np.asarray(result), marks))
-        row = {"images": len(pictures), "ssim": _mean(scores["ssim"]), "lpips": _mean(scores["lpips"]),
-               "identity": _mean(scores["identity"]), "faces": len(scores["identity"]),
-               "fid": None, "kid": None, "kid_std": None}
-        if references:
-            row.update(SetDistance(networks.features)(reference_tensors, [pil_to_tensor(r) for r in results[name]]))
-        report["styles"][name] = row
-    # 4. The report: JSON, a Markdown table, a picture grid.
+    write_report(report, out)
+    save_image(grid(validation.pictures, results), out / "grid.jpg")
+    return report
+
+
+def write_report(report: dict, out: Path) -> None:
+    """``metrics.json`` and ``metrics.md`` in ``out``, each written atomically."""
     write_atomically(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
     write_atomically(out / "metrics.md", lambda tmp: Path(tmp).write_text(markdown_table(report)))
-    save_image(grid(pictures, results), out / "grid.jpg")
-    return report
 
 
 def _cell(value: float | None, digits: int) -> str:

@@ -167,3 +167,29 @@ def tiny_face_onnx(path, dim: int = 32) -> None:
                               torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16 * 13 * 13, dim)).eval()
     torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["input"], output_names=["embedding"],
                       dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+
+
+def seed_metric_cache(home: Path) -> None:
+    """Random metric networks where ``$HF_HOME`` = ``home`` keeps the real ones after their first
+    download (with the records a download writes), so evaluation runs offline in tests."""
+    import json
+
+    from safetensors.torch import save_file
+    from torchvision.models import inception_v3
+
+    from portrait_stylize.io import sha256_file
+    from portrait_stylize.metric_weights import METRIC_WEIGHTS, SOURCE_FILE
+    from portrait_stylize.metrics import PerceptualDistance
+
+    torch.manual_seed(0)
+    lpips_state = {k: v for k, v in PerceptualDistance().net.state_dict().items()
+                   if not k.startswith(("scaling_layer.", "lins."))}
+    inception_state = inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict()
+    for name, write in (("lpips", lambda p: save_file(lpips_state, str(p))),
+                        ("inception", lambda p: save_file(inception_state, str(p))),
+                        ("arcface", tiny_face_onnx)):
+        folder = home / "portrait-stylize" / "metrics" / name
+        folder.mkdir(parents=True)
+        path = folder / METRIC_WEIGHTS[name].filename
+        write(path)
+        (folder / SOURCE_FILE).write_text(json.dumps({"converted_sha256": sha256_file(path)}))

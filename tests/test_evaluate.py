@@ -11,16 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from portrait_stylize.cli import main
 from portrait_stylize.errors import InvalidArgumentError, InvalidImageError
 from portrait_stylize.evaluate import MetricNetworks, evaluate
-from portrait_stylize.io import sha256_file
-from portrait_stylize.metric_weights import METRIC_WEIGHTS, SOURCE_FILE
 from portrait_stylize.metrics import FaceEmbedder, PerceptualDistance, PoolFeatures
 
-from conftest import REPO, tiny_face_onnx
+from conftest import REPO, seed_metric_cache, tiny_face_onnx
 
 EXAMPLES = REPO / "examples"
 #: toon with every effect off: the photo through an OKLab round trip, i.e. unchanged.
@@ -106,26 +103,6 @@ def test_bad_input_is_refused_before_any_work(photos, tiny_networks, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _seed_metric_cache(home: Path, tmp_path: Path) -> None:
-    """Random weights where the real ones would be after a first download, with their records."""
-    torch.manual_seed(0)
-    lpips_state = {k: v for k, v in PerceptualDistance().net.state_dict().items() if not k.startswith(("scaling_layer.", "lins."))}
-    inception = PoolFeatures().net
-    inception_state = {k: v for k, v in inception.state_dict().items() if not k.startswith("fc.")}
-    from torchvision.models import inception_v3
-
-    inception_state.update({k: v for k, v in inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict().items()
-                            if k.startswith("fc.")})
-    for name, write in (("lpips", lambda p: save_file(lpips_state, str(p))),
-                        ("inception", lambda p: save_file(inception_state, str(p))),
-                        ("arcface", lambda p: tiny_face_onnx(p))):
-        folder = home / "portrait-stylize" / "metrics" / name
-        folder.mkdir(parents=True)
-        path = folder / METRIC_WEIGHTS[name].filename
-        write(path)
-        (folder / SOURCE_FILE).write_text(json.dumps({"converted_sha256": sha256_file(path)}))
-
-
 def test_cli_runs_offline_from_the_cache_and_says_what_is_missing(photos, tmp_path, monkeypatch, capsys):
     home = tmp_path / "hf"
     monkeypatch.setenv("HF_HOME", str(home))
@@ -136,7 +113,7 @@ def test_cli_runs_offline_from_the_cache_and_says_what_is_missing(photos, tmp_pa
     err = capsys.readouterr().err
     assert "lpips network for the evaluation metrics is not cached" in err and "Run once online" in err
     assert "Traceback" not in err
-    _seed_metric_cache(home, tmp_path)
+    seed_metric_cache(home)
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| toon |" in printed and "wrote" in printed

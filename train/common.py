@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from portrait_stylize.io import sha256_file
+from portrait_stylize.errors import PortraitStylizeError
+from portrait_stylize.io import pil_to_tensor, sha256_file, tensor_to_pil, write_atomically
 from portrait_stylize.models.serialization import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from train.data import DataError
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"  # in each checkpoint: size and SHA-256 of every file save_state wrote
 SAMPLE = "sample.png"  # the last sample grid, shown by the model card
+VALIDATION = "validation.json"  # the last validation's metrics, tabled in the model card
 #: What a published training output holds.
 STYLE_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLE)
 CORRUPT_PREFIX = "corrupt-"  # corrupt checkpoints skipped by ``latest`` are renamed corrupt-checkpoint-STEP
@@ -41,7 +43,9 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """``--resume_from_checkpoint PATH``: no such checkpoint-STEP folder."""
 
 
-USER_ERRORS = (DataError, CheckpointError)
+#: PortraitStylizeError: the library refusing an option (e.g. a validation folder without
+#: images, a metric network that cannot be fetched offline).
+USER_ERRORS = (DataError, CheckpointError, PortraitStylizeError)
 
 
 def exit_on_user_errors() -> None:
@@ -271,6 +275,16 @@ def add_run_options(parser: argparse.ArgumentParser, max_steps: int) -> None:
     g.add_argument("--description", default="")
     g.add_argument("--licence", default="other", help="licence of the trained weights (mind your data's licence)")
     g.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the style and print its checkpoints.json entry")
+    g = parser.add_argument_group("validation: the metrics of 'portrait-stylize evaluate' during training")
+    g.add_argument("--validation_photos", "--validation-photos", metavar="DIR",
+                   help="score the style on these photos every --validation-steps: SSIM, LPIPS and identity, and "
+                        "FID/KID against --validation-exemplars; logged with a picture grid (TensorBoard)")
+    g.add_argument("--validation_exemplars", "--validation-exemplars", metavar="DIR",
+                   help="style pictures for FID and KID (default: --styles)")
+    g.add_argument("--validation_steps", "--validation-steps", type=int, default=500)
+    g.add_argument("--validation_size", "--validation-size", type=int, default=256, help="square crop side scored")
+    g.add_argument("--validation_limit", "--validation-limit", type=int, default=32,
+                   help="photos scored (the first by name)")
 
 
 def parse_run_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -375,10 +389,55 @@ def save_samples(accelerator, image: Image.Image, output: Path, step: int) -> No
 
 
 def card_extra(args: argparse.Namespace, caption: str, data: str) -> str:
-    """The model card's training section: the last sample grid, the data, every option."""
+    """The model card's training section: the last sample grid, the data, every option, and the
+    last validation's metrics table when the run had ``--validation_photos``."""
+    from portrait_stylize.evaluate import markdown_table
+
     options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k != "config")
+    validation = Path(args.output) / VALIDATION
+    metrics = ""
+    if args.validation_photos and validation.is_file():
+        report = json.loads(validation.read_text())
+        metrics = (f"\n## Validation\n\nAt step {report['protocol']['step']}, scored as `portrait-stylize evaluate` "
+                   f"scores styles (docs/evaluation.md):\n\n{markdown_table(report)}")
     return (f"\n## Training\n\n![{caption}]({SAMPLE})\n\n{data}\n\n"
-            f"| option | value |\n|---|---|\n{options}\n")
+            f"| option | value |\n|---|---|\n{options}\n{metrics}")
+
+
+def start_validation(accelerator, args: argparse.Namespace):
+    """With ``--validation_photos``, on the main process: the photos read and the metric networks
+    loaded now, so that a bad folder or a network missing offline stops the run before training
+    rather than at the first validation. ``None`` otherwise."""
+    if not args.validation_photos or not accelerator.is_main_process:
+        return None
+    from portrait_stylize.evaluate import Validation
+
+    return Validation(args.validation_photos, args.validation_exemplars or args.styles, size=args.validation_size,
+                      limit=args.validation_limit)
+
+
+def validation_due(args: argparse.Namespace, validation, done: int) -> bool:
+    return validation is not None and (done % args.validation_steps == 0 or done == args.max_steps)
+
+
+@torch.no_grad()
+def validate(accelerator, validation, output: Path, step: int, forward, name: str) -> dict:
+    """Score ``forward`` (``(1, 3, H, W)`` RGB in [-1, 1] -> the same, on the accelerator's device)
+    on the validation photos: the metrics go to the tracker as ``validation/NAME``, the photo |
+    result grid as the image ``validation``, the report to ``OUTPUT/validation.json``."""
+    from portrait_stylize.evaluate import grid as picture_grid
+
+    def stylize(picture: Image.Image) -> Image.Image:
+        x = pil_to_tensor(picture).to(accelerator.device) * 2 - 1
+        return tensor_to_pil((forward(x).float().clamp(-1, 1) + 1) / 2)
+
+    row, results = validation.score(stylize)
+    accelerator.log({f"validation/{k}": v for k, v in row.items() if isinstance(v, float)}, step=step)
+    image = np.asarray(picture_grid(validation.pictures, {name: results}))
+    accelerator.get_tracker("tensorboard").log_images({"validation": image}, step=step, dataformats="HWC")
+    report = {"protocol": {**validation.protocol, "step": step}, "styles": {name: row}}
+    write_atomically(output / VALIDATION, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+    return row
 
 
 def finish(accelerator, args: argparse.Namespace, output: Path, write_style) -> None:

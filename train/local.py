@@ -91,6 +91,7 @@ def main(args: argparse.Namespace) -> Path:
     g_st, g_ts, d_photo, d_style, opt_g, opt_d = accelerator.prepare(g_st, g_ts, d_photo, d_style, opt_g, opt_d)
     content_net.to(accelerator.device)
     start = common.resume(accelerator, args, output, "local")
+    validation = common.start_validation(accelerator, args)
 
     device = accelerator.device
     shown = list(range(min(4, len(photos.samples))))
@@ -136,6 +137,12 @@ def main(args: argparse.Namespace) -> Path:
                 net = accelerator.unwrap_model(g_st)
                 fake = net(preview.to(device), preview_style.to(device).expand(len(preview), -1, -1, -1))[0]
             common.save_samples(accelerator, common.grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]), output, done)
+        if common.validation_due(args, validation, done):
+            net = accelerator.unwrap_model(g_st)
+            reference = preview_style.to(device)
+            # The whole picture in the preview reference's style (no region mask).
+            common.validate(accelerator, validation, output, done,
+                            lambda x: net(x, reference.expand(len(x), -1, -1, -1))[0], args.name or output.name)
     common.finish(accelerator, args, output,
            lambda: _write_style(args, accelerator.unwrap_model(g_st), output, photos, styles))
     return output

@@ -102,6 +102,7 @@ def main(args: argparse.Namespace) -> Path:
     generators = dict(zip(generators, nets))
     content_net.to(accelerator.device)
     start = common.resume(accelerator, args, output, "tttn")
+    validation = common.start_validation(accelerator, args)
     shown = list(range(min(4, len(photos.samples))))
     preview = batch(photos.samples, step_rng(args.seed, 0), len(shown), res, expand=False, indices=shown)["image"]
     device = accelerator.device
@@ -159,6 +160,9 @@ def main(args: argparse.Namespace) -> Path:
         common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
         if common.sample_due(accelerator, args, done):
             _sample(accelerator, generators, preview, output, done)
+        if common.validation_due(args, validation, done):
+            common.validate(accelerator, validation, output, done, accelerator.unwrap_model(generators["head"]),
+                            args.name or output.name)
 
     common.finish(accelerator, args, output, lambda: _write_style(
         args, {part: accelerator.unwrap_model(net) for part, net in generators.items()}, output, photos, styles))
