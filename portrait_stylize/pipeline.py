@@ -50,6 +50,9 @@ class Smoother(Protocol):
 
     def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray: ...
 
+    def adapted_model(self, model: StyleNetwork, photo: torch.Tensor) -> StyleNetwork:
+        """``model`` adapted once per clip (see :meth:`StyleNetwork.adapted_to`)."""
+
 
 @dataclass
 class StylizeDetails:
@@ -242,7 +245,7 @@ class Stylizer:
         chosen = self.find_faces(rgb, request, details, temporal)
         # 3. The whole image through the style (tiled when large).
         with details.timed("whole image"):
-            stylized = self.stylize_image(photo_t, request.reference, progress)
+            stylized = self.stylize_image(photo_t, request.reference, progress, temporal)
         # 4. The face pass: aligned crops through the face network, pasted back (not when only
         #    regions away from the head change: its work would be thrown away).
         if chosen and self.model.has_face_pass and _reaches_heads(request.regions):
@@ -322,10 +325,12 @@ class Stylizer:
                 chosen.append(found[i])
         return chosen
 
-    def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool) -> np.ndarray:
-        """``(1, 3, H, W)`` RGB in [0, 1] -> ``(H, W, 3)`` float32 stylized, tiled when large."""
+    def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool,
+                      temporal: Smoother | None = None) -> np.ndarray:
+        """``(1, 3, H, W)`` RGB in [0, 1] -> ``(H, W, 3)`` float32 stylized, tiled when large; the
+        style adapted to this picture, or to a video's first frame with ``temporal``."""
         reference = reference.to(self.device) if reference is not None else None
-        model = self.model.adapted_to(photo)
+        model = self.model.adapted_to(photo) if temporal is None else temporal.adapted_model(self.model, photo)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return model(x.to(self.device), "image", reference, self._runners)

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -49,6 +49,15 @@ class TemporalState:
     faces: list[Face] = field(default_factory=list)
     coverage: np.ndarray | None = None
     frame: int = 0
+    adapted: tuple[Any, Any] | None = None
+
+    def adapted_model(self, model, photo):
+        """``model`` adapted to the clip's first frame (``StyleNetwork.adapted_to``), for every
+        frame: a style that measures each picture (the built-in filters' blur and noise) would
+        otherwise change its kernels from frame to frame, and flicker."""
+        if self.adapted is None or self.adapted[0] is not model:
+            self.adapted = (model, model.adapted_to(photo))
+        return self.adapted[1]
 
     def track_faces(self, detect: Callable[[], list[Face]]) -> list[Face]:
         """This frame's faces: ``detect()`` smoothed when a detection is due, else the last ones."""

@@ -119,3 +119,28 @@ def test_cli_video(clip, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "16 frames at 8 fps, 350x232, audio kept" in result.stdout and _frames(out).shape[0] == 16
+
+
+def test_a_clip_keeps_the_conditions_of_its_first_frame():
+    """Built-in styles measure each picture; over a clip they keep the first frame's measurement,
+    so a frame that happens to be blurrier does not get wider kernels (a visible jump)."""
+    import torch
+    from PIL import Image, ImageFilter
+
+    from conftest import REPO
+    from portrait_stylize.image_quality import measure
+    from portrait_stylize.io import pil_to_tensor
+
+    sharp = Image.open(REPO / "examples" / "hopper.jpg").convert("RGB").resize((256, 320))
+    blurred = sharp.filter(ImageFilter.GaussianBlur(3))
+    st = ps.load_style("sketch")
+    assert measure(pil_to_tensor(blurred)).scale > measure(pil_to_tensor(sharp)).scale  # they would differ
+    state = TemporalState()
+    st(np.asarray(sharp), temporal=state)
+    second = np.asarray(st(np.asarray(blurred), temporal=state), dtype=float)
+    model = st.model.adapted_to(pil_to_tensor(sharp))
+    with torch.inference_mode():
+        expected = model(pil_to_tensor(blurred))[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(second - expected).max() <= 1.0  # the first frame's settings (8-bit rounding)
+    alone = np.asarray(st(np.asarray(blurred)), dtype=float)
+    assert np.abs(alone - expected).mean() > 1.0  # measured on its own, the frame would differ

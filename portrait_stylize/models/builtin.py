@@ -1,8 +1,10 @@
 """Weight-free styles, so the package stylizes photos with no download at all.
 
-Each style is a pure, deterministic function of a ``(B, 3, H, W)`` RGB tensor in [0, 1] built from
-the tensor ops in :mod:`portrait_stylize.ops`; every operation is local (bounded support), so the
-styles tile seamlessly like the networks do. :class:`BuiltinStyle` wraps one as a
+Each style is a pure, deterministic function of a ``(B, 3, H, W)`` RGB tensor in [0, 1] and the
+picture's :class:`~portrait_stylize.image_quality.Conditions` (its scale and artefact level,
+measured once on the whole picture), built from the tensor ops in :mod:`portrait_stylize.ops`.
+Every operation is local (bounded support), so with the conditions fixed the styles tile exactly,
+like the networks do. :class:`BuiltinStyle` wraps one as a
 :class:`~portrait_stylize.models.base.StyleNetwork` (``arch: builtin``, no weights).
 """
 
