@@ -243,7 +243,7 @@ def _same(default, written: str) -> bool:
 def test_flag_table_defaults_are_tttn_defaults():
     documented = _documented_defaults()
     actions = {flag: action for action in tttn.build_parser()._actions for flag in action.option_strings}
-    assert len(documented) == 23 and set(documented) <= set(actions), sorted(set(documented) - set(actions))
+    assert len(documented) == 26 and set(documented) <= set(actions), sorted(set(documented) - set(actions))
     wrong = {flag: (written, actions[flag].default) for flag, written in documented.items()
              if not _same(actions[flag].default, written)}
     assert wrong == {}
