@@ -19,7 +19,9 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
@@ -32,6 +34,9 @@ REFERENCE_SIDE = 512
 #: measures nothing on pictures thinner than ``MIN_MEASURED_SIDE``.
 MEASURED_SIDE = 1024
 MIN_MEASURED_SIDE = 16
+#: Face box side (:attr:`portrait_stylize.faces.Face.size`) in such portraits: 284-347 px measured
+#: on the fixture portraits scaled to 512 px.
+REFERENCE_FACE = 300
 #: :func:`blur_sigma` of sharp photos (0.74-0.93 measured on the fixture portraits at 512 px).
 SHARP_BLUR = 0.8
 
@@ -145,18 +150,22 @@ class Conditions:
     artefacts: float = 0.0
 
 
-def measure(image: torch.Tensor, reference_side: int = REFERENCE_SIDE) -> Conditions:
+def measure(image: torch.Tensor, face_sizes: Sequence[float] = (), reference_side: int = REFERENCE_SIDE) -> Conditions:
     """Measure the :class:`Conditions` of a picture.
 
-    The kernel scale is the larger of the size scale (short side over ``reference_side``) and a
-    blur scale: a picture whose sharpest edges are ``u`` times wider than a sharp photo's holds
-    the detail of one ``u`` times smaller, and a small picture keeps at least half the default
-    kernels, so its scale is ``u / 2``. Artefacts are the larger of the noise and the blocks' excess
-    contrast (on the grid phase where the blocks are strongest), times 2.
+    The kernel scale is the larger of the size scale and a blur scale. The size scale is the
+    short side over ``reference_side``, or, when the picture's faces are smaller than a
+    portrait's (a group photo, a half-length shot), their median size over
+    :data:`REFERENCE_FACE`: the faces then look as they would in a portrait. The blur scale: a
+    picture whose sharpest edges are ``u`` times wider than a sharp photo's holds the detail of
+    one ``u`` times smaller, and a small picture keeps at least half the default kernels, so its
+    scale is ``u / 2``. Artefacts are the larger of the noise and the blocks' excess contrast (on
+    the grid phase where the blocks are strongest), times 2.
 
     Args:
         image: ``(1, 3, H, W)`` RGB in [0, 1] (the first picture of a batch is measured, in its
             middle :data:`MEASURED_SIDE` pixels square).
+        face_sizes: the sides of the picture's face boxes in pixels (none: the size alone).
         reference_side: short side, in pixels, that the default kernels are tuned for.
 
     Returns:
@@ -165,6 +174,8 @@ def measure(image: torch.Tensor, reference_side: int = REFERENCE_SIDE) -> Condit
     """
     _check_bchw(image, "image")
     size_scale = min(image.shape[-2:]) / reference_side
+    if len(face_sizes):
+        size_scale = min(size_scale, float(np.median(face_sizes)) / REFERENCE_FACE)
     if min(image.shape[-2:]) < MIN_MEASURED_SIDE:  # a sliver has no statistics: the defaults
         return Conditions(scale=0.5, artefacts=0.0)
     # The middle (where the subject is) at most 1024 px square: the measures are local

@@ -25,6 +25,7 @@ from .backends import Runners, auto_fallback, resolve_backend
 from .devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError
 from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend
+from .image_quality import MIN_MEASURED_SIDE
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
 from .loading import load_network, resolve_spec
 from .models import StyleNetwork
@@ -50,7 +51,8 @@ class Smoother(Protocol):
 
     def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray: ...
 
-    def adapted_model(self, model: StyleNetwork, photo: torch.Tensor) -> StyleNetwork:
+    def adapted_model(self, model: StyleNetwork, photo: torch.Tensor,
+                      face_sizes: Callable[[], list[float]]) -> StyleNetwork:
         """``model`` adapted once per clip (see :meth:`StyleNetwork.adapted_to`)."""
 
 
@@ -243,9 +245,10 @@ class Stylizer:
         photo = photo_t[0].permute(1, 2, 0).numpy()
         # 2. Faces: detect, smooth over time, choose.
         chosen = self.find_faces(rgb, request, details, temporal)
-        # 3. The whole image through the style (tiled when large).
+        # 3. The whole image through the style (tiled when large), adapted to this picture.
         with details.timed("whole image"):
-            stylized = self.stylize_image(photo_t, request.reference, progress, temporal)
+            stylized = self.stylize_image(photo_t, request.reference, progress, temporal,
+                                          lambda: self.face_sizes(rgb, details))
         # 4. The face pass: aligned crops through the face network, pasted back (not when only
         #    regions away from the head change: its work would be thrown away).
         if chosen and self.model.has_face_pass and _reaches_heads(request.regions):
@@ -326,17 +329,29 @@ class Stylizer:
         return chosen
 
     def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool,
-                      temporal: Smoother | None = None) -> np.ndarray:
+                      temporal: Smoother | None = None,
+                      face_sizes: Callable[[], list[float]] = list) -> np.ndarray:
         """``(1, 3, H, W)`` RGB in [0, 1] -> ``(H, W, 3)`` float32 stylized, tiled when large; the
-        style adapted to this picture, or to a video's first frame with ``temporal``."""
+        style adapted to this picture (whose faces measure ``face_sizes()`` pixels), or to a
+        video's first frame with ``temporal``."""
         reference = reference.to(self.device) if reference is not None else None
-        model = self.model.adapted_to(photo) if temporal is None else temporal.adapted_model(self.model, photo)
+        model = self.model.adapted_to(photo, face_sizes()) if temporal is None \
+            else temporal.adapted_model(self.model, photo, face_sizes)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return model(x.to(self.device), "image", reference, self._runners)
 
         stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, model.tiling_context)
         return self._finite(stylized[0].permute(1, 2, 0).cpu().float().numpy())
+
+    def face_sizes(self, rgb: np.ndarray, details: StylizeDetails) -> list[float]:
+        """Box sides of the faces in ``rgb`` for a style that scales with them
+        (:attr:`StyleNetwork.adapts_to_faces`): those step 2 found, else detected now (not
+        recorded in ``details``: nothing was asked of them). Empty for other styles."""
+        if not self.model.adapts_to_faces or min(rgb.shape[:2]) < MIN_MEASURED_SIDE:
+            return []
+        faces = details.faces if details.face_backend else self.face_backend.detect(rgb)
+        return [face.size for face in faces]
 
     def _finite(self, array: np.ndarray) -> np.ndarray:
         """``array`` if every value is finite; a broken style (NaN weights or conventions) must

@@ -51,12 +51,13 @@ class TemporalState:
     frame: int = 0
     adapted: tuple[Any, Any] | None = None
 
-    def adapted_model(self, model, photo):
-        """``model`` adapted to the clip's first frame (``StyleNetwork.adapted_to``), for every
-        frame: a style that measures each picture (the built-in filters' blur and noise) would
-        otherwise change its kernels from frame to frame, and flicker."""
+    def adapted_model(self, model, photo, face_sizes: Callable[[], list[float]]):
+        """``model`` adapted to the clip's first frame (``StyleNetwork.adapted_to``; its faces'
+        sizes from ``face_sizes()``, asked only then), for every frame: a style that measures each
+        picture (the built-in filters' blur and noise) would otherwise change its kernels from
+        frame to frame, and flicker."""
         if self.adapted is None or self.adapted[0] is not model:
-            self.adapted = (model, model.adapted_to(photo))
+            self.adapted = (model, model.adapted_to(photo, face_sizes()))
         return self.adapted[1]
 
     def track_faces(self, detect: Callable[[], list[Face]]) -> list[Face]:

@@ -151,3 +151,36 @@ def test_measure_looks_at_the_middle_of_large_pictures():
 @pytest.mark.parametrize("shape", [(1, 1), (1, 1024), (300, 1), (2, 40), (15, 15)])
 def test_slivers_get_the_defaults(shape):
     assert measure(torch.rand(1, 3, *shape)) == Conditions(scale=0.5, artefacts=0.0)
+
+
+def test_faces_smaller_than_a_portraits_set_the_scale():
+    """A group photo's or half-length shot's faces look as they would in a portrait: the size
+    scale is their median box side over 300 px when that is smaller than the picture's."""
+    picture = torch.nn.functional.interpolate(_step_image(256), size=(2048, 2048), mode="nearest").repeat(1, 3, 1, 1)
+    assert measure(picture).scale == pytest.approx(4.0)
+    assert measure(picture, [150, 300, 450]).scale == pytest.approx(1.0)
+    assert measure(picture, [3000]).scale == pytest.approx(4.0)  # a face larger than a portrait's: the size
+    assert measure(picture, [30]).scale == 0.5
+
+
+def test_the_pipeline_scales_builtin_styles_with_the_faces_it_finds():
+    """The astronaut (a half-length shot, 512 px): her face is ~105 px, so toon runs at the
+    scale of her face, not of the picture, and the pipeline's result is that style's."""
+    import portrait_stylize as ps
+    from portrait_stylize.io import pil_to_tensor
+    from portrait_stylize.pipeline import StylizeDetails
+
+    from conftest import REPO
+
+    photo = Image.open(REPO / "examples" / "astronaut.jpg").convert("RGB")
+    st = ps.load_style("toon", face_backend="mediapipe")
+    sizes = st.face_sizes(np.asarray(photo), StylizeDetails())
+    assert len(sizes) == 1 and 80 < sizes[0] < 150, sizes
+    adapted = st.model.adapted_to(pil_to_tensor(photo), sizes)
+    alone = measure(pil_to_tensor(photo))
+    assert adapted.conditions.scale < alone.scale and adapted.conditions.artefacts == alone.artefacts
+    with torch.inference_mode():
+        expected = adapted(pil_to_tensor(photo))[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(np.asarray(st(photo), dtype=float) - expected).max() <= 1.0
+    assert st.face_sizes(np.asarray(photo), StylizeDetails()) and not ps.load_style("sketch").face_sizes(
+        np.zeros((8, 8, 3), np.uint8), StylizeDetails())  # slivers: no detection

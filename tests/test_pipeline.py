@@ -224,9 +224,13 @@ class TestFaces:
                 self.seen.append(coverage.shape)
                 return coverage
 
+            def adapted_model(self, model, picture, face_sizes):
+                self.seen.append("adapt")
+                return model.adapted_to(picture, face_sizes())
+
         recorder = Recorder()
         stylizer()(photo(), regions=["skin"], temporal=recorder)
-        assert recorder.seen == ["faces", (H, W)]
+        assert recorder.seen == ["faces", "adapt", (H, W)]
 
 
 class TestWholeImage:

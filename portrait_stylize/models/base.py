@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,8 @@ class StyleNetwork(nn.Module, ABC):
         takes_reference: ``forward`` accepts a style reference image.
         has_face_pass: aligned face crops get their own ``part="face"`` pass (DCT-Net's head
             network), pasted over the whole-image result.
+        adapts_to_faces: :meth:`adapted_to` wants the sizes of the picture's faces (the
+            pipeline detects them for it).
         legacy_keys: ``config.json`` keys that format version 1 wrote for other architectures'
             unused slots; ignored when loading.
     """
@@ -76,6 +78,7 @@ class StyleNetwork(nn.Module, ABC):
     arch: ClassVar[str] = ""
     takes_reference: ClassVar[bool] = False
     has_face_pass: ClassVar[bool] = False
+    adapts_to_faces: ClassVar[bool] = False
     legacy_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, channel_order: str = "rgb", input_range: list[float] | None = None, name: str = "",
@@ -130,10 +133,12 @@ class StyleNetwork(nn.Module, ABC):
         the face pass replaces the whole-image result; ``None``: the pipeline's default."""
         return None
 
-    def adapted_to(self, image: torch.Tensor) -> "StyleNetwork":
-        """The style as it runs on the whole ``(1, 3, H, W)`` RGB picture ``image`` in [0, 1]:
-        styles that adapt their filters to the picture (its size, blur, noise) measure it here,
-        once, so the tiles of a large picture all get the same settings. Default: ``self``."""
+    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "StyleNetwork":
+        """The style as it runs on the whole ``(1, 3, H, W)`` RGB picture ``image`` in [0, 1]
+        whose faces' boxes measure ``face_sizes`` pixels (given only to styles with
+        :attr:`adapts_to_faces`): styles that adapt their filters to the picture (its size, blur,
+        noise, faces) measure it here, once, so the tiles of a large picture all get the same
+        settings. Default: ``self``."""
         return self
 
     def tiling_context(self) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -217,6 +217,7 @@ class BuiltinStyle(StyleNetwork):
     """
 
     arch = "builtin"
+    adapts_to_faces = True
 
     def __init__(self, builtin: str = "toon", params: dict[str, Any] | None = None, **conventions: Any) -> None:
         super().__init__(**conventions)
@@ -250,11 +251,12 @@ class BuiltinStyle(StyleNetwork):
         halo = math.ceil(1.25 * _measured_reach(self._fn, self.conditions, self.params)) + align
         return -(-halo // align) * align, align
 
-    def adapted_to(self, image: torch.Tensor) -> "BuiltinStyle":
+    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "BuiltinStyle":
         """This style with the :class:`~portrait_stylize.image_quality.Conditions` of ``image``
-        (its scale, blur, noise and blocks) fixed, so every tile of it is filtered alike."""
+        (its scale, blur, noise and blocks, and the size of its faces) fixed, so every tile of it
+        is filtered alike."""
         adapted = BuiltinStyle(self.builtin, self.params, **self.meta)
-        adapted.conditions = measure(image)
+        adapted.conditions = measure(image, face_sizes)
         return adapted
 
     def card_rows(self) -> dict[str, str]:
