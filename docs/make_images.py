@@ -44,7 +44,7 @@ BUILTINS = ("toon", "sketch", "comic", "watercolour", "poster")
 THUMB = 256
 
 
-def gallery(photos: list[Image.Image], name: str) -> None:
+def gallery(photos: list[Image.Image], path: Path) -> None:
     """One row per built-in style (the photos first), one column per photo, THUMB pixels high."""
     rows = [photos] + [[ps.load_style(style)(p) for p in photos] for style in BUILTINS]
     widths = [round(p.width * THUMB / p.height) for p in photos]
@@ -54,17 +54,17 @@ def gallery(photos: list[Image.Image], name: str) -> None:
         for image, width in zip(row, widths):
             canvas.paste(image.convert("RGB").resize((width, THUMB), Image.LANCZOS), (x, r * (THUMB + GAP)))
             x += width + GAP
-    canvas.save(OUT / name, quality=88)
-    print(f"wrote {OUT / name}")
+    canvas.save(path, quality=88)
+    print(f"wrote {path}")
 
 
 def main() -> None:
     photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
     strip([photo] + [ps.load_style(name)(photo) for name in BUILTINS], "builtin-styles.jpg")
     hopper = Image.open(EXAMPLES / "hopper.jpg").convert("RGB")
-    gallery([photo, hopper], "gallery.png")
+    gallery([photo, hopper], OUT.parent / "gallery.png")
     hopper = hopper.resize((512, round(512 * hopper.height / hopper.width)), Image.LANCZOS)
-    gallery([degrade(hopper, how) for how in ("sharp", *DEGRADATIONS)], "degraded.jpg")
+    gallery([degrade(hopper, how) for how in ("sharp", *DEGRADATIONS)], OUT / "degraded.jpg")
     toon = ps.load_style("toon", face_backend="mediapipe")
     picked, details = toon(photo, regions=["hair", "lips", "eyes"], return_details=True)
     _, everything = toon(photo, regions=list(COLOURS), return_details=True)
