@@ -27,6 +27,7 @@ The cache is ``$HF_HOME/portrait-stylize/metrics/NAME/``.
 from __future__ import annotations
 
 import json
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,7 @@ def metric_weights_path(name: str, progress: bool = True) -> Path:
                                         "publisher states; the download is not their file, so it was deleted")
         try:
             write_atomically(dest, lambda tmp: spec.convert(raw, Path(tmp)))
-        except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
             raise MetricWeightsError(f"{spec.url}: cannot make {spec.filename} from it ({type(exc).__name__}: {exc})") from None
         record = {"url": spec.url, "download_sha256": digest, "converted_sha256": sha256_file(dest), "licence": spec.licence}
         write_atomically(folder / SOURCE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))

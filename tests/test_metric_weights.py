@@ -131,3 +131,11 @@ class TestFetch:
         monkeypatch.setitem(metric_weights.METRIC_WEIGHTS, "arcface", spec)
         with pytest.raises(MetricWeightsError, match="cannot be downloaded: .*cannot reach http://127.0.0.1:9"):
             metric_weights_path("arcface", progress=False)
+
+
+def test_a_file_that_cannot_be_converted_is_named_and_nothing_is_cached(publisher, monkeypatch):
+    www, base = publisher
+    _publish(www, base, "inception", b"not a pickle at all" * 10, monkeypatch)  # its own prefix: passes the check
+    with pytest.raises(MetricWeightsError, match="cannot make inception_v3.safetensors from it"):
+        metric_weights_path("inception", progress=False)
+    assert list(metric_weights.metric_folder("inception").iterdir()) == []
