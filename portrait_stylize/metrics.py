@@ -108,7 +108,9 @@ class PoolFeatures(nn.Module):
         super().__init__()
         from torchvision.models import inception_v3
 
-        self.net = inception_v3(weights=None, aux_logits=False, init_weights=state_dict is None)
+        # transform_input: the Google-trained weights expect [-1, 1] inputs; torchvision maps its
+        # ImageNet-normalized input to that, as it does when it loads these weights itself.
+        self.net = inception_v3(weights=None, aux_logits=False, init_weights=state_dict is None, transform_input=True)
         if state_dict is not None:
             self.net.load_state_dict(state_dict)
         self.net.fc = nn.Identity()
