@@ -23,7 +23,7 @@ from PIL import Image
 
 from .backends import Runners, auto_fallback, resolve_backend
 from .devices import resolve_device
-from .errors import InvalidArgumentError, InvalidStyleError
+from .errors import InvalidArgumentError, InvalidStyleError, PortraitStylizeError
 from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend
 from .image_quality import MIN_MEASURED_SIDE
 from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
@@ -350,8 +350,13 @@ class Stylizer:
         recorded in ``details``: nothing was asked of them). Empty for other styles."""
         if not self.model.adapts_to_faces or min(rgb.shape[:2]) < MIN_MEASURED_SIDE:
             return []
-        faces = details.faces if details.face_backend else self.face_backend.detect(rgb)
-        return [face.size for face in faces]
+        if details.face_backend:
+            return [face.size for face in details.faces]
+        try:
+            return [face.size for face in self.face_backend.detect(rgb)]
+        except PortraitStylizeError as exc:  # e.g. facexlib chosen, its weights missing offline
+            logger.warning("faces not measured for the style's scale (%s); using the picture's size", exc)
+            return []
 
     def _finite(self, array: np.ndarray) -> np.ndarray:
         """``array`` if every value is finite; a broken style (NaN weights or conventions) must

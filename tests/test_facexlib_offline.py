@@ -146,3 +146,26 @@ def test_offline_with_weights_in_place_works(tmp_path, monkeypatch, no_network, 
     image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     found = backend.detect(image)  # random weights: any number of boxes, but well-formed ones
     assert all(f.landmarks.shape == (5, 2) and 0 <= f.score <= 1 for f in found)
+
+
+def test_a_builtin_style_runs_when_the_chosen_face_backend_cannot_load(tmp_path, monkeypatch, no_network, caplog):
+    """Built-in styles only ask faces for their scale: with facexlib chosen but its weights missing
+    offline, toon still stylizes the whole picture (at the picture's scale) and says why."""
+    from PIL import Image
+
+    import portrait_stylize as ps
+    from portrait_stylize.io import pil_to_tensor
+
+    from conftest import REPO
+
+    monkeypatch.setenv("PORTRAIT_STYLIZE_FACEXLIB_DIR", str(tmp_path / "facexlib"))
+    monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
+    photo = Image.open(REPO / "examples" / "hopper.jpg").convert("RGB").resize((256, 300))
+    st = ps.load_style("toon", face_backend="facexlib")
+    with caplog.at_level("WARNING"):
+        result = np.asarray(st(photo), dtype=float)
+    expected = st.model.adapted_to(pil_to_tensor(photo))(pil_to_tensor(photo))[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(result - expected).max() <= 1.0
+    assert "faces not measured for the style's scale" in caplog.text
+    with pytest.raises(StyleNotCachedError):  # asking for faces themselves still fails, clearly
+        st(photo, regions=["hair"])
