@@ -5,7 +5,7 @@ Examples::
     portrait-stylize styles
     portrait-stylize run photo.jpg -o photo_toon.png
     portrait-stylize run photos/ more.jpg --style sketch --strength 0.8 -o out/
-    accelerate launch --num_processes 4 -m portrait_stylize batch photos/ -o out/
+    accelerate launch --multi_gpu --num_processes 4 -m portrait_stylize batch photos/ -o out/
     portrait-stylize evaluate --style toon,sketch --photos photos/ --exemplars anime/ --out report/
 """
 
