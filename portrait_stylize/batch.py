@@ -88,10 +88,6 @@ class Processes:
     local_world: int = 1
     device: str | None = None
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
 
 def current_processes() -> tuple[Processes, Callable[[], None]]:
     """This process's place and a barrier (waits for every process; a no-op alone).

@@ -35,6 +35,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from .batch import expand_inputs
 from .errors import InvalidArgumentError, MissingDependencyError
 from .io import load_image, pil_to_tensor, save_image, write_atomically
 from .metric_weights import METRIC_WEIGHTS, metric_weights_path
@@ -82,7 +83,7 @@ def list_images(folder: str | os.PathLike, what: str) -> list[Path]:
     path = Path(folder)
     if not path.is_dir():
         raise InvalidArgumentError(f"{what}: {path} is not a folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = expand_inputs([str(path)])
     if not files:
         raise InvalidArgumentError(f"{what}: {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -150,7 +151,9 @@ class Validation:
         # The results keep faces where the photos have them: landmarks found once, on the photos.
         self.landmarks = [_largest_face_landmarks(np.asarray(p)) for p in self.pictures]
         self.photo_tensors = [pil_to_tensor(p) for p in self.pictures]
-        self.reference_tensors = [pil_to_tensor(p) for p in references]
+        # The exemplars' features once, not at every score (every style, every validation step).
+        self.set_distance = SetDistance(self.networks.features, [pil_to_tensor(p) for p in references]) \
+            if references else None
         self.protocol = {"photos": len(self.pictures), "exemplars": len(references), "size": size,
                          "crop": "short side scaled to size, centre square", "networks": self.networks.descriptions}
 
@@ -160,12 +163,14 @@ class Validation:
         the results: ``({"images", "ssim", "lpips", "identity", "faces", "fid", "kid",
         "kid_std"}, results)``, ``None`` where a metric has nothing to score."""
         results: list[Image.Image] = []
+        stylized_tensors: list[torch.Tensor] = []
         scores: dict[str, list[float]] = {"ssim": [], "lpips": [], "identity": []}
         for picture, tensor, marks in tqdm(list(zip(self.pictures, self.photo_tensors, self.landmarks)), desc=desc,
                                            unit="photo", disable=not progress):
             result = stylize(picture).convert("RGB")
             results.append(result)
             stylized = pil_to_tensor(result)
+            stylized_tensors.append(stylized)
             scores["ssim"].append(float(ssim(tensor, stylized)[0]))
             scores["lpips"].append(float(self.networks.perceptual(tensor, stylized)[0]))
             if marks is not None:
@@ -174,8 +179,8 @@ class Validation:
         row = {"images": len(results), "ssim": _mean(scores["ssim"]), "lpips": _mean(scores["lpips"]),
                "identity": _mean(scores["identity"]), "faces": len(scores["identity"]),
                "fid": None, "kid": None, "kid_std": None}
-        if self.reference_tensors:
-            row.update(SetDistance(self.networks.features)(self.reference_tensors, [pil_to_tensor(r) for r in results]))
+        if self.set_distance is not None:
+            row.update(self.set_distance(stylized_tensors))
         return row, results
 
 

@@ -173,11 +173,11 @@ def measure(image: torch.Tensor, face_sizes: Sequence[float] = (), reference_sid
         :data:`MIN_MEASURED_SIDE` get scale 0.5 and no artefacts.
     """
     _check_bchw(image, "image")
+    if min(image.shape[-2:]) < MIN_MEASURED_SIDE:  # a sliver has no statistics: the defaults
+        return Conditions(scale=0.5, artefacts=0.0)
     size_scale = min(image.shape[-2:]) / reference_side
     if len(face_sizes):
         size_scale = min(size_scale, float(np.median(face_sizes)) / REFERENCE_FACE)
-    if min(image.shape[-2:]) < MIN_MEASURED_SIDE:  # a sliver has no statistics: the defaults
-        return Conditions(scale=0.5, artefacts=0.0)
     # The middle (where the subject is) at most 1024 px square: the measures are local
     # statistics, and this bounds their cost on a 50-MP photo. Offsets stay on the 8x8 grid.
     top, left = [max(0, (side - MEASURED_SIDE) // 2) // 8 * 8 for side in image.shape[-2:]]

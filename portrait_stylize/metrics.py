@@ -16,7 +16,6 @@ so tests run each metric on small random networks.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Callable
 
@@ -136,48 +135,56 @@ class _Given(nn.Module):
 
 
 class SetDistance:
-    """FID and KID between two sets of pictures (``torchmetrics``), on a feature network.
+    """FID and KID of sets of pictures against one reference set (``torchmetrics``), on a feature
+    network; the reference set's features are computed once, here.
 
     Args:
         features: maps ``(B, 3, H, W)`` RGB in [0, 1] to ``(B, D)`` (e.g. :class:`PoolFeatures`).
+        real: the reference set (e.g. style exemplars): ``(1, 3, H, W)`` RGB in [0, 1] each, one
+            size, at least 2.
         kid_subset: pictures per KID subset (at most the smaller set's size).
         batch: pictures per feature-network call.
     """
 
-    def __init__(self, features: nn.Module, kid_subset: int = 50, batch: int = 16) -> None:
+    def __init__(self, features: nn.Module, real: list[torch.Tensor], kid_subset: int = 50, batch: int = 16) -> None:
         self.features = features
         self.kid_subset = kid_subset
         self.batch = batch
+        self.real = self._features(_at_least_two(real))
 
     @torch.inference_mode()
     def _features(self, images: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.cat(images)
         return torch.cat([self.features(stacked[i:i + self.batch]) for i in range(0, len(stacked), self.batch)]).double()
 
-    def __call__(self, real: list[torch.Tensor], fake: list[torch.Tensor]) -> dict[str, float]:
-        """``real``, ``fake``: lists of ``(1, 3, H, W)`` RGB in [0, 1], one size per list (at
-        least 2 each).
+    def __call__(self, fake: list[torch.Tensor]) -> dict[str, float]:
+        """``fake``: ``(1, 3, H, W)`` RGB in [0, 1] each, one size, at least 2.
 
         Returns:
-            ``{"fid": ..., "kid": ..., "kid_std": ...}``; 0 for two identical sets.
+            ``{"fid": ..., "kid": ..., "kid_std": ...}``; 0 for the reference set itself.
         """
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
-        if min(len(real), len(fake)) < 2:
-            raise ValueError(f"FID and KID need at least 2 pictures per set, got {len(real)} and {len(fake)}")
         # Features once per picture, shared by both metrics (each would run the network again).
-        real_f, fake_f = self._features(real), self._features(fake)
-        given = _Given(real_f.shape[1])
+        fake_f = self._features(_at_least_two(fake))
+        given = _Given(self.real.shape[1])
         fid = FrechetInceptionDistance(feature=given)
-        kid = KernelInceptionDistance(feature=given, subset_size=min(self.kid_subset, len(real), len(fake)), subsets=20)
+        kid = KernelInceptionDistance(feature=given, subset_size=min(self.kid_subset, len(self.real), len(fake_f)),
+                                      subsets=20)
         for metric in (fid, kid):
-            metric.update(real_f, real=True)
+            metric.update(self.real, real=True)
             metric.update(fake_f, real=False)
         with torch.random.fork_rng(devices=[]):  # KID draws random subsets: the same report every run
             torch.manual_seed(0)
             kid_mean, kid_std = kid.compute()
         return {"fid": max(float(fid.compute()), 0.0), "kid": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def _at_least_two(images: list[torch.Tensor]) -> list[torch.Tensor]:
+    if len(images) < 2:
+        raise ValueError(f"FID and KID need at least 2 pictures per set, got {len(images)}")
+    return images
 
 
 #: ArcFace's input side and normalization: RGB, (x - 127.5) / 127.5.
@@ -220,5 +227,4 @@ def identity_similarity(embed: Callable[[np.ndarray, np.ndarray], np.ndarray], p
     """Cosine similarity of the face at ``landmarks`` in ``photo`` and in ``result`` (both
     ``(H, W, 3)`` uint8 RGB of the same size; a style keeps the face where it was, so the photo's
     landmarks place the face in the result too): 1 for the same picture."""
-    value = float(np.dot(embed(photo, landmarks), embed(result, landmarks)))
-    return value if math.isfinite(value) else float("nan")
+    return float(np.dot(embed(photo, landmarks), embed(result, landmarks)))

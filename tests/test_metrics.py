@@ -85,17 +85,19 @@ class TinyFeatures(nn.Module):
 class TestSetDistance:
     def test_a_set_against_itself_is_near_zero_and_noise_increases_it(self):
         real = [p[None] for p in _pictures(24, seed=2)]
-        distance = SetDistance(TinyFeatures(), kid_subset=12)
-        same = distance(real, real)
+        distance = SetDistance(TinyFeatures(), real, kid_subset=12)
+        same = distance(real)
         assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3
-        slight = distance(real, [_noisy(p, 0.05, seed=i) for i, p in enumerate(real)])
-        strong = distance(real, [_noisy(p, 0.3, seed=i) for i, p in enumerate(real)])
+        slight = distance([_noisy(p, 0.05, seed=i) for i, p in enumerate(real)])
+        strong = distance([_noisy(p, 0.3, seed=i) for i, p in enumerate(real)])
         assert 0 < slight["fid"] < strong["fid"] and slight["kid"] < strong["kid"]
         assert strong["kid_std"] >= 0
 
     def test_needs_two_pictures_per_set(self):
         with pytest.raises(ValueError, match="at least 2"):
-            SetDistance(TinyFeatures())([_pictures(1)], [_pictures(1), _pictures(1)])
+            SetDistance(TinyFeatures(), [_pictures(1)])
+        with pytest.raises(ValueError, match="at least 2"):
+            SetDistance(TinyFeatures(), [_pictures(1), _pictures(1)])([_pictures(1)])
 
 
 class TestFaceEmbedder:

@@ -10,6 +10,7 @@ like the networks do. :class:`BuiltinStyle` wraps one as a
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
@@ -178,10 +179,15 @@ def poster(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_
     return torch.clamp(oklab_to_rgb(torch.cat([lightness, ab], dim=1)) * (1.0 - 0.8 * lines), 0.0, 1.0)
 
 
-def _measured_reach(fn: Callable[..., torch.Tensor], conditions: Conditions, params: Mapping[str, Any]) -> int:
-    """How far, in pixels, a change of one input pixel moves the output of ``fn``: the style is
-    run on a busy random picture with and without a change at its centre. Every built-in
-    filter has bounded support, so a large enough probe always shows the whole reach."""
+@functools.lru_cache(maxsize=64)
+def _measured_reach(builtin: str, params: tuple[tuple[str, Any], ...], scale: float) -> int:
+    """How far, in pixels, a change of one input pixel moves the output of the built-in style
+    ``builtin`` with ``params`` at ``scale``: the style is run on a busy random picture with and
+    without a change at its centre. Every built-in filter has bounded support, so a large enough
+    probe always shows the whole reach. The artefact level changes thresholds, not kernel sizes,
+    so the probe runs without it; remembered per style and scale (video frames, a folder of photos
+    from one camera) because it costs two runs of the style."""
+    fn, conditions = BUILTIN_STYLES[builtin], Conditions(scale=scale)
     bound = math.ceil(64 * conditions.scale) + 16
     generator = torch.Generator().manual_seed(0)
     while True:
@@ -189,7 +195,7 @@ def _measured_reach(fn: Callable[..., torch.Tensor], conditions: Conditions, par
         probe = gaussian_blur(torch.rand(1, 3, size, size, generator=generator, dtype=torch.float64), 0.7)
         changed = probe.clone()
         changed[..., bound, bound] = 1.0 - changed[..., bound, bound]
-        moved = (fn(changed, conditions, **params) != fn(probe, conditions, **params)).any(dim=1)[0]
+        moved = (fn(changed, conditions, **dict(params)) != fn(probe, conditions, **dict(params))).any(dim=1)[0]
         rows, cols = torch.nonzero(moved, as_tuple=True)
         reach = int(torch.maximum((rows - bound).abs().max(), (cols - bound).abs().max()))
         if reach < bound:
@@ -248,7 +254,8 @@ class BuiltinStyle(StyleNetwork):
         if self.conditions is None:
             return None
         align = max(1, int(self.conditions.scale))
-        halo = math.ceil(1.25 * _measured_reach(self._fn, self.conditions, self.params)) + align
+        reach = _measured_reach(self.builtin, tuple(sorted(self.params.items())), self.conditions.scale)
+        halo = math.ceil(1.25 * reach) + align
         return -(-halo // align) * align, align
 
     def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "BuiltinStyle":
