@@ -2,10 +2,14 @@
 
 Run:  .venv/bin/python benchmarks/bench_peer_tflite.py [--tflite FILE] [--size 512] [--threads 2] [--repeats 9]
 
-On a CPU with wider units, ``ONEDNN_MAX_CPU_ISA=AVX2`` in front of the command caps the oneDNN
-kernels (PyTorch's, and OpenVINO's CPU plugin where it honours it) at AVX2, to see what an
-AVX2-only machine would get; ONNX Runtime and TFLite (XNNPACK) pick their kernels by themselves.
-The script prints the CPU, its flags and the cap, so every table says which machine it is from.
+On a CPU with wider units, run it through ``benchmarks/isa_cap.py`` to see what an AVX2-only
+machine gets: every runtime in the process (PyTorch, ONNX Runtime, OpenVINO and TFLite's
+XNNPACK) then chooses its AVX2 kernels::
+
+    .venv/bin/python benchmarks/isa_cap.py -- .venv/bin/python benchmarks/bench_peer_tflite.py
+
+(``ONEDNN_MAX_CPU_ISA=AVX2`` caps PyTorch's oneDNN kernels only.) The script prints the CPU,
+its flags and the kernels the runtimes chose, so every table says which machine it is from.
 
 The TFLite model (``ai-edge-litert``, XNNPACK, dynamic-range int8 by default) is converted with
 ``portrait_stylize.convert.read_tflite`` so that every runtime executes the same weights on the same

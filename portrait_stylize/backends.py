@@ -15,9 +15,12 @@ speed and in the last bits of precision:
   portraits, the guided filter in float32; :mod:`portrait_stylize.quantize`); refused for a style
   whose int8 network is under 35 dB from float32. Fast only where the CPU has int8 dot-product
   units (VNNI, AMX), so ``auto`` considers it only there.
-* ``openvino``: OpenVINO on the CPU, from the same ONNX graph, float32 throughout (its
-  inference-precision hint is set to f32, so CPUs with bf16 units do not silently drop to bf16);
-  compiled once per input shape on first use (about 0.7 s for a TTN at 512² on 2 cores).
+* ``openvino``: OpenVINO on the CPU, float32 throughout (its inference-precision hint is set to
+  f32, so CPUs with bf16 units do not silently drop to bf16), from an ONNX graph of the same
+  weights in which the 3×3 convolutions with 64 or more output channels are computed by
+  Winograd's F(4×4, 3×3) (:mod:`portrait_stylize.models.winograd`: a quarter of the
+  multiplications, what makes float32 fast on AVX2-only CPUs; 135-140 dB from direct float32 on
+  the White-box network); compiled once per input shape on first use.
 
 ``auto`` (the default) on the CPU measures the backends installed here once per machine (a
 DCT-Net-shaped TTN at 384², a few runs each: 7.8 s with five backends on 2 cores) and remembers
@@ -54,6 +57,7 @@ from .errors import InvalidArgumentError
 from .io import write_atomically
 from .models.base import Runner
 from .models.ttn import TTN, pad_to_multiple
+from .models.winograd import with_winograd_convolutions
 from .options import BACKENDS
 from .quantize import QuantizationError
 
@@ -153,11 +157,15 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_description() -> str:
-    """The CPU model, core count and the vector/matrix extensions that decide speed, e.g.
-    ``"AMD EPYC; 2 cores; avx avx2 avx512_bf16 ... fma"`` (printed with every benchmark figure)."""
+    """The CPU model, core count, the vector/matrix extensions that decide speed and the widest
+    vector instruction set the runtimes use, e.g. ``"AMD EPYC; 2 cores; avx avx2 avx512_bf16 ...
+    fma; kernels: AVX512"`` (printed with every benchmark figure). The flags are the hardware's
+    (``/proc/cpuinfo``); the kernels are what PyTorch found by asking the CPU itself, so a run
+    capped to AVX2 (``benchmarks/isa_cap.py``) says ``kernels: AVX2``."""
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
     wanted = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "asimd", "sve")) or f in ("fma", "f16c"))
-    return f"{model or platform.processor() or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}"
+    return (f"{model or platform.processor() or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}; "
+            f"kernels: {torch.backends.cpu.get_cpu_capability()}")
 
 
 def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
@@ -320,10 +328,9 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("onnx", "openvino"):
         from .export import onnx_bytes, onnx_session
 
-        graph = onnx_bytes(net)
         if backend == "openvino":
-            return _padded(OpenVINOGraph(graph), net.size_multiple)
-        session = onnx_session(graph)
+            return _padded(OpenVINOGraph(onnx_bytes(with_winograd_convolutions(net))), net.size_multiple)
+        session = onnx_session(onnx_bytes(net))
         return _padded(lambda x: session.run(None, {"image": x})[0], net.size_multiple)
     raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
 

@@ -84,11 +84,33 @@ def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     if mode != "tf_legacy":
         raise ValueError(f"upsample must be one of {UPSAMPLINGS}, got {mode!r}")
+    if torch.onnx.is_in_onnx_export():
+        return _TFLegacyResize.apply(x)
+    return _tf_legacy_upsample2x(x)
+
+
+def _tf_legacy_upsample2x(x: torch.Tensor) -> torch.Tensor:
     # Sampling at src = dst / 2 is align_corners=True interpolation from n + 1 to 2n + 1 pixels
     # once the last row/column is repeated; one fused kernel instead of gathers and stacks.
     h, w = x.shape[-2:]
     x = F.pad(x, (0, 1, 0, 1), mode="replicate")
     return F.interpolate(x, size=(2 * h + 1, 2 * w + 1), mode="bilinear", align_corners=True)[..., : 2 * h, : 2 * w]
+
+
+class _TFLegacyResize(torch.autograd.Function):
+    """What ONNX export writes for TF1's bilinear ×2: the single ``Resize`` op it is there
+    (``coordinate_transformation_mode="asymmetric"``: source = destination / 2, edges clamped),
+    so runtimes do not copy a padded tensor and crop it again. Export only (no backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return _tf_legacy_upsample2x(x)
+
+    @staticmethod
+    def symbolic(g, x):
+        scales = g.op("Constant", value_t=torch.tensor([1.0, 1.0, 2.0, 2.0]))
+        return g.op("Resize", x, g.op("Constant", value_t=torch.tensor([], dtype=torch.float32)), scales,
+                    coordinate_transformation_mode_s="asymmetric", mode_s="linear")
 
 
 class ResBlock(nn.Module):
