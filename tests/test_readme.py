@@ -140,13 +140,19 @@ def _program(words: list[str]) -> tuple[str, list[str]]:
     return ("" if program.endswith(".py") else program), rest
 
 
+#: Scripts that run the command written after their ``--``.
+WRAPPERS = ("benchmarks/isa_cap.py",)
+
+
 def _split_command_line(line: str) -> list[tuple[str, list[str]]]:
     """``(command, arguments)`` of each of our commands in a shell line, `portrait-stylize SUB`
     after `portrait-stylize` (its options before SUB); other programs in EXTERNAL and lines without
     options give nothing. ``ValueError`` for an unknown program or subcommand, or unbalanced quotes."""
     commands, words = [], []
     for token in [*shlex.split(line, comments=True), "&&"]:
-        if token not in ("&&", "||", "|", ";"):
+        # A wrapper script runs the command after its "--" (benchmarks/isa_cap.py -- python ...).
+        wrapped = token == "--" and bool(words) and _program(words)[0] in WRAPPERS
+        if token not in ("&&", "||", "|", ";") and not wrapped:
             if token != "...":  # an elided part
                 words.append(token)
             continue
