@@ -327,9 +327,11 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
         return _int8_runner(net, MIN_INT8_PSNR)
     if backend in ("onnx", "openvino"):
         from .export import onnx_bytes, onnx_session
+        from .onnx_layout import without_transpose_round_trips
 
         if backend == "openvino":
-            return _padded(OpenVINOGraph(onnx_bytes(with_winograd_convolutions(net))), net.size_multiple)
+            graph = without_transpose_round_trips(onnx_bytes(with_winograd_convolutions(net)))
+            return _padded(OpenVINOGraph(graph), net.size_multiple)
         session = onnx_session(onnx_bytes(net))
         return _padded(lambda x: session.run(None, {"image": x})[0], net.size_multiple)
     raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")

@@ -17,6 +17,7 @@ PACKAGE = REPO / "portrait_stylize"
 #: Top-level module or sub-package -> layer (higher may import lower, never the reverse).
 LAYERS = {
     "version": 0, "offline": 0, "errors": 0, "options": 0, "style_files": 0, "io": 0, "ops": 0, "image_quality": 0, "_tfformats": 0,
+    "onnx_layout": 0,
     "faces": 1,
     "regions": 2, "tiling": 2,
     "models": 3, "metrics": 3,
