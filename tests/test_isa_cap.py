@@ -65,7 +65,7 @@ def test_other_crashes_still_crash_as_before(capped_env):
 def test_winograd_openvino_is_fastest_on_avx2(fixtures, capped_env, tmp_path):
     """The issue's AVX2 measurement, in a capped process: OpenVINO with Winograd convolutions at
     least 1.2x as fast as the direct float32 runtimes and as the TFLite runtime (measured:
-    1.4-1.6x and 1.45-1.63x; the docs give the full table), float32-close, and what auto picks."""
+    1.5-1.7x and 1.67-1.73x; the docs give the full table), float32-close, and what auto picks."""
     tflite = fixtures / "weights" / "whitebox_cartoon_gan_dr.tflite"
     code = f"""
         import json, torch
