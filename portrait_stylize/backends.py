@@ -25,7 +25,7 @@ speed and in the last bits of precision:
 ``auto`` (the default) on the CPU measures the backends installed here once per machine (a
 DCT-Net-shaped TTN at 384², a few runs each: 7.8 s with five backends on 2 cores) and remembers
 the ranking in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags
-(and any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count and the runtimes' versions; ``torch-bf16`` is a candidate only where bf16 is native (emulated it
+(and the kernels the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count and the runtimes' versions; ``torch-bf16`` is a candidate only where bf16 is native (emulated it
 is several times slower), ``onnx-int8`` only where int8 units are. When ``auto`` picked
 ``onnx-int8`` and a style turns out too far from float32 in int8, the next fastest runs it. On a
 GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.

@@ -58,9 +58,10 @@ def without_transpose_round_trips(model: bytes) -> bytes:
         found[name, q] = result
         return result
 
+    outputs = {o.name for o in graph.output}
     renamed = {}
     for node in list(graph.node):
-        if node.op_type == "Transpose" and perm(node) and node.output[0] not in {o.name for o in graph.output}:
+        if node.op_type == "Transpose" and perm(node) and node.output[0] not in outputs:
             replacement = transposed(node.input[0], perm(node))
             if replacement is not None:
                 renamed[node.output[0]] = replacement
@@ -74,7 +75,7 @@ def without_transpose_round_trips(model: bytes) -> bytes:
             node.input[i] = name
     # Order new nodes before their first use, then drop everything no output depends on.
     nodes = _topological([*kept, *new_nodes], {i.name for i in graph.input} | {t.name for t in graph.initializer})
-    needed = {o.name for o in graph.output}
+    needed = set(outputs)
     for node in reversed(nodes):
         if any(output in needed for output in node.output):
             needed.update(node.input)
