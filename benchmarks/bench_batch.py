@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.backends import cpu_description
+from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.models.serialization import save_style
 

@@ -43,7 +43,7 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 def measure(tflite: Path, repeats: int) -> dict[str, float]:
     import portrait_stylize as ps
     from portrait_stylize import pipeline
-    from portrait_stylize.registry import builtin_registry_path
+    from portrait_stylize.sources.registry import builtin_registry_path
 
     entry = json.loads(builtin_registry_path().read_text())["styles"]["whitebox"]
     server, url = serve(tflite.parent)
@@ -56,7 +56,7 @@ def measure(tflite: Path, repeats: int) -> dict[str, float]:
                 registry.write_text(json.dumps({"styles": {"whitebox": {**entry, "url": f"{url}/{tflite.name}"}}}))
                 os.environ.update(PORTRAIT_STYLIZE_CHECKPOINTS=str(registry), PORTRAIT_STYLIZE_CACHE=f"{tmp}/cache")
                 os.environ.pop("HF_HUB_OFFLINE", None)
-                pipeline.cached_stylizer.cache_clear()
+                pipeline.STYLIZERS.clear()
                 start = time.perf_counter()
                 ps.load_style("whitebox", device="cpu")
                 times["first use (download local)"].append(time.perf_counter() - start)
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.tflite.is_file():
         raise SystemExit(f"{args.tflite}: not found (the White-box TFLite fixture); pass --tflite FILE")
-    from portrait_stylize.backends import cpu_description
+    from portrait_stylize.runtime.backends import cpu_description
 
     print(f"CPU: {cpu_description()}")
     results = measure(args.tflite, args.repeats)

@@ -37,7 +37,7 @@ import json, sys, time, numpy as np, torch
 from PIL import Image
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.pipeline import Stylizer
-from portrait_stylize.registry import StyleSpec
+from portrait_stylize.sources.registry import StyleSpec
 args = json.loads(sys.argv[1])
 if args["photos"]:
     # A group photo at 4K: the photos side by side at 2926 px high, fitted to 3840 px wide.

@@ -12,7 +12,7 @@ XNNPACK) then chooses its AVX2 kernels::
 its flags and the kernels the runtimes chose, so every table says which machine it is from.
 
 The TFLite model (``ai-edge-litert``, XNNPACK, dynamic-range int8 by default) is converted with
-``portrait_stylize.convert.read_tflite`` so that every runtime executes the same weights on the same
+``portrait_stylize.convert.ttn_releases.read_tflite`` so that every runtime executes the same weights on the same
 input (a gradient + noise image in [-1, 1], NHWC for TFLite, NCHW for us). Runs alternate between
 runtimes after one warm-up each, and the median of each is reported with its speed ratio to
 TFLite (> 1 means faster than TFLite) and its PSNR against our float32 PyTorch output (the peak
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from portrait_stylize.backends import auto_backend, cpu_candidates, cpu_description, has_native_bf16, make_runner
-from portrait_stylize.convert import read_tflite, ttn_from_weights
+from portrait_stylize.runtime.backends import auto_backend, cpu_candidates, cpu_description, has_native_bf16, make_runner
+from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TFLITE = REPO.parent / "shared/fixtures/weights/whitebox_cartoon_gan_dr.tflite"

@@ -26,8 +26,8 @@ from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
-from portrait_stylize.backends import cpu_candidates, cpu_description
-from portrait_stylize.io import pil_to_tensor
+from portrait_stylize.runtime.backends import cpu_candidates, cpu_description
+from portrait_stylize.imaging.io import pil_to_tensor
 from portrait_stylize.models import TTNStyle
 
 REGIONS = ["hair", "skin", "eyes", "lips"]

@@ -13,7 +13,7 @@ import time
 import torch
 
 import portrait_stylize as ps
-from portrait_stylize.backends import cpu_description
+from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
 
 

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.backends import cpu_description
+from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.video import TemporalState, estimate_video, stylize_video
 

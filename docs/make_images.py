@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.image_quality import DEGRADATIONS, degrade
+from portrait_stylize.imaging.quality import DEGRADATIONS, degrade
 
 SIDE, GAP = 384, 8
 OUT = Path(__file__).parent / "images"

@@ -22,7 +22,7 @@ from .errors import (
     StyleNotFoundError,
     UnsafeWeightsError,
 )
-from .registry import StyleSpec
+from .sources.registry import StyleSpec
 from .version import __version__
 
 #: Public names that need torch or MediaPipe, imported on first use (PEP 562), so that

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .batch import DEFAULT_NAME_PATTERN
-from .errors import PortraitStylizeError
+from .errors import EXIT_FAILED, EXIT_USAGE, InvalidArgumentError, PortraitStylizeError, StyleNotFoundError
 from .options import (BACKENDS, CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, DEFAULT_TILE_SIZE, FACE_BACKENDS, IMAGE_SUFFIXES,
                       PADDINGS, REGIONS, UPSAMPLINGS)
 from .version import __version__
@@ -45,10 +45,10 @@ def _output_kind(output: str, files: list[Path], inputs: list[str]) -> bool:
     out = Path(output)
     is_file = out.suffix.lower() in IMAGE_SUFFIXES
     if not is_file and not (output.endswith(("/", "\\")) or out.is_dir()):
-        raise PortraitStylizeError(f"-o {output}: not an image file name and not a folder; add a suffix for a file "
+        raise InvalidArgumentError(f"-o {output}: not an image file name and not a folder; add a suffix for a file "
                                    f"(-o {output}.png) or a trailing slash for a folder (-o {output}/)")
     if is_file and (len(files) > 1 or Path(inputs[0]).is_dir()):
-        raise PortraitStylizeError(f"{len(files)} inputs need an output folder, but -o {output} is a file name; "
+        raise InvalidArgumentError(f"{len(files)} inputs need an output folder, but -o {output} is a file name; "
                                    f"use a folder such as -o {out.with_suffix('')}/")
     return is_file
 
@@ -57,7 +57,7 @@ def _save_masks(details, folder: Path, stem: str) -> None:
     """One 8-bit PNG per region mask, plus the final blend weight, as ``STEM_NAME.png``."""
     from PIL import Image
 
-    from .io import save_image
+    from .imaging.io import save_image
 
     masks = dict(details.masks)
     if details.weight is not None:
@@ -126,7 +126,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .batch import current_processes, expand_inputs, output_paths, run_pairs, shard
-    from .io import save_image
+    from .imaging.io import save_image
     from .pipeline import load_style
 
     batch = args.command == "batch"
@@ -134,15 +134,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     missing = [item for item in listed if not Path(item).exists()]
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     files = expand_inputs(args.images)
     if not files:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     single_file = _output_kind(args.output, files, args.images)
     if batch and single_file:
         print(f"error: batch writes to a folder; use -o {Path(args.output).with_suffix('')}/", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     processes, wait_for_everyone = current_processes() if batch else (None, lambda: None)
     out = Path(args.output)
     if processes is not None and processes.device is None and "OMP_NUM_THREADS" not in os.environ:
@@ -185,7 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     wait_for_everyone()
     if len(files) == 1 and report.failed:
         print(f"error: {report.failed[0][1]}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if not args.quiet:
         resumed = f", {len(report.existing)} already there" if batch else ""
         per_file = f" ({report.seconds / len(report.written):.2f} s each)" if batch and report.written else ""
@@ -194,7 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {len(report.failed)} of {len(pairs)} image(s) failed{where}:", file=sys.stderr)
         for _, reason in report.failed:
             print(f"  {reason}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return 0
 
 
@@ -214,12 +214,12 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, markdown_table
+    from .evaluation.evaluate import evaluate, markdown_table
 
     for option, folder in (("--photos", args.photos), ("--exemplars", args.exemplars)):
         if folder is not None and not Path(folder).is_dir():
             print(f"error: {option}: no such folder: {folder}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     report = evaluate(args.style, args.photos, args.out, exemplars=args.exemplars, size=args.size, limit=args.limit,
                       device=args.device, progress=not args.quiet)
     print(markdown_table(report), end="")
@@ -228,7 +228,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .runtime.onnx_export import export_onnx
     from .pipeline import load_style
 
     stylizer = load_style(args.style, device="cpu", backend="torch")
@@ -238,8 +238,8 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import command_line, convert
-    from .hub import publication_report, publish_style_folder
+    from .convert.ttn_releases import command_line, convert
+    from .sources.hub import publication_report, publish_style_folder
 
     overrides = {key: getattr(args, key) for key in ("gf_eps", "gf_radius", "upsample", "padding", "negative_slope")
                  if getattr(args, key) is not None}
@@ -257,16 +257,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_pin(args: argparse.Namespace) -> int:
     import json
-    import os
 
+    from .common.files import write_atomically
     from .loading import pin
-    from .registry import ENV_EXTRA_REGISTRY, builtin_registry_path, read_registry
+    from .sources.registry import ENV_EXTRA_REGISTRY, builtin_registry_path, read_registry
 
     path = Path(args.registry or os.environ.get(ENV_EXTRA_REGISTRY) or builtin_registry_path())
     registry = read_registry(path)
     missing = [name for name in args.names if name not in registry.styles]
     if missing:
-        raise PortraitStylizeError(f"{path}: no style named {', '.join(map(repr, missing))}; it has "
+        raise StyleNotFoundError(f"{path}: no style named {', '.join(map(repr, missing))}; it has "
                                    f"{', '.join(registry.styles)}")
     document = json.loads(path.read_text(encoding="utf-8"))
     for name in args.names:
@@ -274,9 +274,8 @@ def _cmd_pin(args: argparse.Namespace) -> int:
         document["styles"][name] = pinned.to_entry()
         print(f"{name}: {pinned.model_id} at {pinned.revision}, "
               + ", ".join(f"{f} {h[:12]}…" for f, h in pinned.file_sha256.items()))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), follow_umask=True)
     print(f"wrote {path}")
     return 0
 
@@ -394,9 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (PortraitStylizeError, ValueError, OSError) as exc:
+    except PortraitStylizeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except OSError as exc:  # the disk is full, a folder is not writable, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """From a style name to a loaded network: resolve, then load, through one function per source kind.
 
-``resolve_spec(name)`` turns what a user typed into a :class:`~portrait_stylize.registry.StyleSpec`:
+``resolve_spec(name)`` turns what a user typed into a :class:`~portrait_stylize.sources.registry.StyleSpec`:
 a registry name, a local style folder (kind ``local``) or a Hub repo id ``org/name[@revision]``
 (kind ``hub`` without a sha256). :func:`load_network` then loads it with the :class:`Source` of its
 kind. Adding a source is one :class:`Source` in :data:`SOURCES` plus its keys in ``StyleSpec``.
 ``modelscope`` and ``url`` styles are released TensorFlow files, downloaded, verified and converted
-on first use, then cached (:mod:`portrait_stylize.converted`).
+on first use, then cached (:mod:`portrait_stylize.sources.converted_cache`).
 
 Listing styles and asking what is cached never imports torch: the network code is imported by
 the loaders that need it.
@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from . import converted, modelscope
-from .downloads import download
-from .offline import is_offline
+from .sources import converted_cache as converted, modelscope
+from .sources.downloads import download
+from .common.offline import is_offline
 from .errors import RegistryError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
-from .hub import fetch_spec, is_cached, sha256_file
-from .registry import StyleSpec, load_registry, parse_hub_id
-from .style_files import WEIGHTS_NAME
+from .sources.hub import fetch_spec, is_cached
+from .common.files import sha256_file
+from .sources.registry import StyleSpec, load_registry, parse_hub_id
+from .common.style_files import WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from .models import StyleNetwork
@@ -74,7 +75,7 @@ def _converted_key(spec: StyleSpec) -> tuple[str, str | None, dict[str, str]]:
 
 def _load_converted(spec: StyleSpec) -> StyleNetwork:
     """``modelscope`` and ``url`` styles: the cached conversion, else download, verify, convert
-    and cache it (see :mod:`portrait_stylize.converted`)."""
+    and cache it (see :mod:`portrait_stylize.sources.converted_cache`)."""
     label = f"style {spec.name!r}"
     source, revision, expected = _converted_key(spec)
     folder = converted.find_cached(spec.kind, source, revision, expected)
@@ -99,7 +100,7 @@ def _convert_files(spec: StyleSpec, networks: list[Path], mask: Path | None, wor
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from .convert import ConversionError, convert
+    from .convert.ttn_releases import ConversionError, convert
 
     face_mask = None
     if mask is not None:
@@ -158,7 +159,7 @@ def _is_converted(spec: StyleSpec) -> bool:
     return converted.find_cached(spec.kind, *_converted_key(spec)) is not None
 
 
-#: kind -> its :class:`Source`; the keys are :data:`portrait_stylize.registry.KINDS`.
+#: kind -> its :class:`Source`; the keys are :data:`portrait_stylize.sources.registry.KINDS`.
 SOURCES: dict[str, Source] = {
     "builtin": Source(_load_builtin, lambda spec: True),
     "hub": Source(_load_hub, is_cached),

@@ -9,32 +9,36 @@ source kind goes through the same code.
 from __future__ import annotations
 
 import contextlib
-import functools
+import inspect
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from .backends import Runners, auto_fallback, resolve_backend
-from .devices import resolve_device
+from .runtime.backends import Runners, auto_fallback, resolve_backend
+from .runtime.devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError, PortraitStylizeError
-from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend
-from .image_quality import MIN_MEASURED_SIDE
-from .io import DEFAULT_MAX_PIXELS, ImageInput, load_image, pil_to_tensor, tensor_to_pil
+from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend, select_faces
+from .imaging.quality import MIN_MEASURED_SIDE
+from .options import DEFAULT_MAX_PIXELS
+from .imaging.io import ImageInput, load_image, pil_to_tensor
+from .imaging.picture import Picture
 from .loading import load_network, resolve_spec
 from .models import StyleNetwork
-from .models.base import bounded_int
+from .common.numbers import bounded_int, bounded_number
 from .options import DEFAULT_TILE_SIZE
-from .regions import (FACE_FEATHER, IMAGE_FEATHER, check_regions, composite, feather, feather_width, harmonize,
-                      histogram_luts, mix, region_weights)
-from .registry import StyleSpec
-from .tiling import run_tiled
+from .faces.paste import head_coverage, head_paste_mask, paste_heads
+from .faces.regions import check_regions, region_weights
+from .imaging.blending import FACE_FEATHER, IMAGE_FEATHER, composite_regions, feather_width, mix
+from .sources.registry import StyleSpec
+from .imaging.tiling import run_tiled
 
 logger = logging.getLogger(__name__)
 
@@ -108,37 +112,45 @@ class Request:
     faces: list[int] | None
     reference: torch.Tensor | None
 
+    @classmethod
+    def check(cls, regions, strength, harmonize, faces, style_image, *, stylizer: Stylizer) -> Request:
+        """Validate the options of a call for ``stylizer`` (no image is read here).
 
-def _unit_number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidArgumentError(f"{what} must be a number in [0, 1], got {value!r}")
-    return float(value)
+        Raises:
+            InvalidArgumentError: naming the option and the accepted values.
+        """
+        if regions is not None:
+            regions = [regions] if isinstance(regions, str) else list(regions)
+            if not regions:
+                raise InvalidArgumentError("regions is empty; pass None for the whole image or names such as "
+                                           "['hair', 'lips']")
+            backend = stylizer.face_backend
+            regions = check_regions(regions, backend.regions, backend.name)
+        if isinstance(strength, dict):
+            if regions is None:
+                raise InvalidArgumentError("a per-region strength dict needs regions=[...]")
+            unknown = set(strength) - set(regions)
+            if unknown:
+                raise InvalidArgumentError(f"strength names regions that are not selected: {sorted(unknown)}")
+            strengths = {r: strength.get(r, 1.0) for r in regions}
+        else:
+            strengths = {r: strength for r in (regions or (["head"] if faces is not None else ["all"]))}
+        strengths = {name: bounded_number("strength" + ("" if name == "all" else f" for {name!r}"), value, 0, 1)
+                     for name, value in strengths.items()}
+        if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
+            raise InvalidArgumentError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
+        if style_image is not None and not stylizer.reference_based:
+            raise InvalidArgumentError(f"style {stylizer.name!r} does not take a style image; only reference-based "
+                                       "(u2lffm) styles do")
+        reference = None if style_image is None else pil_to_tensor(load_image(style_image, stylizer.max_pixels))
+        return cls(regions, strengths, bounded_number("harmonize", harmonize, 0, 1),
+                   None if faces is None else list(faces), reference)
 
 
 class Stylizer:
-    """A loaded style, ready to stylize images. Create it with :func:`load_style`.
-
-    Args:
-        model: the style's network (:class:`~portrait_stylize.models.base.StyleNetwork`).
-        spec: what the style is (name, kind, licence, source ...).
-        device: where the model runs (default: :func:`~portrait_stylize.devices.default_device`).
-        tile_size: images larger than this (either side) run in tiles, bounding memory; ``None``
-            never tiles. Styles that know their reach (networks, built-in filters) tile exactly
-            (``tile_size`` cores with the full reach as context, the same result as untiled);
-            others in overlapping tiles of this side, cross-faded (see
-            :mod:`portrait_stylize.tiling`).
-        tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
-        max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
-        backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,
-            ``"torch-bf16"``, ``"onnx"``, ``"onnx-int8"`` or ``"openvino"`` (see
-            :mod:`portrait_stylize.backends`). Styles without
-            sub-networks (built-in filters, reference-based styles) always use torch.
-        face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
-            ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
-        min_face_size: faces smaller than this (pixels, box side) are not stylized separately.
-        max_short_side: work on a copy whose short side is at most this many pixels and scale the
-            result back, as the official DCT-Net pipeline does (720); ``None`` (default) works at
-            full resolution, in tiles.
+    """A loaded style, ready to stylize images: call it on a picture. Create it with :func:`load_style`,
+    which documents the options; ``model`` is the style's network
+    (:class:`~portrait_stylize.models.base.StyleNetwork`) and ``spec`` what the style is.
     """
 
     def __init__(self, model: StyleNetwork, spec: StyleSpec, device: str | torch.device | None = None,
@@ -194,7 +206,7 @@ class Stylizer:
 
     @property
     def backend(self) -> str:
-        """How the style's networks run (see :mod:`portrait_stylize.backends`)."""
+        """How the style's networks run (see :mod:`portrait_stylize.runtime.backends`)."""
         return self._runners.backend
 
     @torch.inference_mode()
@@ -206,7 +218,7 @@ class Stylizer:
 
         Args:
             image: a path, encoded bytes, PIL image or uint8 array (see
-                :func:`portrait_stylize.io.load_image`; EXIF orientation is applied, grayscale,
+                :func:`portrait_stylize.imaging.io.load_image`; EXIF orientation is applied, grayscale,
                 palette, 16-bit and CMYK are converted).
             regions: ``None`` stylizes everything (with ``faces``: only those faces' heads);
                 otherwise names from :data:`portrait_stylize.faces.REGIONS` (``"hair"``,
@@ -237,17 +249,13 @@ class Stylizer:
         # 1. Check inputs (before any image is decoded) and read the image.
         request = self.check_inputs(regions, strength, harmonize, faces, style_image)
         details = StylizeDetails()
-        img = load_image(image, self.max_pixels)
-        size = img.size
-        img = _cap_short_side(img, self.max_short_side)
-        rgb = np.asarray(img.convert("RGB"))
-        photo_t = pil_to_tensor(img)
-        photo = photo_t[0].permute(1, 2, 0).numpy()
+        picture = Picture.read(image, self.max_pixels, self.max_short_side)
+        rgb, photo = picture.rgb, picture.array
         # 2. Faces: detect, smooth over time, choose.
         chosen = self.find_faces(rgb, request, details, temporal)
         # 3. The whole image through the style (tiled when large), adapted to this picture.
         with details.timed("whole image"):
-            stylized = self.stylize_image(photo_t, request.reference, progress, temporal,
+            stylized = self.stylize_image(picture.tensor, request.reference, progress, temporal,
                                           lambda: self.face_sizes(rgb, details))
         # 4. The face pass: aligned crops through the face network, pasted back (not when only
         #    regions away from the head change: its work would be thrown away).
@@ -259,48 +267,21 @@ class Stylizer:
             out = mix(photo, stylized, request.strengths["all"], out=stylized)
         else:
             with details.timed("parse regions"):
-                details.masks = self.region_masks(rgb, chosen, request.regions) if request.regions \
-                    else {"head": self.head_masks(rgb.shape[:2], chosen)}
-            # 6. Composite the stylized regions into the photo.
+                details.masks = self.region_masks(rgb, chosen, request.regions)
+            # 6. Composite the stylized regions into the photo (feathered over the smallest face).
             with details.timed("composite"):
-                out = self.composite(photo, stylized, request, chosen, details, temporal)
+                sizes = [f.size for f in chosen] or [min(rgb.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
+                out, details.weight = composite_regions(
+                    photo, stylized, list(details.masks.values()), [request.strengths[n] for n in details.masks],
+                    request.harmonize, feather_width(min(sizes), FACE_FEATHER),
+                    None if temporal is None else temporal.smooth_coverage)
         # 7. Output: the input's size, with its alpha.
-        alpha = img.getchannel("A") if img.mode == "RGBA" else None
-        result = tensor_to_pil(torch.from_numpy(out).permute(2, 0, 1)[None], alpha)
-        if result.size != size:
-            result = result.resize(size, Image.LANCZOS)
+        result = picture.result(out)
         return (result, details) if return_details else result
 
     def check_inputs(self, regions, strength, harmonize, faces, style_image) -> Request:
-        """Validate the options of a call (no image is read here) into a :class:`Request`.
-
-        Raises:
-            InvalidArgumentError: naming the option and the accepted values.
-        """
-        if regions is not None:
-            regions = [regions] if isinstance(regions, str) else list(regions)
-            if not regions:
-                raise InvalidArgumentError("regions is empty; pass None for the whole image or names such as ['hair', 'lips']")
-            backend = self.face_backend
-            regions = check_regions(regions, backend.regions, backend.name)
-        if isinstance(strength, dict):
-            if regions is None:
-                raise InvalidArgumentError("a per-region strength dict needs regions=[...]")
-            unknown = set(strength) - set(regions)
-            if unknown:
-                raise InvalidArgumentError(f"strength names regions that are not selected: {sorted(unknown)}")
-            strengths = {r: strength.get(r, 1.0) for r in regions}
-        else:
-            strengths = {r: strength for r in (regions or (["head"] if faces is not None else ["all"]))}
-        strengths = {name: _unit_number(value, "strength" + ("" if name == "all" else f" for {name!r}"))
-                     for name, value in strengths.items()}
-        harmonize = _unit_number(harmonize, "harmonize")
-        if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
-            raise InvalidArgumentError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
-        if style_image is not None and not self.reference_based:
-            raise InvalidArgumentError(f"style {self.name!r} does not take a style image; only reference-based (u2lffm) styles do")
-        reference = pil_to_tensor(load_image(style_image, self.max_pixels)) if style_image is not None else None
-        return Request(regions, strengths, harmonize, None if faces is None else list(faces), reference)
+        """Step 1 alone: the call's options checked (see :meth:`Request.check`), no image read."""
+        return Request.check(regions, strength, harmonize, faces, style_image, stylizer=self)
 
     def find_faces(self, rgb: np.ndarray, request: Request, details: StylizeDetails,
                    temporal: Smoother | None) -> list[Face]:
@@ -312,21 +293,10 @@ class Stylizer:
         details.face_backend = backend.name
         with details.timed("detect faces"):
             details.faces = backend.detect(rgb) if temporal is None else temporal.track_faces(lambda: backend.detect(rgb))
-        found = details.faces
-        if request.faces is not None:
-            bad = [i for i in request.faces if not 0 <= i < len(found)]
-            if bad:
-                raise InvalidArgumentError(f"face index {bad[0]} is out of range: {len(found)} face(s) detected"
-                                           + (f" (0-{len(found) - 1}, left to right)" if found else ""))
-        chosen = []
-        for i in range(len(found)) if request.faces is None else sorted(set(request.faces)):
-            if found[i].size < self.min_face_size:
-                details.skipped.append((i, f"face {i} is {found[i].size:.0f} px, below min_face_size={self.min_face_size}"))
-                logger.warning(details.skipped[-1][1])
-            else:
-                details.stylized_faces.append(i)
-                chosen.append(found[i])
-        return chosen
+        details.stylized_faces, details.skipped = select_faces(details.faces, request.faces, self.min_face_size)
+        for _, reason in details.skipped:
+            logger.warning(reason)
+        return [details.faces[i] for i in details.stylized_faces]
 
     def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool,
                       temporal: Smoother | None = None,
@@ -342,7 +312,7 @@ class Stylizer:
             return model(x.to(self.device), "image", reference, self._runners)
 
         stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, model.tiling_context)
-        return self._finite(stylized[0].permute(1, 2, 0).cpu().float().numpy())
+        return _finite(self.name, stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def face_sizes(self, rgb: np.ndarray, details: StylizeDetails) -> list[float]:
         """Box sides of the faces in ``rgb`` for a style that scales with them
@@ -358,107 +328,39 @@ class Stylizer:
             logger.warning("faces not measured for the style's scale (%s); using the picture's size", exc)
             return []
 
-    def _finite(self, array: np.ndarray) -> np.ndarray:
-        """``array`` if every value is finite; a broken style (NaN weights or conventions) must
-        fail, not return a black picture."""
-        if not np.isfinite(array).all():
-            raise InvalidStyleError(f"style {self.name!r} produced NaN or infinite values; its weights or "
-                                    "config.json are broken")
-        return array
-
     def stylize_faces(self, rgb: np.ndarray, stylized: np.ndarray, faces: list[Face],
                       details: StylizeDetails) -> np.ndarray:
-        """DCT-Net's face pass: aligned crops through the face network in one batch, warped back
-        over the whole-image result ``(H, W, 3)`` float32 with the style's own paste mask (the
-        official ``alpha.jpg`` for DCT-Net styles), else a feathered ellipse. ``stylized`` is
-        updated in place and returned."""
+        """DCT-Net's face pass: aligned crops through the face network in one batch, pasted over the
+        whole-image result ``(H, W, 3)`` float32 (updated in place and returned) with the style's
+        paste mask (:func:`~portrait_stylize.faces.paste.head_paste_mask`)."""
         matrices = [align.crop_transform(f.landmarks) for f in faces]
         crops = np.stack([align.warp_to_crop(rgb, m) for m in matrices])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
-        heads = self._finite(self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy())
-        mask = self._paste_mask()
-        out = stylized
-        for crop, head, matrix in zip(crops, heads, matrices):
-            x0, y0, x1, y1 = window = align.crop_footprint(matrix, rgb.shape[:2])
-            paste = align.warp_from_crop(head, matrix, window)
-            alpha = align.warp_from_crop(mask, matrix, window)[..., None]
-            out[y0:y1, x0:x1] = alpha * paste + (1 - alpha) * out[y0:y1, x0:x1]
-            details.crops.append((Image.fromarray(crop), Image.fromarray((head * 255).round().clip(0, 255).astype(np.uint8))))
-        return out
+        heads = _finite(self.name, self.model(x, "face", None, self._runners).permute(0, 2, 3, 1).float().cpu().numpy())
+        details.crops += [(Image.fromarray(crop), Image.fromarray((head * 255).round().clip(0, 255).astype(np.uint8)))
+                          for crop, head in zip(crops, heads)]
+        return paste_heads(stylized, heads, matrices, head_paste_mask(self.model.face_paste_mask()))
 
-    def _paste_mask(self) -> np.ndarray:
-        """``(CROP_SIZE, CROP_SIZE)`` float32 in [0, 1]: the head in an aligned crop (the style's own
-        paste mask, e.g. DCT-Net's ``alpha.jpg``, else a feathered ellipse)."""
-        mask = self.model.face_paste_mask()
-        return _head_mask() if mask is None else cv2.resize(mask, (align.CROP_SIZE, align.CROP_SIZE),
-                                                             interpolation=cv2.INTER_AREA)
+    def region_masks(self, rgb: np.ndarray, faces: list[Face], regions: list[str] | None) -> dict[str, np.ndarray]:
+        """Feathered ``(H, W)`` float32 masks of ``regions`` on the chosen ``faces``; without regions,
+        ``{"head": ...}``: the chosen heads as the face pass pastes them."""
+        if regions is None:
+            return {"head": head_coverage(rgb.shape[:2], faces, head_paste_mask(self.model.face_paste_mask()))}
+        return region_weights(self.face_backend.parse(rgb, faces), faces, regions, rgb.shape[:2])
 
-    def head_masks(self, shape: tuple[int, int], faces: list[Face]) -> np.ndarray:
-        """``(H, W)`` float32 coverage of the ``faces``' heads: the paste mask of the face pass
-        warped back from each aligned crop (max over faces)."""
-        coverage = np.zeros(shape, np.float32)
-        mask = self._paste_mask()
-        for face in faces:
-            matrix = align.crop_transform(face.landmarks)
-            x0, y0, x1, y1 = window = align.crop_footprint(matrix, shape)
-            np.maximum(coverage[y0:y1, x0:x1], align.warp_from_crop(mask, matrix, window), out=coverage[y0:y1, x0:x1])
-        return coverage
 
-    def region_masks(self, rgb: np.ndarray, faces: list[Face], regions: list[str]) -> dict[str, np.ndarray]:
-        """Feathered ``(H, W)`` float32 masks of ``regions`` on the chosen ``faces``."""
-        parsing = self.face_backend.parse(rgb, faces)
-        return region_weights(parsing, faces, regions, rgb.shape[:2])
-
-    def composite(self, photo: np.ndarray, stylized: np.ndarray, request: Request, faces: list[Face],
-                  details: StylizeDetails, temporal: Smoother | None) -> np.ndarray:
-        """Blend ``stylized`` into ``photo`` (both ``(H, W, 3)`` float32 in [0, 1]) inside the region
-        masks, band by band, after harmonizing the untouched area's colours.
-
-        Works in place to keep a 4K picture's memory low: ``photo`` becomes the result and
-        ``stylized`` the strength-scaled target; both are the caller's scratch arrays."""
-        # Coverage (where) and strength (how far) stay separate, so a region at strength s is
-        # exactly photo + s * (stylized - photo) inside and still blends band-wise. Where regions
-        # overlap, the strongest mask decides the strength (the first on ties).
-        masks = list(details.masks.values())
-        strengths = [request.strengths[name] for name in details.masks]
-        coverage = masks[0].copy()
-        amount = np.full(coverage.shape, strengths[0], np.float32) if len(set(strengths)) > 1 else np.float32(strengths[0])
-        for mask, strength in zip(masks[1:], strengths[1:]):
-            if amount.ndim:
-                amount[mask > coverage] = strength
-            np.maximum(coverage, mask, out=coverage)
-        if temporal is not None:
-            coverage = temporal.smooth_coverage(coverage)
-        # The untouched area's colour mapping comes from the pure stylized image, before it
-        # becomes the strength-scaled target.
-        luts = histogram_luts(photo, stylized, coverage < 1) if request.harmonize > 0 else None
-        target = mix(photo, stylized, amount, out=stylized)
-        base = harmonize(photo, luts, request.harmonize, out=photo)
-        sizes = [f.size for f in faces] or [min(photo.shape[:2]) * IMAGE_FEATHER / FACE_FEATHER]
-        details.weight = coverage * amount
-        return composite(base, target, coverage, feather_width(min(sizes), FACE_FEATHER), out=base)
+def _finite(style: str, array: np.ndarray) -> np.ndarray:
+    """``array`` if every value is finite; a broken style (NaN weights or conventions) must fail,
+    not return a black picture."""
+    if not np.isfinite(array).all():
+        raise InvalidStyleError(f"style {style!r} produced NaN or infinite values; its weights or config.json are "
+                                "broken")
+    return array
 
 
 def _reaches_heads(regions: list[str] | None) -> bool:
     """Whether changing ``regions`` (``None``: everything) changes any pixel of a head."""
     return regions is None or any(r not in OFF_HEAD_REGIONS for r in regions)
-
-
-def _cap_short_side(image: Image.Image, limit: int | None) -> Image.Image:
-    """``image`` scaled down (area-averaged) so that its short side is at most ``limit``."""
-    if limit is None or min(image.size) <= limit:
-        return image
-    scale = limit / min(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
-
-
-@functools.lru_cache(maxsize=1)
-def _head_mask(size: int = align.CROP_SIZE) -> np.ndarray:
-    """Feathered ellipse over the face in the aligned crop: where the head result replaces the
-    whole-image result (DCT-Net pastes with a similar soft mask)."""
-    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
-    inside = ((xx - 0.5) / 0.40) ** 2 + ((yy - 0.52) / 0.46) ** 2 <= 1.0
-    return feather(inside, round(0.08 * size))
 
 
 def load_style(name: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
@@ -469,9 +371,24 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
         name: ``"toon"`` (see :func:`list_styles`), ``"path/to/style_folder"``, ``"org/name"``,
             ``"org/name@revision"``; ``None`` loads the registry's default style. Registry names
             win over folders of the same name.
-        device: where to run (default: CUDA, MPS, else CPU).
-        **stylizer_kwargs: ``tile_size``, ``tile_overlap``, ``max_pixels``, ``backend``,
-            ``face_backend``, ``min_face_size``, ``max_short_side`` for :class:`Stylizer`.
+        device: where the model runs (default: CUDA, then Apple MPS, else CPU).
+        tile_size: images larger than this (either side) run in tiles, bounding memory; ``None``
+            never tiles. Styles that know their reach (networks, built-in filters) tile exactly
+            (``tile_size`` cores with the full reach as context, the same result as untiled);
+            others in overlapping tiles of this side, cross-faded (see
+            :mod:`portrait_stylize.imaging.tiling`).
+        tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
+        max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
+        backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,
+            ``"torch-bf16"``, ``"onnx"``, ``"onnx-int8"`` or ``"openvino"`` (see
+            :mod:`portrait_stylize.runtime.backends`). Styles without
+            sub-networks (built-in filters, reference-based styles) always use torch.
+        face_backend: ``"auto"``, ``"mediapipe"`` or ``"facexlib"`` (default: the
+            ``PORTRAIT_STYLIZE_FACE_BACKEND`` environment variable, else auto).
+        min_face_size: faces smaller than this (pixels, box side) are not stylized separately.
+        max_short_side: work on a copy whose short side is at most this many pixels and scale the
+            result back, as the official DCT-Net pipeline does (720); ``None`` (default) works at
+            full resolution, in tiles.
 
     Raises:
         StyleNotFoundError: unknown name (the message lists the known ones).
@@ -485,13 +402,65 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
     return Stylizer(network, spec, device=device, **stylizer_kwargs)
 
 
-@functools.lru_cache(maxsize=4)
-def cached_stylizer(name: str | None = None, device: str | None = None, face_backend: str | None = None) -> Stylizer:
-    """:func:`load_style`, keeping the four most recently used styles loaded (loading weights is
-    the slow part). The one cache behind :func:`stylize` and the web app."""
-    return load_style(name, device=device, face_backend=face_backend)
+class StylizerCache:
+    """The most recently used stylizers (loading weights is the slow part), keyed by the resolved
+    style and every :class:`Stylizer` option after defaults and resolution, so one style is
+    loaded once however it is asked for (``None`` or the default style's name, ``face_backend=None``
+    or the backend it resolves to, ``device=None`` or the device chosen). Thread-safe: web servers
+    ask from several threads, and a style being loaded is not loaded again beside it.
+
+    Args:
+        size: how many stylizers stay loaded (least recently used dropped first).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = bounded_int("size", size, 1, 1024)
+        self._stylizers: OrderedDict[tuple, Stylizer] = OrderedDict()
+        self._lock = threading.Lock()
+        #: How many stylizers this cache has loaded (for tests and benchmarks).
+        self.loads = 0
+
+    def get(self, name: str | os.PathLike | None = None, **options) -> Stylizer:
+        """:func:`load_style` ``(name, **options)``, or the stylizer loaded before for the same key."""
+        spec = resolve_spec(name)
+        try:
+            bound = _STYLIZER_OPTIONS.bind(**options)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"{exc}; Stylizer options are {', '.join(_STYLIZER_OPTIONS.parameters)}") \
+                from None
+        bound.apply_defaults()
+        settings = dict(bound.arguments)
+        settings["device"] = str(resolve_device(settings["device"]))
+        settings["face_backend"] = resolve_face_backend(settings["face_backend"])
+        key = (repr(spec), tuple(sorted((k, repr(v)) for k, v in settings.items())))
+        with self._lock:
+            if key not in self._stylizers:
+                network, spec = load_network(spec)
+                self._stylizers[key] = Stylizer(network, spec, **settings)
+                self.loads += 1
+                while len(self._stylizers) > self.size:
+                    self._stylizers.popitem(last=False)
+            self._stylizers.move_to_end(key)
+            return self._stylizers[key]
+
+    def clear(self) -> None:
+        """Drop every loaded stylizer."""
+        with self._lock:
+            self._stylizers.clear()
+
+
+#: The options a :class:`Stylizer` takes besides its network and spec.
+_STYLIZER_OPTIONS = inspect.Signature(list(inspect.signature(Stylizer.__init__).parameters.values())[3:])
+#: The one cache behind :func:`cached_stylizer`, :func:`stylize` and the web demo.
+STYLIZERS = StylizerCache(4)
+
+
+def cached_stylizer(name: str | os.PathLike | None = None, **options) -> Stylizer:
+    """:func:`load_style` through :data:`STYLIZERS`, which keeps the four most recently used
+    stylizers loaded; ``options`` as :func:`load_style` takes them."""
+    return STYLIZERS.get(name, **options)
 
 
 def stylize(image: ImageInput, style: str | None = None, *, device: str | None = None, **kwargs) -> Image.Image:
     """One-call convenience: ``load_style(style)(image, **kwargs)``, reusing recently loaded styles."""
-    return cached_stylizer(style, device)(image, **kwargs)
+    return cached_stylizer(style, device=device)(image, **kwargs)

@@ -22,10 +22,11 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, PortraitStylizeError
 from .faces import detect_faces, get_face_backend
-from .io import DEFAULT_MAX_PIXELS, load_image, save_image
+from .options import DEFAULT_MAX_PIXELS
+from .imaging.io import load_image, save_image
 from .loading import list_styles
 from .pipeline import Stylizer, StylizeDetails, cached_stylizer
-from .registry import StyleSpec, load_registry
+from .sources.registry import StyleSpec, load_registry
 
 logger = logging.getLogger(__name__)
 

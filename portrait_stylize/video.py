@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .errors import InvalidArgumentError, InvalidImageError
 from .faces import Face
 from .faces.face import box_iou
-from .models.base import bounded_int, bounded_number
+from .common.numbers import bounded_int, bounded_number
 from .pipeline import Stylizer
 
 DEFAULT_MAX_SECONDS = 60.0

@@ -177,9 +177,9 @@ def seed_metric_cache(home: Path) -> None:
     from safetensors.torch import save_file
     from torchvision.models import inception_v3
 
-    from portrait_stylize.io import sha256_file
-    from portrait_stylize.metric_weights import METRIC_WEIGHTS, SOURCE_FILE
-    from portrait_stylize.metrics import PerceptualDistance
+    from portrait_stylize.common.files import sha256_file
+    from portrait_stylize.evaluation.metric_weights import METRIC_WEIGHTS, SOURCE_FILE
+    from portrait_stylize.evaluation.metrics import PerceptualDistance
 
     torch.manual_seed(0)
     lpips_state = {k: v for k, v in PerceptualDistance().net.state_dict().items()

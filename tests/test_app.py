@@ -223,7 +223,7 @@ def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_pat
     from playwright.sync_api import sync_playwright
 
     import portrait_stylize as ps
-    from portrait_stylize.regions import dilate
+    from portrait_stylize.imaging.blending import dilate
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import portrait_stylize as ps
-from portrait_stylize import backends
+from portrait_stylize.runtime import backends
 from portrait_stylize.models.serialization import save_style
-from portrait_stylize.backends import BACKENDS, auto_backend, make_runner, resolve_backend
+from portrait_stylize.runtime.backends import BACKENDS, auto_backend, make_runner, resolve_backend
 from portrait_stylize.cli import main
-from portrait_stylize.convert import read_tflite, ttn_from_weights
-from portrait_stylize.export import ExportError, export_onnx, onnx_bytes, onnx_session
+from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
+from portrait_stylize.runtime.onnx_export import ExportError, export_onnx, onnx_bytes, onnx_session
 from portrait_stylize.models.ttn import TTN
 
 from conftest import REPO, lively_style_model, psnr
@@ -130,7 +130,7 @@ def test_export_onnx_runs_at_any_size(tmp_path):
 
 
 def test_failed_export_check_leaves_no_output(tmp_path, monkeypatch):
-    import portrait_stylize.export as export
+    import portrait_stylize.runtime.onnx_export as export
 
     monkeypatch.setattr(export, "max_onnx_difference", lambda net, session: 0.5)
     with pytest.raises(ExportError, match="differs from PyTorch by 5.00e-01"):
@@ -187,7 +187,7 @@ class TestInt8:
     the next fastest backend when `auto` had picked it."""
 
     def test_quantized_once_then_read_from_the_cache(self, whitebox, tmp_path, monkeypatch):
-        from portrait_stylize import quantize
+        from portrait_stylize.runtime import quantize
 
         monkeypatch.setenv("HF_HOME", str(tmp_path))
         made = quantize.quantized_unet(whitebox)
@@ -204,7 +204,7 @@ class TestInt8:
         assert quantize.quantized_unet(whitebox).psnr == made.psnr  # made again, same result
 
     def test_under_the_floor_it_is_refused_or_auto_falls_back(self, tmp_path, monkeypatch):
-        from portrait_stylize import quantize
+        from portrait_stylize.runtime import quantize
 
         monkeypatch.setenv("HF_HOME", str(tmp_path))
         monkeypatch.setattr(quantize, "MIN_INT8_PSNR", 99.0)  # no int8 network is that close

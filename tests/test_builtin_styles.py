@@ -12,7 +12,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 import portrait_stylize as ps
-from portrait_stylize.image_quality import DEGRADATIONS, blockiness, degrade
+from portrait_stylize.imaging.quality import DEGRADATIONS, blockiness, degrade
 from portrait_stylize.models.builtin import BuiltinStyle
 
 from conftest import gray
@@ -85,7 +85,7 @@ def test_kernels_scale_with_the_picture(fixtures):
     512 has SSIM > 0.95 to the 512-px result for every style (0.97-1.00 measured). With the
     kernels fixed at their 512-px sizes, as before, the large picture got hair-thin lines and
     little smoothing (0.74-0.94 measured): the control below must stay clearly lower."""
-    from portrait_stylize.image_quality import Conditions
+    from portrait_stylize.imaging.quality import Conditions
 
     source = Image.open(fixtures / "faces" / "selfies" / "c.jpg").convert("RGB")
 
@@ -114,7 +114,7 @@ def test_large_pictures_tile_exactly(name, fixtures):
     """Filters as wide as a 3x scale needs tile with their measured reach: the tiled result of
     a 2112x1568 photo equals the untiled one (>= 60 dB and < 1e-4 everywhere; 128-141 dB and
     4e-6 measured), with no seams."""
-    from portrait_stylize.tiling import run_tiled
+    from portrait_stylize.imaging.tiling import run_tiled
 
     photo = Image.open(fixtures / "faces" / "selfies" / "c.jpg").convert("RGB").resize((2112, 1568), Image.LANCZOS)
     x = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None]

@@ -21,7 +21,7 @@ from PIL import Image
 
 import portrait_stylize as ps
 from portrait_stylize import cli
-from portrait_stylize.backends import auto_backend
+from portrait_stylize.runtime.backends import auto_backend
 from portrait_stylize.models.serialization import save_style
 
 from conftest import lively_style_model, psnr

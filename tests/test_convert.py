@@ -12,7 +12,7 @@ from huggingface_hub import HfApi
 
 import portrait_stylize as ps
 from portrait_stylize.cli import main
-from portrait_stylize.convert import (
+from portrait_stylize.convert.ttn_releases import (
     ConversionError,
     ConvLayer,
     TTNWeights,
@@ -22,7 +22,7 @@ from portrait_stylize.convert import (
     read_weights,
     ttn_from_weights,
 )
-from portrait_stylize.hub import sha256_file
+from portrait_stylize.common.files import sha256_file
 from portrait_stylize.models.ttn import TTN
 
 from conftest import psnr

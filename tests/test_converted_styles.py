@@ -1,8 +1,8 @@
 """Styles converted on first use (registry kinds ``modelscope`` and ``url``), end to end and offline.
 
 Covers :func:`portrait_stylize.loading._load_converted` with its two makers, the converted-style
-cache (:mod:`portrait_stylize.converted`), the downloader (:mod:`portrait_stylize.downloads`) and the
-ModelScope client (:mod:`portrait_stylize.modelscope`), against :class:`fake_modelscope.FakeModelScope`
+cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`portrait_stylize.sources.downloads`) and the
+ModelScope client (:mod:`portrait_stylize.sources.modelscope`), against :class:`fake_modelscope.FakeModelScope`
 (and, for ``url`` styles, a tiny local file server). Nothing here touches the network or ``~/.cache``:
 every test gets private ``PORTRAIT_STYLIZE_CACHE`` / ``HF_HOME`` / ``HF_HUB_CACHE`` folders, an extra
 registry named by ``PORTRAIT_STYLIZE_CHECKPOINTS`` and ``MODELSCOPE_DOMAIN`` pointing at the fake.
@@ -35,14 +35,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 import portrait_stylize as ps
-from portrait_stylize import converted, downloads
-from portrait_stylize.convert import read_tflite, ttn_from_weights
+from portrait_stylize.sources import converted_cache as converted, downloads
+from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
 from portrait_stylize.errors import (
     ChecksumMismatchError,
     StyleDownloadError,
     StyleNotCachedError,
 )
-from portrait_stylize.registry import builtin_registry_path, read_registry
+from portrait_stylize.sources.registry import builtin_registry_path, read_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_modelscope  # noqa: E402

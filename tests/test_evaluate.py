@@ -1,4 +1,4 @@
-"""``portrait-stylize evaluate`` and :func:`portrait_stylize.evaluate.evaluate`, offline, on small
+"""``portrait-stylize evaluate`` and :func:`portrait_stylize.evaluation.evaluate.evaluate`, offline, on small
 random metric networks: the report's numbers behave as metrics must, and bad input is refused."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from PIL import Image
 
 from portrait_stylize.cli import main
 from portrait_stylize.errors import InvalidArgumentError, InvalidImageError
-from portrait_stylize.evaluate import MetricNetworks, evaluate
-from portrait_stylize.metrics import FaceEmbedder, PerceptualDistance, PoolFeatures
+from portrait_stylize.evaluation.evaluate import MetricNetworks, evaluate
+from portrait_stylize.evaluation.metrics import FaceEmbedder, PerceptualDistance, PoolFeatures
 
 from conftest import REPO, seed_metric_cache, tiny_face_onnx
 

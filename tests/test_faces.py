@@ -12,8 +12,8 @@ import torch
 import portrait_stylize as ps
 from portrait_stylize.faces import align, enlarge_box, get_face_backend, resolve_face_backend
 from portrait_stylize.faces import facexlib_backend as fx
-from portrait_stylize.io import load_image
-from portrait_stylize.regions import check_regions
+from portrait_stylize.imaging.io import load_image
+from portrait_stylize.faces.regions import check_regions
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -154,7 +154,7 @@ def test_a_builtin_style_runs_when_the_chosen_face_backend_cannot_load(tmp_path,
     from PIL import Image
 
     import portrait_stylize as ps
-    from portrait_stylize.io import pil_to_tensor
+    from portrait_stylize.imaging.io import pil_to_tensor
 
     from conftest import REPO
 

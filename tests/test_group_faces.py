@@ -16,7 +16,7 @@ from PIL import Image
 
 from portrait_stylize.faces import mediapipe_backend as mpb
 from portrait_stylize.faces.face import Face
-from portrait_stylize.io import load_image
+from portrait_stylize.imaging.io import load_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

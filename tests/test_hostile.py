@@ -26,7 +26,9 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize import hub, io, ui
+from portrait_stylize.sources import hub
+from portrait_stylize.imaging import io
+from portrait_stylize import ui
 from portrait_stylize.errors import InvalidStyleError, StyleDownloadError, StyleNotCachedError
 from portrait_stylize.faces import get_face_backend
 from portrait_stylize.models import TTNStyle

@@ -1,6 +1,6 @@
 """The Hub cache (offline), downloads from a local fake Hub, checksums and safetensors checks.
 
-Covers :mod:`portrait_stylize.hub` (``fetch_style_files``, ``is_cached``, ``cache_dir``,
+Covers :mod:`portrait_stylize.sources.hub` (``fetch_style_files``, ``is_cached``, ``cache_dir``,
 ``is_offline``, eviction of files that fail their sha256) and
 :func:`portrait_stylize.models.serialization.check_safetensors` (pickle files are never loaded).
 
@@ -23,7 +23,7 @@ import torch
 from huggingface_hub.utils import _http as hf_http
 
 import portrait_stylize as ps
-from portrait_stylize import hub
+from portrait_stylize.sources import hub
 from portrait_stylize.errors import (
     ChecksumMismatchError,
     StyleDownloadError,
@@ -352,7 +352,7 @@ def test_download_unregistered_hub_id(online, tiny, caplog):
     fake = online["hub"]
     commit = fake.add_repo("someone/anime-style", tiny["files"])
     torch.manual_seed(0)
-    with caplog.at_level(logging.WARNING, logger="portrait_stylize.hub"):
+    with caplog.at_level(logging.WARNING, logger="portrait_stylize.sources.hub"):
         st = ps.load_style("someone/anime-style", device="cpu")
     assert_head_equal(st.model, tiny["head"])
     assert (st.spec.name, st.spec.kind, st.spec.repo_id, st.spec.revision, st.spec.filename) == (

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from portrait_stylize.image_quality import DEGRADATIONS, Conditions, blockiness, blur_sigma, degrade, measure, noise_sigma
-from portrait_stylize.ops import gaussian_blur, guided_filter
+from portrait_stylize.imaging.quality import DEGRADATIONS, Conditions, blockiness, blur_sigma, degrade, measure, noise_sigma
+from portrait_stylize.imaging.ops import gaussian_blur, guided_filter
 
 
 def _step_image(size: int = 256) -> torch.Tensor:
@@ -167,7 +167,7 @@ def test_the_pipeline_scales_builtin_styles_with_the_faces_it_finds():
     """The astronaut (a half-length shot, 512 px): her face is ~105 px, so toon runs at the
     scale of her face, not of the picture, and the pipeline's result is that style's."""
     import portrait_stylize as ps
-    from portrait_stylize.io import pil_to_tensor
+    from portrait_stylize.imaging.io import pil_to_tensor
     from portrait_stylize.pipeline import StylizeDetails
 
     from conftest import REPO

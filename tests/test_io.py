@@ -11,7 +11,7 @@ from PIL import Image
 
 import portrait_stylize as ps
 from portrait_stylize.errors import ImageTooLargeError, InvalidImageError
-from portrait_stylize.io import load_image, save_image
+from portrait_stylize.imaging.io import load_image, save_image
 
 
 def _gradient(w=48, h=32) -> np.ndarray:

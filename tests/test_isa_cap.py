@@ -70,7 +70,7 @@ def test_winograd_openvino_is_fastest_on_avx2(fixtures, capped_env, tmp_path):
     code = f"""
         import json, torch
         from bench_peer_tflite import compare
-        from portrait_stylize.backends import auto_backend
+        from portrait_stylize.runtime.backends import auto_backend
         rows = compare({str(tflite)!r}, size=512, threads=2, repeats=5, backends=["torch", "onnx", "openvino"])
         torch.set_num_threads(2)
         print(json.dumps({{"rows": rows, "auto": auto_backend(torch.device("cpu"))}}))

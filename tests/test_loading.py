@@ -19,7 +19,7 @@ import portrait_stylize as ps
 from portrait_stylize.errors import InvalidStyleError, StyleNotFoundError, UnsafeWeightsError
 from portrait_stylize.loading import SOURCES, is_available_offline, load_network, resolve_spec
 from portrait_stylize.models import TTNStyle
-from portrait_stylize.registry import KINDS, builtin_registry_path, read_registry
+from portrait_stylize.sources.registry import KINDS, builtin_registry_path, read_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_helpers import (  # noqa: E402

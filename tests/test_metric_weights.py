@@ -17,10 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from portrait_stylize import metric_weights
+from portrait_stylize.evaluation import metric_weights
 from portrait_stylize.errors import ChecksumMismatchError
-from portrait_stylize.metric_weights import MetricWeightsError, metric_weights_path
-from portrait_stylize.metrics import PerceptualDistance
+from portrait_stylize.evaluation.metric_weights import MetricWeightsError, metric_weights_path
+from portrait_stylize.evaluation.metrics import PerceptualDistance
 
 
 @pytest.fixture

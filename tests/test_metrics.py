@@ -9,8 +9,8 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from portrait_stylize.metrics import FaceEmbedder, PerceptualDistance, SetDistance, identity_similarity, ssim
-from portrait_stylize.ops import gaussian_blur
+from portrait_stylize.evaluation.metrics import FaceEmbedder, PerceptualDistance, SetDistance, identity_similarity, ssim
+from portrait_stylize.imaging.ops import gaussian_blur
 
 from conftest import tiny_face_onnx
 

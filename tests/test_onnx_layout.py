@@ -9,10 +9,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from portrait_stylize.export import onnx_bytes, onnx_session
+from portrait_stylize.runtime.onnx_export import onnx_bytes, onnx_session
 from portrait_stylize.models.ttn import TTN
-from portrait_stylize.models.winograd import with_winograd_convolutions
-from portrait_stylize.onnx_layout import without_transpose_round_trips
+from portrait_stylize.runtime.winograd import with_winograd_convolutions
+from portrait_stylize.runtime.onnx_layout import without_transpose_round_trips
 
 NHWC, NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 

@@ -1,4 +1,4 @@
-"""Colour and line ops of the built-in styles (portrait_stylize.ops): one class per op, with
+"""Colour and line ops of the built-in styles (portrait_stylize.imaging.ops): one class per op, with
 reference values."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from portrait_stylize.ops import oklab_to_rgb, quantize_soft, rgb_to_oklab, xdog
+from portrait_stylize.imaging.ops import oklab_to_rgb, quantize_soft, rgb_to_oklab, xdog
 
 
 def _pixels(*rgb) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portrait_stylize import downloads
+from portrait_stylize.sources import downloads
 from portrait_stylize.cli import main
 from portrait_stylize.errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
 
@@ -70,7 +70,7 @@ class TestDownload:
             return real(http, url, part, label, progress)
 
         monkeypatch.setattr(downloads, "_stream", break_first)
-        from portrait_stylize import modelscope
+        from portrait_stylize.sources import modelscope
 
         url = modelscope.file_url("iic/cv_test", "v1.0.0", "cartoon_h.pb")
         out = downloads.download(url, tmp_path / "x.pb", sha256=sha256_hex(data), progress=False)
@@ -83,7 +83,7 @@ class TestDownload:
     def test_faults_leave_nothing(self, fake, tmp_path, fault, error):
         fake.add_model("iic/cv_test", FILES)
         fake.faults["cartoon_h.pb"] = fault
-        from portrait_stylize import modelscope
+        from portrait_stylize.sources import modelscope
 
         url = modelscope.file_url("iic/cv_test", "v1.0.0", "cartoon_h.pb")
         with pytest.raises(error, match="style 'x'"):

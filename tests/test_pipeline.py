@@ -20,7 +20,7 @@ import portrait_stylize as ps
 from portrait_stylize import pipeline
 from portrait_stylize.cli import main
 from portrait_stylize.errors import InvalidImageError
-from portrait_stylize.export import export_onnx
+from portrait_stylize.runtime.onnx_export import export_onnx
 from portrait_stylize.faces import Face, FaceParse, Parsing
 from portrait_stylize.models import ARCHITECTURES, StyleNetwork, register_architecture
 from portrait_stylize.models.serialization import load_style_folder, save_style
@@ -334,7 +334,7 @@ class TestOutput:
 
 class TestDevices:
     def test_device_errors_are_clear(self, monkeypatch):
-        from portrait_stylize.devices import resolve_device
+        from portrait_stylize.runtime.devices import resolve_device
 
         assert resolve_device("cpu") == torch.device("cpu")
         with pytest.raises(ValueError, match="invalid device 'gpu0'"):
@@ -345,7 +345,7 @@ class TestDevices:
 
     @pytest.mark.parametrize("cuda,mps,expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
     def test_default_order_is_cuda_then_mps_then_cpu(self, monkeypatch, cuda, mps, expected):
-        from portrait_stylize.devices import resolve_device
+        from portrait_stylize.runtime.devices import resolve_device
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
@@ -434,11 +434,33 @@ class TestStyleInterface:
 
 class TestCaches:
     def test_stylize_reuses_one_loaded_style(self):
-        pipeline.cached_stylizer.cache_clear()
-        ps.stylize(photo(), "sketch")
-        ps.stylize(photo(), "sketch")
-        info = pipeline.cached_stylizer.cache_info()
-        assert info.misses == 1 and info.hits == 1
+        pipeline.STYLIZERS.clear()
+        loads = pipeline.STYLIZERS.loads
+        first = ps.stylize(photo(), "sketch")
+        assert np.array_equal(np.asarray(ps.stylize(photo(), "sketch")), np.asarray(first))
+        assert pipeline.STYLIZERS.loads == loads + 1
+
+    def test_a_style_is_loaded_once_however_it_is_asked_for(self, monkeypatch):
+        """The three ways the web demo asked (no face backend, ``None``, the resolved name), the
+        default style by ``None`` and by name, and the device by ``None`` and by name: one load."""
+        from portrait_stylize.faces import resolve_face_backend
+        from portrait_stylize.loading import resolve_spec
+
+        pipeline.STYLIZERS.clear()
+        loads = pipeline.STYLIZERS.loads
+        default = resolve_spec(None).name
+        asked = [pipeline.cached_stylizer(default), pipeline.cached_stylizer(default, face_backend=None),
+                 pipeline.cached_stylizer(default, face_backend=resolve_face_backend(None)),
+                 pipeline.cached_stylizer(None), pipeline.cached_stylizer(default, device="cpu", backend="auto")]
+        assert all(st is asked[0] for st in asked) and pipeline.STYLIZERS.loads == loads + 1
+        # A different option is a different stylizer; a full cache drops the least recently used.
+        other = pipeline.cached_stylizer(default, min_face_size=64)
+        assert other is not asked[0] and other.min_face_size == 64 and pipeline.STYLIZERS.loads == loads + 2
+        for size in range(3):
+            pipeline.cached_stylizer(default, min_face_size=100 + size)
+        assert pipeline.cached_stylizer(default, min_face_size=64) is not other  # evicted, loaded again
+        with pytest.raises(ps.InvalidArgumentError, match="tile_sise"):
+            pipeline.cached_stylizer(default, tile_sise=256)
 
     def test_face_backends_are_cached_on_the_resolved_name(self, monkeypatch):
         from portrait_stylize import faces as faces_module

@@ -7,21 +7,12 @@ import numpy as np
 import pytest
 
 import portrait_stylize as ps
-from portrait_stylize.convert import read_tflite, ttn_from_weights
+from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
 from portrait_stylize.faces import enlarge_box, get_face_backend
-from portrait_stylize.io import load_image
+from portrait_stylize.imaging.io import load_image
 from portrait_stylize.models import TTNStyle
-from portrait_stylize.regions import (
-    FACE_FEATHER,
-    composite,
-    dilate,
-    erode,
-    feather,
-    feather_width,
-    harmonize,
-    histogram_luts,
-    region_feather,
-)
+from portrait_stylize.imaging.blending import FACE_FEATHER, composite, dilate, erode, feather, feather_width, harmonize, histogram_luts
+from portrait_stylize.faces.regions import region_feather
 
 from conftest import gray
 
@@ -190,7 +181,7 @@ class TestCompositeInBlocks:
 
     @pytest.mark.parametrize("radius", [3, 20, 60])
     def test_small_blocks_match_one_block(self, monkeypatch, radius):
-        import portrait_stylize.regions as regions
+        import portrait_stylize.imaging.blending as regions
 
         mask = np.zeros((700, 900), np.uint8)
         cv2.circle(mask, (450, 350), 250, 1, -1)
@@ -232,7 +223,7 @@ class TestHarmonizeAndMixInPlace:
         assert (harmonize(photo, None, 0.7) == photo).all() and (harmonize(photo, luts, 0.0) == photo).all()
 
     def test_mix_in_place_and_per_pixel(self):
-        from portrait_stylize.regions import mix
+        from portrait_stylize.imaging.blending import mix
 
         rng = np.random.default_rng(3)
         photo, stylized = rng.random((2, 30, 40, 3), dtype=np.float32)

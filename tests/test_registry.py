@@ -1,6 +1,6 @@
 """The style registry: parsing and validating ``checkpoints.json`` files into :class:`StyleSpec`.
 
-Covers :mod:`portrait_stylize.registry` (``StyleSpec``, ``parse_registry``, ``read_registry``,
+Covers :mod:`portrait_stylize.sources.registry` (``StyleSpec``, ``parse_registry``, ``read_registry``,
 ``load_registry``, ``parse_hub_id``), the extra registry named by ``PORTRAIT_STYLIZE_CHECKPOINTS``
 (overrides, ``default``), the closed set of kinds, and ``list_styles``' glob. Nothing here touches
 the network or ``~/.cache``: the ``env`` fixture (conftest.py) gives every test a private
@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import portrait_stylize as ps
-from portrait_stylize import registry
+from portrait_stylize.sources import registry
 from portrait_stylize.errors import RegistryError, UnsafeWeightsError
-from portrait_stylize.registry import StyleSpec, parse_hub_id, parse_registry, read_registry
+from portrait_stylize.sources.registry import StyleSpec, parse_hub_id, parse_registry, read_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_helpers import COMMIT, REPO, assert_head_equal, hub_entry, seed, write_registry  # noqa: E402
@@ -62,7 +62,7 @@ def test_bad_entry_in_an_extra_registry_is_skipped_with_a_warning(env, styles_or
         read_registry(path)
     for fragment in fragments:
         assert fragment in str(exc.value), (fragment, str(exc.value))
-    with caplog.at_level("WARNING", logger="portrait_stylize.registry"):
+    with caplog.at_level("WARNING", logger="portrait_stylize.sources.registry"):
         names = [s.name for s in ps.list_styles()]
     assert "s" not in names and "good" in names and "toon" in names  # the other styles survive
     warning = next(r.getMessage() for r in caplog.records if "style 's'" in r.getMessage())
@@ -313,7 +313,7 @@ def test_conversion_options_are_checked_at_load(tmp_path):
 def test_conversion_options_match_convert():
     import inspect
 
-    from portrait_stylize.convert import convert
+    from portrait_stylize.convert.ttn_releases import convert
     from portrait_stylize.models.ttn import TTN
 
     # convert() takes its own options plus TTN overrides through **kwargs.

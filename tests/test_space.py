@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from portrait_stylize.registry import load_registry
+from portrait_stylize.sources.registry import load_registry
 
 from conftest import REPO
 

@@ -10,8 +10,8 @@ import torch
 
 import portrait_stylize as ps
 from portrait_stylize.pipeline import Stylizer
-from portrait_stylize.registry import StyleSpec
-from portrait_stylize.tiling import run_tiled, tile_starts
+from portrait_stylize.sources.registry import StyleSpec
+from portrait_stylize.imaging.tiling import run_tiled, tile_starts
 
 from conftest import REPO, lively_style_model
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 import fake_hub
 import portrait_stylize as ps
 from portrait_stylize.faces import align, get_face_backend
-from portrait_stylize.io import sha256_file
+from portrait_stylize.common.files import sha256_file
 from train import calibrate, common, local, tttn
 from train.data import batch, load_set, step_rng
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from portrait_stylize.models.ttn import TTN, Conv2dSame, upsample2x
-from portrait_stylize.ops import box_filter, gaussian_blur, guided_filter
+from portrait_stylize.imaging.ops import box_filter, gaussian_blur, guided_filter
 
 
 def test_parameter_count_matches_dctnet():

@@ -128,8 +128,8 @@ def test_a_clip_keeps_the_conditions_of_its_first_frame():
     from PIL import Image, ImageFilter
 
     from conftest import REPO
-    from portrait_stylize.image_quality import measure
-    from portrait_stylize.io import pil_to_tensor
+    from portrait_stylize.imaging.quality import measure
+    from portrait_stylize.imaging.io import pil_to_tensor
 
     sharp = Image.open(REPO / "examples" / "hopper.jpg").convert("RGB").resize((256, 320))
     blurred = sharp.filter(ImageFilter.GaussianBlur(3))

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from portrait_stylize.export import onnx_bytes, onnx_session
+from portrait_stylize.runtime.onnx_export import onnx_bytes, onnx_session
 from portrait_stylize.models.ttn import TTN
-from portrait_stylize.models.winograd import WinogradConv2d, is_winograd_eligible, with_winograd_convolutions
+from portrait_stylize.runtime.winograd import WinogradConv2d, is_winograd_eligible, with_winograd_convolutions
 
 from conftest import psnr
 

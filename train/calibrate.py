@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from portrait_stylize.faces import align, get_face_backend
-from portrait_stylize.io import save_image
+from portrait_stylize.imaging.io import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python train/calibrate.py` from a clone
 from train.data import DataError, list_images  # noqa: E402

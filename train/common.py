@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from portrait_stylize.errors import PortraitStylizeError
-from portrait_stylize.io import pil_to_tensor, sha256_file, tensor_to_pil, write_atomically
+from portrait_stylize.imaging.io import pil_to_tensor, tensor_to_pil
+from portrait_stylize.common.files import sha256_file, write_atomically
 from portrait_stylize.models.serialization import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from train.data import DataError
 
@@ -253,7 +254,7 @@ def publish(folder: Path, repo_id: str, name: str) -> None:
 
     Only the style's files go up (config, weights, model card and the sample grid the card shows):
     never ``checkpoints/``, ``logs/`` or ``samples/``."""
-    from portrait_stylize.hub import publication_report, publish_style_folder
+    from portrait_stylize.sources.hub import publication_report, publish_style_folder
 
     print(publication_report(publish_style_folder(folder, repo_id, name=name, files=STYLE_FILES,
                                                   commit_message="Upload trained portrait-stylize style")))
@@ -391,7 +392,7 @@ def save_samples(accelerator, image: Image.Image, output: Path, step: int) -> No
 def card_extra(args: argparse.Namespace, caption: str, data: str) -> str:
     """The model card's training section: the last sample grid, the data, every option, and the
     last validation's metrics table when the run had ``--validation_photos``."""
-    from portrait_stylize.evaluate import markdown_table
+    from portrait_stylize.evaluation.evaluate import markdown_table
 
     options = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(vars(args).items()) if k != "config")
     validation = Path(args.output) / VALIDATION
@@ -410,7 +411,7 @@ def start_validation(accelerator, args: argparse.Namespace):
     rather than at the first validation. ``None`` otherwise."""
     if not args.validation_photos or not accelerator.is_main_process:
         return None
-    from portrait_stylize.evaluate import Validation
+    from portrait_stylize.evaluation.evaluate import Validation
 
     return Validation(args.validation_photos, args.validation_exemplars or args.styles, size=args.validation_size,
                       limit=args.validation_limit)
@@ -425,7 +426,7 @@ def validate(accelerator, validation, output: Path, step: int, forward, name: st
     """Score ``forward`` (``(1, 3, H, W)`` RGB in [-1, 1] -> the same, on the accelerator's device)
     on the validation photos: the metrics go to the tracker as ``validation/NAME``, the photo |
     result grid as the image ``validation``, the report to ``OUTPUT/validation.json``."""
-    from portrait_stylize.evaluate import grid as picture_grid
+    from portrait_stylize.evaluation.evaluate import grid as picture_grid
 
     def stylize(picture: Image.Image) -> Image.Image:
         x = pil_to_tensor(picture).to(accelerator.device) * 2 - 1

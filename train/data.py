@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from portrait_stylize.errors import PortraitStylizeError
 from portrait_stylize.faces import align, get_face_backend
-from portrait_stylize.io import IMAGE_SUFFIXES, load_image
+from portrait_stylize.imaging.io import IMAGE_SUFFIXES, load_image
 
 HEADROOM = 1.25  # images are kept this much larger than the crop, room for scaling and rotation
 MAX_WARNINGS = 20  # unreadable files named one per line; the rest are counted

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from portrait_stylize.io import load_image, pil_to_tensor
+from portrait_stylize.imaging.io import load_image, pil_to_tensor
 from portrait_stylize.models import ReferenceStyle
 from portrait_stylize.models.serialization import save_style
 from portrait_stylize.models.u2lffm import MultiScaleDiscriminator, U2LFFMGenerator

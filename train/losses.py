@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from portrait_stylize.ops import guided_filter
+from portrait_stylize.imaging.ops import guided_filter
 
 # White-box's colour-shift ranges for the random grayscale of the texture representation.
 _SHIFT_LOW = torch.tensor([0.199, 0.487, 0.014])

@@ -26,17 +26,18 @@ import os
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..io import ImageInput, load_image
-from ..options import FACE_BACKENDS
-from .face import LANDMARK_NAMES, Face, enlarge_box
-from .parsing import FACE_REGIONS, OFF_HEAD_REGIONS, REGIONS, FaceParse, Parsing
+from ..imaging.io import ImageInput, load_image
+from ..options import FACE_BACKENDS, REGIONS
+from .backend import FaceBackend
+from .face import LANDMARK_NAMES, Face, enlarge_box, select_faces
+from .parsing import FACE_REGIONS, OFF_HEAD_REGIONS, FaceParse, Parsing
 
 logger = logging.getLogger(__name__)
 
 ENV_BACKEND = "PORTRAIT_STYLIZE_FACE_BACKEND"
 
-__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "LANDMARK_NAMES", "OFF_HEAD_REGIONS", "REGIONS", "Face", "FaceParse", "Parsing",
-           "detect_faces", "enlarge_box", "get_face_backend", "parse_faces", "resolve_face_backend"]
+__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "FaceBackend", "LANDMARK_NAMES", "OFF_HEAD_REGIONS", "REGIONS", "Face", "FaceParse", "Parsing",
+           "detect_faces", "enlarge_box", "get_face_backend", "parse_faces", "resolve_face_backend", "select_faces"]
 
 
 def resolve_face_backend(name: str | None = None) -> str:
@@ -53,15 +54,14 @@ def resolve_face_backend(name: str | None = None) -> str:
     return choice
 
 
-def get_face_backend(name: str | None = None):
-    """The backend for ``name`` (resolved as :func:`resolve_face_backend`), with ``name``,
-    ``regions``, ``detect(rgb)`` and ``parse(rgb, faces)``; one shared instance per resolved name,
+def get_face_backend(name: str | None = None) -> FaceBackend:
+    """The :class:`FaceBackend` for ``name`` (resolved as :func:`resolve_face_backend`); one shared instance per resolved name,
     so ``None``, ``"auto"`` and the name they resolve to never load the models twice."""
     return _backend_instance(resolve_face_backend(name))
 
 
 @functools.lru_cache(maxsize=None)
-def _backend_instance(resolved: str):
+def _backend_instance(resolved: str) -> FaceBackend:
     if resolved == "facexlib":
         from .facexlib_backend import FacexlibBackend
 

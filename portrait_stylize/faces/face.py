@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 #: Order of :attr:`Face.landmarks`: image-left eye, image-right eye, nose tip, image-left mouth
 #: corner, image-right mouth corner (the subject's right eye is the image-left one).
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -61,3 +63,21 @@ def merge_detections(faces: list[Face], iou: float = 0.3) -> list[Face]:
         if all(box_iou(face.box, k.box) < iou for k in kept):
             kept.append(face)
     return sorted(kept, key=lambda f: (f.box[0] + f.box[2]) / 2)
+
+
+def select_faces(faces: list[Face], wanted: list[int] | None, min_size: float) -> tuple[list[int], list[tuple[int, str]]]:
+    """The indices of the ``wanted`` faces (``None``: all; sorted, without repeats) whose box side is
+    at least ``min_size`` pixels, and ``(index, reason)`` for each wanted face that is smaller.
+
+    Raises:
+        InvalidArgumentError: a wanted index is not one of ``faces`` (the message says how many there are).
+    """
+    bad = [i for i in wanted or [] if not 0 <= i < len(faces)]
+    if bad:
+        raise InvalidArgumentError(f"face index {bad[0]} is out of range: {len(faces)} face(s) detected"
+                                   + (f" (0-{len(faces) - 1}, left to right)" if faces else ""))
+    indices = range(len(faces)) if wanted is None else sorted(set(wanted))
+    chosen = [i for i in indices if faces[i].size >= min_size]
+    skipped = [(i, f"face {i} is {faces[i].size:.0f} px, below min_face_size={min_size}") for i in indices
+               if faces[i].size < min_size]
+    return chosen, skipped

@@ -2,7 +2,7 @@
 
 facexlib downloads its weights from GitHub releases on first use into ``model_rootpath``
 (``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``; see :data:`WEIGHT_URLS`); put them
-there yourself to work offline. In offline mode (:func:`portrait_stylize.offline.is_offline`)
+there yourself to work offline. In offline mode (:func:`portrait_stylize.common.offline.is_offline`)
 nothing is downloaded: a missing file raises :class:`~portrait_stylize.errors.StyleNotCachedError`
 naming the file, its URL and the folder to put it in; so does a download that fails. Both are
 plain state dicts, loaded by ``torch.load`` (``weights_only`` by default in PyTorch >= 2.6).
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..offline import OFFLINE_VARIABLES, is_offline
+from ..common.offline import OFFLINE_VARIABLES, is_offline
 from ..errors import StyleNotCachedError
 from . import align
+from .backend import FaceBackend
 from .face import Face, merge_detections
 from .parsing import FaceParse, Parsing
 
@@ -111,7 +112,7 @@ def labels_to_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {region: mask for region, mask in masks.items() if mask.any()}
 
 
-class FacexlibBackend:
+class FacexlibBackend(FaceBackend):
     """Face detection (RetinaFace-ResNet50) + parsing (BiSeNet) with facexlib."""
 
     name = "facexlib"

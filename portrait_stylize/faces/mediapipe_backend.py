@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import align
+from .backend import FaceBackend
 from .face import Face, box_iou, merge_detections
 from .parsing import FaceParse, Parsing
 from .refine import colour_likelihood, guided_refine
@@ -128,7 +129,7 @@ def _is_new(face: Face, kept: list[Face]) -> bool:
     return all(box_iou(face.box, k.box) < 0.3 and not centre_in(face, k) and not centre_in(k, face) for k in kept)
 
 
-class MediapipeBackend:
+class MediapipeBackend(FaceBackend):
     """Face detection + parsing with MediaPipe (offline: the models are inside the wheel)."""
 
     name = "mediapipe"

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..options import REGIONS
-
 #: Regions that lie on the face itself (inside the face box, up to feathering).
 FACE_REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth")
 #: Regions away from the head, which the aligned face pass (head crops) never reaches.

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError, InvalidStyleError
+from ..errors import InvalidStyleError
 from ..options import CHANNEL_ORDERS
 
 FORMAT_VERSION = 1
@@ -35,23 +35,6 @@ DEFAULT_ARCH = "ttn"
 PARTS = ("image", "face")
 #: A callable standing in for a sub-network: same input and output as the sub-network itself.
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def bounded_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """``value`` if it is an integer in ``[lo, hi]``, else :class:`InvalidArgumentError` naming ``name``. Configs
-    come from untrusted repositories: unbounded sizes would exhaust memory before any check ran."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InvalidArgumentError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def bounded_number(name: str, value: Any, lo: float, hi: float) -> float:
-    """``value`` as a float if it is a finite number in ``[lo, hi]``, else :class:`InvalidArgumentError`
-    naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
-        raise InvalidArgumentError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
-    return float(value)
 
 
 class StyleNetwork(nn.Module, ABC):
@@ -145,7 +128,7 @@ class StyleNetwork(nn.Module, ABC):
         """``(halo, align)`` for exact tiling of whole images: tiles whose offsets and inner sides
         are multiples of ``align``, run with ``halo`` pixels of context on every side, reproduce
         the untiled result. ``None`` (the default): the reach is unknown, so large images are
-        cross-faded from overlapping tiles instead (:func:`portrait_stylize.tiling.run_tiled`)."""
+        cross-faded from overlapping tiles instead (:func:`portrait_stylize.imaging.tiling.run_tiled`)."""
         return None
 
     # --- shared behaviour -------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Weight-free styles, so the package stylizes photos with no download at all.
 
 Each style is a pure, deterministic function of a ``(B, 3, H, W)`` RGB tensor in [0, 1] and the
-picture's :class:`~portrait_stylize.image_quality.Conditions` (its scale and artefact level,
-measured once on the whole picture), built from the tensor ops in :mod:`portrait_stylize.ops`.
+picture's :class:`~portrait_stylize.imaging.quality.Conditions` (its scale and artefact level,
+measured once on the whole picture), built from the tensor ops in :mod:`portrait_stylize.imaging.ops`.
 Every operation is local (bounded support), so with the conditions fixed the styles tile exactly,
 like the networks do. :class:`BuiltinStyle` wraps one as a
 :class:`~portrait_stylize.models.base.StyleNetwork` (``arch: builtin``, no weights).
@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..image_quality import Conditions, measure
-from ..ops import gaussian_blur, guided_filter, oklab_to_rgb, quantize_soft, rgb_to_luma, rgb_to_oklab, xdog
+from ..imaging.quality import Conditions, measure
+from ..imaging.ops import gaussian_blur, guided_filter, oklab_to_rgb, quantize_soft, rgb_to_luma, rgb_to_oklab, xdog
 from .base import Runner, StyleNetwork, register_architecture
 
 
@@ -259,7 +259,7 @@ class BuiltinStyle(StyleNetwork):
         return -(-halo // align) * align, align
 
     def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "BuiltinStyle":
-        """This style with the :class:`~portrait_stylize.image_quality.Conditions` of ``image``
+        """This style with the :class:`~portrait_stylize.imaging.quality.Conditions` of ``image``
         (its scale, blur, noise and blocks, and the size of its faces) fixed, so every tile of it
         is filtered alike."""
         adapted = BuiltinStyle(self.builtin, self.params, **self.meta)

@@ -8,7 +8,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .base import Runner, StyleNetwork, bounded_int, register_architecture
+from .base import Runner, StyleNetwork, register_architecture
+from ..common.numbers import bounded_int
 from .u2lffm import U2LFFMGenerator
 
 

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..errors import InvalidStyleError
-from ..io import write_atomically
-from ..style_files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from ..common.files import write_atomically
+from ..common.style_files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from .base import StyleNetwork, build_network
 
 REPO_URL = "https://github.com/portrait-stylize/portrait-stylize"

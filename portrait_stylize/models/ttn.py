@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import guided_filter
+from ..imaging.ops import guided_filter, pad_to_multiple
 from ..options import PADDINGS, UPSAMPLINGS
-from .base import bounded_int, bounded_number
+from ..common.numbers import bounded_int, bounded_number
 
 
 class Conv2dSame(nn.Conv2d):
@@ -199,7 +199,7 @@ class TTN(nn.Module):
         """How far, in pixels on each side, an output pixel of :meth:`forward_aligned` sees into
         its input (the U-Net's convolutions and upsamplings plus the guided filter's two box
         passes): 63 for DCT-Net's TTN. Tiles with this much context reproduce the untiled
-        result (:func:`portrait_stylize.tiling.run_tiled`)."""
+        result (:func:`portrait_stylize.imaging.tiling.run_tiled`)."""
         return _receptive_radius(json.dumps(self.config, sort_keys=True))
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,7 +266,3 @@ def _receptive_radius(config: str) -> int:
     raise ValueError(f"the TTN with config {config} sees further than 2048 pixels")
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Edge-replicate ``(B, C, H, W)`` at the bottom/right so that ``H`` and ``W`` are multiples of ``multiple``."""
-    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Runner, StyleNetwork, bounded_int, bounded_number, register_architecture
+from .base import Runner, StyleNetwork, register_architecture
+from ..common.numbers import bounded_int, bounded_number
 from .ttn import TTN
 
 

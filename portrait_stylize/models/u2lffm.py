@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ttn import pad_to_multiple
+from ..imaging.ops import pad_to_multiple
 
 #: Per-stage (height, mid channels, out channels) of the content encoder U²E_c: RSU-7, 6, 5 with
 #: pooling, then two dilated RSU-4F stages (no pooling: the paper's En_4/En_5).

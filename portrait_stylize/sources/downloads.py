@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
-from .errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
-from .io import sha256_file
-from .offline import OFFLINE_VARIABLES, is_offline
-from .version import __version__
+from ..errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
+from ..common.files import sha256_file
+from ..common.offline import OFFLINE_VARIABLES, is_offline
+from ..version import __version__
 
 #: Seconds to wait for a connection and between two chunks of a body (a stalled server fails).
 TIMEOUT = httpx.Timeout(30.0, read=30.0)

@@ -1,6 +1,6 @@
 """Remove the layout round trips that per-layer channels-last code leaves in an ONNX graph.
 
-:class:`~portrait_stylize.models.winograd.WinogradConv2d` works on pixels as rows of channel
+:class:`~portrait_stylize.runtime.winograd.WinogradConv2d` works on pixels as rows of channel
 vectors (channels last) and keeps PyTorch's channels-first interface, so each such layer exports
 as ``Transpose(0,2,3,1) → … → Transpose(0,3,1,2)``. Between two of them sit only element-wise
 operations (leaky ReLU, the residual adds), so the back-and-forth transposes are pure memory

@@ -25,18 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import PortraitStylizeError
-from .models import StyleNetwork
-from .models.ttn import pad_to_multiple
+from ..errors import ExportError
+from ..models import StyleNetwork
+from ..imaging.ops import pad_to_multiple
 
 OPSET = 17
 #: Largest absolute difference between ONNX Runtime and PyTorch accepted by :func:`export_onnx`.
 ONNX_TOLERANCE = 1e-4
 _CHECK_SHAPES = ((1, 3, 64, 96), (2, 3, 100, 36))
-
-
-class ExportError(PortraitStylizeError, RuntimeError):
-    """The ONNX export failed or does not reproduce PyTorch."""
 
 
 class _Method(nn.Module):

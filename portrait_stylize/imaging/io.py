@@ -7,21 +7,18 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import os
-import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLargeError, InvalidImageError
-from .options import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from ..common.files import write_atomically
+from ..errors import ImageTooLargeError, InvalidArgumentError, InvalidImageError
+from ..options import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # torch is imported only by the tensor conversions: reading files stays light
     import torch
@@ -133,15 +130,6 @@ def tensor_to_pil(x: torch.Tensor, alpha: Image.Image | None = None) -> Image.Im
     return img
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save atomically (temporary file + rename) so a failure never leaves a half-written result.
 
@@ -150,66 +138,14 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported output format {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise InvalidArgumentError(f"{path}: unsupported output format {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     if img.mode == "RGBA" and suffix in (".jpg", ".jpeg", ".bmp"):
         flat = Image.new("RGB", img.size, "white")
         flat.paste(img, mask=img.getchannel("A"))
         img = flat
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        img.save(tmp, format=Image.registered_extensions()[suffix])
-        # mkstemp creates 0600; results get the usual permissions, as any tool's output does.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: img.save(tmp, format=Image.registered_extensions()[suffix]), suffix=suffix,
+                     follow_umask=True)
     return path
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Have ``write(tmp)`` fill a temporary file next to ``path``, then rename it into place, so a
-    crash never leaves a half-written ``path`` (the temporary is removed on any failure)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-_TEMP_PREFIX = ".portrait-stylize-tmp."
-#: Temporaries older than this were left by a killed run (a live save takes seconds).
-_STALE_SECONDS = 3600
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (other threads may be
-    creating files at this moment)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@functools.lru_cache(maxsize=256)
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporaries that a killed run left in ``folder`` (only ours, only old ones); once
-    per folder and process, so a batch into a large folder does not rescan it for every image."""
-    now = time.time()
-    for stale in folder.glob(f"{_TEMP_PREFIX}*"):
-        try:
-            if now - stale.stat().st_mtime > _STALE_SECONDS:
-                stale.unlink()
-        except OSError:
-            pass

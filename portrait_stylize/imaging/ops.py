@@ -15,7 +15,7 @@ import torch.nn.functional as F
 _LUMA_RGB = (0.299, 0.587, 0.114)
 
 
-def _check_bchw(x: torch.Tensor, name: str = "input") -> None:
+def check_bchw(x: torch.Tensor, name: str = "input") -> None:
     if x.ndim != 4:
         raise ValueError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
 
@@ -33,7 +33,7 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     Returns:
         ``(B, C, H, W)`` tensor of local means.
     """
-    _check_bchw(x)
+    check_bchw(x)
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
     if radius == 0:
@@ -76,8 +76,8 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     Returns:
         ``(B, C, H, W)`` filtered ``src``.
     """
-    _check_bchw(guide, "guide")
-    _check_bchw(src, "src")
+    check_bchw(guide, "guide")
+    check_bchw(src, "src")
     if guide.shape[-2:] != src.shape[-2:] or guide.shape[1] not in (1, src.shape[1]):
         raise ValueError(
             f"guide {tuple(guide.shape)} and src {tuple(src.shape)} must share B, H, W and have "
@@ -116,7 +116,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     Returns:
         ``(B, C, H, W)`` blurred tensor.
     """
-    _check_bchw(x)
+    check_bchw(x)
     if sigma <= 0:
         return x
     radius = max(1, math.ceil(3 * sigma))
@@ -140,7 +140,7 @@ def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, 1, H, W)`` tensor in the same range.
     """
-    _check_bchw(x)
+    check_bchw(x)
     if x.shape[1] != 3:
         raise ValueError(f"expected 3 RGB channels, got shape {tuple(x.shape)}")
     w = torch.tensor(_LUMA_RGB, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -175,7 +175,7 @@ def rgb_to_oklab(x: torch.Tensor) -> torch.Tensor:
         (blue-yellow) in about [-0.4, 0.4]. White is ``(1, 0, 0)``, sRGB red
         ``(0.628, 0.225, 0.126)``.
     """
-    _check_bchw(x)
+    check_bchw(x)
     linear = torch.where(x > 0.04045, ((x.clamp_min(0.0) + 0.055) / 1.055) ** 2.4, x / 12.92)
     return _mix(torch.sign(lms := _mix(linear, _RGB_TO_LMS)) * lms.abs() ** (1.0 / 3.0), _LMS_TO_LAB)
 
@@ -190,7 +190,7 @@ def oklab_to_rgb(x: torch.Tensor) -> torch.Tensor:
         ``(B, 3, H, W)`` sRGB (gamma-encoded), clipped to [0, 1] (colours outside the sRGB gamut
         are clipped per channel).
     """
-    _check_bchw(x)
+    check_bchw(x)
     linear = _mix(_mix(x, _LAB_TO_LMS) ** 3, _LMS_TO_RGB).clamp(0.0, 1.0)
     return torch.where(linear > 0.0031308, 1.055 * linear ** (1.0 / 2.4) - 0.055, 12.92 * linear)
 
@@ -234,3 +234,9 @@ def xdog(luma: torch.Tensor, sigma: float, threshold: float, gain: float) -> tor
     """
     dog = gaussian_blur(luma, sigma) - gaussian_blur(luma, 1.6 * sigma)
     return torch.clamp((-dog - threshold) * gain, 0.0, 1.0)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate ``(B, C, H, W)`` at the bottom/right so that ``H`` and ``W`` are multiples of ``multiple``."""
+    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from .ops import _check_bchw, gaussian_blur, rgb_to_luma
+from .ops import check_bchw, gaussian_blur, rgb_to_luma
 
 #: The picture size the built-in styles' default kernels are tuned for (short side, pixels).
 REFERENCE_SIDE = 512
@@ -62,7 +62,7 @@ def blur_sigma(luma: torch.Tensor, probe: float = 2.0, quantile: float = 0.995) 
         ``(B,)`` float tensor, pixels: about 0.8 for sharp photos, about 2-3 for a picture
         downscaled 4x and scaled back up, ``inf`` for a flat picture (no edges at all).
     """
-    _check_bchw(luma, "luma")
+    check_bchw(luma, "luma")
 
     def strongest(x: torch.Tensor) -> torch.Tensor:
         gx, gy = _steps(x)
@@ -89,7 +89,7 @@ def noise_sigma(luma: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B,)`` float tensor in luma units: Gaussian noise of sigma ``s`` reads about ``s``.
     """
-    _check_bchw(luma, "luma")
+    check_bchw(luma, "luma")
     x = luma.float()
     kernel = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3)
     response = F.conv2d(x, kernel).abs()
@@ -118,7 +118,7 @@ def blockiness(luma: torch.Tensor, block: int = 8, phase: int | None = 0) -> tup
         elsewhere (about 1 for a photo, 2-3 for JPEG quality 20), and the difference of the two
         means (luma units: how much contrast the blocks add).
     """
-    _check_bchw(luma, "luma")
+    check_bchw(luma, "luma")
     gx, gy = _steps(luma.float())
     columns, rows = gx.mean(dim=(1, 2)), gy.mean(dim=(1, 3))  # (B, W-1), (B, H-1)
     on = []
@@ -172,7 +172,7 @@ def measure(image: torch.Tensor, face_sizes: Sequence[float] = (), reference_sid
         :class:`Conditions`; ``scale`` is clipped to [0.5, 16]. Pictures thinner than
         :data:`MIN_MEASURED_SIDE` get scale 0.5 and no artefacts.
     """
-    _check_bchw(image, "image")
+    check_bchw(image, "image")
     if min(image.shape[-2:]) < MIN_MEASURED_SIDE:  # a sliver has no statistics: the defaults
         return Conditions(scale=0.5, artefacts=0.0)
     size_scale = min(image.shape[-2:]) / reference_side

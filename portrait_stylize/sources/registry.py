@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RegistryError, UnsafeWeightsError
+from ..errors import RegistryError, UnsafeWeightsError
 
 logger = logging.getLogger(__name__)
 
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
 #: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
 KINDS = ("builtin", "hub", "local", "modelscope", "url")
-#: The :func:`portrait_stylize.convert.convert` options a ``conversion`` entry may set.
+#: The :func:`portrait_stylize.convert.ttn_releases.convert` options a ``conversion`` entry may set.
 CONVERSION_OPTIONS = ("channel_order", "gf_eps", "gf_radius", "upsample", "padding", "negative_slope",
                       "image_pad_multiple", "image_pad_value")
 #: Roles of the files of a ``modelscope`` entry: the networks and DCT-Net's paste mask.
@@ -82,7 +82,7 @@ class StyleSpec:
             the expected sha256 per file name (absent: the listing's own, trusted on first use).
         url, sha256: ``url``: one released file at a fixed address and its sha256 (required).
         conversion: ``modelscope``/``url``: keyword arguments for
-            :func:`portrait_stylize.convert.convert` (``channel_order``, ``gf_eps``,
+            :func:`portrait_stylize.convert.ttn_releases.convert` (``channel_order``, ``gf_eps``,
             ``image_pad_multiple`` ...); the style is converted on first use and cached.
         path: ``local``: the style folder.
         available_offline: filled in by :func:`portrait_stylize.list_styles`: ``True`` when the
@@ -248,7 +248,7 @@ def read_registry(path: str | os.PathLike, skip_bad_entries: bool = False) -> Re
 
 def builtin_registry_path() -> Path:
     """The package's ``checkpoints.json`` (inside the wheel, or the repository root when editable)."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package folder
     for candidate in (here / "checkpoints.json", here.parent / "checkpoints.json"):
         if candidate.is_file():
             return candidate

@@ -29,20 +29,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .converted import data_home
-from .errors import PortraitStylizeError
-from .io import write_atomically
-from .models.ttn import TTN
+from ..common.data_home import data_home
+from ..errors import QuantizationError
+from ..common.files import write_atomically
+from ..models.ttn import TTN
 
 #: Quantized U-Nets closer to float32 than this (dB) are refused.
 MIN_INT8_PSNR = 35.0
-CALIBRATION = Path(__file__).parent / "data" / "calibration"
+CALIBRATION = Path(__file__).parents[1] / "data" / "calibration"
 #: Portraits whose activations set the ranges, and the one held out to measure the PSNR.
 CALIBRATE_ON, HELD_OUT = ("astronaut.jpg", "group.jpg"), "hopper.jpg"
-
-
-class QuantizationError(PortraitStylizeError, RuntimeError):
-    """The int8 network is too far from float32 (or could not be made)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ def quantized_unet(net: TTN, min_psnr: float | None = MIN_INT8_PSNR) -> Int8UNet
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from .export import onnx_bytes, onnx_session
+    from .onnx_export import onnx_bytes, onnx_session
 
     key = _key(net)
     model_path, info_path = cache_dir() / f"{key}.onnx", cache_dir() / f"{key}.json"

@@ -10,7 +10,7 @@
   a photo's and its result's embedding says whether the person is still recognisable (the
   identity score of DCT-Net's paper, which used CosFace).
 
-Every network is passed in (see :mod:`portrait_stylize.metric_weights` for the real weights),
+Every network is passed in (see :mod:`portrait_stylize.evaluation.metric_weights` for the real weights),
 so tests run each metric on small random networks.
 """
 
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .faces.align import ARCFACE_TEMPLATE, similarity, warp_to_crop
-from .ops import _check_bchw, gaussian_blur, rgb_to_luma
+from ..faces.align import ARCFACE_TEMPLATE, similarity, warp_to_crop
+from ..imaging.ops import check_bchw, gaussian_blur, rgb_to_luma
 
 _SSIM_C1, _SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 
@@ -39,7 +39,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B,)`` in [-1, 1]: 1 for identical pictures.
     """
-    _check_bchw(a, "a")
+    check_bchw(a, "a")
     if a.shape != b.shape:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
     x, y = rgb_to_luma(a.double()), rgb_to_luma(b.double())

@@ -1,6 +1,6 @@
 """Score styles on a folder of photos with the papers' metrics, and show the results side by side.
 
-For each style, every photo is stylized and scored (see :mod:`portrait_stylize.metrics`):
+For each style, every photo is stylized and scored (see :mod:`portrait_stylize.evaluation.metrics`):
 
 * **content** (the photo's structure kept): SSIM of luma and LPIPS, photo against result;
 * **style** (how close the results come to the style): FID and KID between the results and a
@@ -35,12 +35,13 @@ from PIL import Image
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from .batch import expand_inputs
-from .errors import InvalidArgumentError, MissingDependencyError
-from .io import load_image, pil_to_tensor, save_image, write_atomically
+from ..batch import expand_inputs
+from ..errors import InvalidArgumentError, MissingDependencyError
+from ..imaging.io import load_image, pil_to_tensor, save_image
+from ..common.files import write_atomically
 from .metric_weights import METRIC_WEIGHTS, metric_weights_path
 from .metrics import FaceEmbedder, PerceptualDistance, PoolFeatures, SetDistance, identity_similarity, ssim
-from .options import IMAGE_SUFFIXES
+from ..options import IMAGE_SUFFIXES
 
 #: Side of the square crops everything is scored at (DCT-Net's training and test size).
 DEFAULT_SIZE = 256
@@ -61,7 +62,7 @@ class MetricNetworks:
     @classmethod
     def load(cls, progress: bool = True) -> "MetricNetworks":
         """The real networks, downloaded and converted on first use
-        (:func:`~portrait_stylize.metric_weights.metric_weights_path`)."""
+        (:func:`~portrait_stylize.evaluation.metric_weights.metric_weights_path`)."""
         perceptual = PerceptualDistance(load_file(str(metric_weights_path("lpips", progress))))
         features = PoolFeatures(load_file(str(metric_weights_path("inception", progress))))
         faces = FaceEmbedder(metric_weights_path("arcface", progress))
@@ -100,7 +101,7 @@ def square(image: Image.Image, size: int) -> Image.Image:
 
 
 def _largest_face_landmarks(rgb: np.ndarray) -> np.ndarray | None:
-    from .faces import detect_faces
+    from ..faces import detect_faces
 
     faces = detect_faces(rgb)
     return max(faces, key=lambda f: f.size).landmarks if faces else None
@@ -205,7 +206,7 @@ def evaluate(styles: list[str], photos: str | os.PathLike, out: str | os.PathLik
         InvalidArgumentError, InvalidImageError, MissingDependencyError, MetricWeightsError: see
             :class:`Validation`; all before any style runs.
     """
-    from .pipeline import load_style
+    from ..pipeline import load_style
 
     if not styles:
         raise InvalidArgumentError("name at least one style to evaluate")

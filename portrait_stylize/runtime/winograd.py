@@ -18,9 +18,9 @@ runtime executes it as large matrix multiplications: the input blocks are gather
 channel vectors (one gather), transformed by one ``36×36`` matrix product, multiplied by the
 transformed kernel as 36 ``(tiles × C_in) @ (C_in × C_out)`` products, transformed back by one
 ``16×36`` product, and scattered to pixels by a second gather. :func:`with_winograd_convolutions`
-swaps it into a copy of a network for export (``portrait_stylize.export.onnx_bytes``); the
+swaps it into a copy of a network for export (``portrait_stylize.runtime.onnx_export.onnx_bytes``); the
 layers keep the channels-first interface, and the transposes between consecutive ones are
-removed from the exported graph by :mod:`portrait_stylize.onnx_layout`.
+removed from the exported graph by :mod:`portrait_stylize.runtime.onnx_layout`.
 """
 
 from __future__ import annotations

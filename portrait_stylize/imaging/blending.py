@@ -1,4 +1,4 @@
-"""Region control: soft region masks, multi-band compositing and histogram harmonisation.
+"""Compositing maths: feathered masks, multi-band blending and histogram harmonisation.
 
 Images here are float32 NumPy arrays ``(H, W, 3)`` RGB in [0, 1]; masks are ``(H, W)``.
 
@@ -14,13 +14,10 @@ Guarantees the pipeline relies on (and tests check):
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import cv2
 import numpy as np
-
-from .errors import InvalidArgumentError
-from .faces.face import Face
-from .faces.parsing import REGIONS, Parsing
 
 #: Feather width as a fraction of the face size (face regions), or of the image's short side.
 FACE_FEATHER = 0.05
@@ -38,14 +35,6 @@ _ROWS = 256
 def feather_width(size: float, fraction: float) -> int:
     """Feather width in pixels for something ``size`` pixels big."""
     return max(MIN_FEATHER, round(fraction * size))
-
-
-def region_feather(mask: np.ndarray, face_size: float) -> int:
-    """Feather width for one face region: :data:`FACE_FEATHER` × the face size, but at most half
-    the region's thickness (chessboard inscribed radius), so even thin regions such as lips keep a
-    fully stylized core."""
-    thickness = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_C, 3).max()
-    return max(MIN_FEATHER, min(feather_width(face_size, FACE_FEATHER), int(thickness // 2)))
 
 
 def _square(radius: int) -> np.ndarray:
@@ -76,49 +65,6 @@ def feather(mask: np.ndarray, radius: int) -> np.ndarray:
     soft[~dilate(mask, radius)] = 0.0
     soft[erode(mask, radius)] = 1.0
     return soft
-
-
-def check_regions(names, visible: tuple[str, ...], backend: str) -> list[str]:
-    """Validate region names against :data:`REGIONS` and what ``backend`` can see."""
-    names = list(names)
-    unknown = [n for n in names if n not in REGIONS]
-    if unknown:
-        raise InvalidArgumentError(f"unknown region(s) {', '.join(map(repr, unknown))}; choose from {', '.join(REGIONS)}")
-    unseen = [n for n in names if n not in visible]
-    if unseen:
-        raise InvalidArgumentError(f"the {backend} face backend cannot see {', '.join(map(repr, unseen))}; it sees "
-                         f"{', '.join(visible)} (facexlib's parser also sees ears, neck and clothes)")
-    return names
-
-
-def region_weights(parsing: Parsing, faces: list[Face], names: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Feathered ``(H, W)`` float32 mask per region name, combined over ``faces`` (max).
-
-    Face-local regions are feathered by :func:`region_feather` and reach at most that far past
-    their face's mask window; whole-image regions (background) by :data:`IMAGE_FEATHER` ×
-    the short side.
-    """
-    h, w = shape
-    out = {}
-    for name in names:
-        if name in parsing.image_masks:
-            out[name] = feather(parsing.image_masks[name], feather_width(min(h, w), IMAGE_FEATHER))
-            continue
-        weight = np.zeros(shape, np.float32)
-        for face, parsed in zip(faces, parsing.faces):
-            mask = parsed.masks.get(name)
-            if mask is None:
-                continue
-            x0, y0, x1, y1 = parsed.window
-            radius = region_feather(mask, face.size)
-            # Feather inside a margin around the window, then paste with max.
-            px0, py0, px1, py1 = max(x0 - radius, 0), max(y0 - radius, 0), min(x1 + radius, w), min(y1 + radius, h)
-            local = np.zeros((py1 - py0, px1 - px0), bool)
-            local[y0 - py0:y1 - py0, x0 - px0:x1 - px0] = mask
-            region = weight[py0:py1, px0:px1]
-            np.maximum(region, feather(local, radius), out=region)
-        out[name] = weight
-    return out
 
 
 def _levels(radius: int) -> int:
@@ -236,3 +182,40 @@ def _output(source: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     if out is not source:
         out[...] = source
     return out
+
+
+def composite_regions(photo: np.ndarray, stylized: np.ndarray, masks: list[np.ndarray], strengths: list[float],
+                      harmonize_amount: float, radius: int,
+                      smooth: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Blend ``stylized`` into ``photo`` (both ``(H, W, 3)`` float32 in [0, 1]) inside region
+    ``masks`` (``(H, W)`` in [0, 1], one strength in [0, 1] each), band by band, after moving the
+    untouched area's colours ``harmonize_amount`` of the way towards the stylized ones.
+
+    Works in place to keep a 4K picture's memory low: ``photo`` becomes the result and
+    ``stylized`` the strength-scaled target (both are the caller's scratch arrays).
+
+    Args:
+        radius: feather width of the masks (pixels): the pyramid's depth (see :func:`composite`).
+        smooth: applied to the combined coverage before use (a video's smoothing over frames).
+
+    Returns:
+        ``(result, weight)``: the result (``photo``'s array) and the ``(H, W)`` float32 weight
+        each pixel moved towards the stylized picture (coverage × strength).
+    """
+    # Coverage (where) and strength (how far) stay separate, so a region at strength s is
+    # exactly photo + s * (stylized - photo) inside and still blends band-wise. Where regions
+    # overlap, the strongest mask decides the strength (the first on ties).
+    coverage = masks[0].copy()
+    amount = np.full(coverage.shape, strengths[0], np.float32) if len(set(strengths)) > 1 else np.float32(strengths[0])
+    for mask, strength in zip(masks[1:], strengths[1:]):
+        if amount.ndim:
+            amount[mask > coverage] = strength
+        np.maximum(coverage, mask, out=coverage)
+    if smooth is not None:
+        coverage = smooth(coverage)
+    # The untouched area's colour mapping comes from the pure stylized image, before it becomes
+    # the strength-scaled target.
+    luts = histogram_luts(photo, stylized, coverage < 1) if harmonize_amount > 0 else None
+    target = mix(photo, stylized, amount, out=stylized)
+    base = harmonize(photo, luts, harmonize_amount, out=photo)
+    return composite(base, target, coverage, radius, out=base), coverage * amount

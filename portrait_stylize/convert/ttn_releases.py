@@ -30,20 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import _tfformats as tff
-from .errors import PortraitStylizeError
-from .hub import sha256_file
-from .models.serialization import save_style
-from .models.ttn import TTN
-from .models.ttn_style import TTNStyle
+from . import tfformats as tff
+from ..errors import ConversionError
+from ..common.files import sha256_file
+from ..models.serialization import save_style
+from ..models.ttn import TTN
+from ..models.ttn_style import TTNStyle
 
 
 #: Side of a face paste mask stored with a converted style (the aligned crop's side).
 FACE_MASK_SIZE = 288
-
-
-class ConversionError(PortraitStylizeError, ValueError):
-    """The source does not have the structure of a DCT-Net/White-box TTN, or cannot be read."""
 
 
 @dataclass

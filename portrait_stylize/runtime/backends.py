@@ -12,13 +12,13 @@ speed and in the last bits of precision:
 * ``onnx``: ONNX Runtime on the CPU, from a graph exported from the same weights when first used;
   within 1e-4 of float32.
 * ``onnx-int8``: ONNX Runtime on the CPU with the U-Net quantized to int8 (calibrated on
-  portraits, the guided filter in float32; :mod:`portrait_stylize.quantize`); refused for a style
+  portraits, the guided filter in float32; :mod:`portrait_stylize.runtime.quantize`); refused for a style
   whose int8 network is under 35 dB from float32. Fast only where the CPU has int8 dot-product
   units (VNNI, AMX), so ``auto`` considers it only there.
 * ``openvino``: OpenVINO on the CPU, float32 throughout (its inference-precision hint is set to
   f32, so CPUs with bf16 units do not silently drop to bf16), from an ONNX graph of the same
   weights in which the 3×3 convolutions with 64 or more output channels are computed by
-  Winograd's F(4×4, 3×3) (:mod:`portrait_stylize.models.winograd`: a quarter of the
+  Winograd's F(4×4, 3×3) (:mod:`portrait_stylize.runtime.winograd`: a quarter of the
   multiplications, what makes float32 fast on AVX2-only CPUs; 135-140 dB from direct float32 on
   the White-box network); compiled once per input shape on first use.
 
@@ -52,13 +52,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .converted import data_home
-from .errors import InvalidArgumentError
-from .io import write_atomically
-from .models.base import Runner
-from .models.ttn import TTN, pad_to_multiple
-from .models.winograd import with_winograd_convolutions
-from .options import BACKENDS
+from ..common.data_home import data_home
+from ..errors import InvalidArgumentError
+from ..common.files import write_atomically
+from ..models.base import Runner
+from ..models.ttn import TTN
+from ..imaging.ops import pad_to_multiple
+from .winograd import with_winograd_convolutions
+from ..options import BACKENDS
 from .quantize import QuantizationError
 
 logger = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ class OpenVINOGraph:
 def _int8_runner(net: nn.Module, min_psnr: float | None) -> Runner:
     """The U-Net in int8 under ONNX Runtime, the guided filter in float32 (``net.finish``);
     refused below ``min_psnr`` dB from float32 (``None``: timing runs, any precision)."""
-    from .export import onnx_session
+    from .onnx_export import onnx_session
     from .quantize import quantized_unet
 
     session = onnx_session(quantized_unet(net, min_psnr).onnx)
@@ -326,7 +327,7 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
 
         return _int8_runner(net, MIN_INT8_PSNR)
     if backend in ("onnx", "openvino"):
-        from .export import onnx_bytes, onnx_session
+        from .onnx_export import onnx_bytes, onnx_session
         from .onnx_layout import without_transpose_round_trips
 
         if backend == "openvino":

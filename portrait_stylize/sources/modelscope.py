@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from .downloads import client, unreachable
-from .errors import StyleDownloadError
+from ..errors import StyleDownloadError
 
 DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 ENV_ENDPOINT = "MODELSCOPE_DOMAIN"

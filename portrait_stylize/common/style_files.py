@@ -7,7 +7,7 @@ import os
 import struct
 from pathlib import Path
 
-from .errors import UnsafeWeightsError
+from ..errors import UnsafeWeightsError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

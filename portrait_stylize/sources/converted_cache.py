@@ -1,7 +1,7 @@
 """Styles converted on first use from their publishers' files, cached as style folders.
 
-A ``modelscope`` or ``url`` style (see :mod:`portrait_stylize.registry`) is downloaded, verified,
-converted by :func:`portrait_stylize.convert.convert` and kept under
+A ``modelscope`` or ``url`` style (see :mod:`portrait_stylize.sources.registry`) is downloaded, verified,
+converted by :func:`portrait_stylize.convert.ttn_releases.convert` and kept under
 ``$HF_HOME/portrait-stylize/converted/KIND/ID/REVISION/`` (``$HF_HOME`` defaults to
 ``~/.cache/huggingface``, the home of the Hub cache), next to a ``provenance.json``: source, model
 id, revision, every file's sha256 and the converter version. Later uses read that folder and need
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
-from huggingface_hub import constants
 
-from .style_files import CONFIG_NAME, WEIGHTS_NAME
+from ..common.data_home import data_home
+from ..common.style_files import CONFIG_NAME, WEIGHTS_NAME
 
 #: Bumped whenever the converter would write a different style from the same files.
 CONVERTER_VERSION = 1
@@ -52,12 +52,6 @@ class Provenance:
     revision: str
     files: dict[str, str] = field(default_factory=dict)
     converter_version: int = CONVERTER_VERSION
-
-
-def data_home() -> Path:
-    """``$HF_HOME/portrait-stylize``: where this package keeps what it makes on a machine
-    (conversions, the measured backend choice, int8 networks); read at every call."""
-    return Path(os.environ.get("HF_HOME") or constants.HF_HOME) / "portrait-stylize"
 
 
 def cache_root() -> Path:

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

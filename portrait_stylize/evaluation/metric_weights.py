@@ -33,19 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .converted import data_home
-from .downloads import download
-from .errors import ChecksumMismatchError, PortraitStylizeError, StyleNotCachedError
-from .io import sha256_file, write_atomically
-from .offline import is_offline
+from ..common.data_home import data_home
+from ..sources.downloads import download
+from ..errors import ChecksumMismatchError, MetricWeightsError, StyleNotCachedError
+from ..common.files import sha256_file, write_atomically
+from ..common.offline import is_offline
 
 #: The ``lpips`` 0.1.4 wheel's ``lpips/weights/v0.1/alex.pth`` (the perceptual linear heads).
 LPIPS_HEADS_SHA256 = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
 SOURCE_FILE = "source.json"
-
-
-class MetricWeightsError(PortraitStylizeError):
-    """A metric network's weights cannot be fetched, verified or converted."""
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,12 @@ from huggingface_hub.errors import (
 )
 
 from .downloads import unreachable
-from .errors import (
-    ChecksumMismatchError,
-    HubUploadError,
-    InvalidStyleError,
-    StyleDownloadError,
-    StyleNotCachedError,
-    UnsafeWeightsError,
-)
-from .io import sha256_file
-from .style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
-from .offline import is_offline
+from ..errors import ChecksumMismatchError, HubUploadError, InvalidStyleError, StyleDownloadError, StyleNotCachedError, UnsafeWeightsError
+from ..common.files import sha256_file
+from ..common.style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from ..common.offline import is_offline
 from .registry import StyleSpec
-from .version import __version__
+from ..version import __version__
 
 logger = logging.getLogger(__name__)
 
