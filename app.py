@@ -1,4 +1,5 @@
-"""portrait-stylize web demo: a thin Gradio front end; every decision lives in portrait_stylize.ui.
+"""portrait-stylize web demo: a thin Gradio front end. What it shows and does is decided in
+portrait_stylize.ui; the hosted demo's limits (sizes, clip lengths, queue) are in space_policy.py.
 
 Run locally with `python app.py` (http://127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
 change it) or as a Hugging Face Space (space.yaml). Analytics and Hub telemetry stay off unless
@@ -14,16 +15,15 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from portrait_stylize import ui  # noqa: E402
+import space_policy
+from portrait_stylize import ui
 
-MAX_FILE_SIZE = "25mb"
 #: The public-domain photos in examples/ (a solo portrait, a second one, a two-face group).
 EXAMPLES = [Path(__file__).parent / "examples" / name for name in ("astronaut.jpg", "group.jpg", "hopper.jpg")]
-CONCURRENCY, QUEUE_SIZE = 2, 32
 PRIVATE = {"api_visibility": "private", "queue": False}
-#: Face search, photo and video jobs share one pool of CONCURRENCY workers (a 2-core Space).
+#: Face search, photo and video jobs share one pool of space_policy.CONCURRENCY workers.
 WORK = {"concurrency_id": "work"}
 
 
@@ -53,11 +53,11 @@ class PhotoInput(gr.Image):
 
 @_user_errors
 def stylize(image, style, regions, strength, harmonize, region_strengths, face_backend, max_side, faces,
-            style_image=None, progress=gr.Progress(track_tqdm=True)):
+            style_image=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio finds its tracker)
     """Stylize a portrait; regions/faces left empty mean everything; style_image is the reference
     of reference-based styles. Returns before/after, the region overlay, a PNG and a status line."""
     r = ui.run_photo(image, style, regions, strength, harmonize, region_strengths, face_backend or None,
-                     int(max_side), faces or None, style_image)
+                     int(max_side), faces or None, style_image, keep_results=space_policy.MAX_RESULTS)
     return (r.before, r.after), r.overlay, r.png, r.status
 
 
@@ -70,20 +70,30 @@ def find_faces(image, face_backend, max_side):
     return gr.update(value=thumbs, visible=many), gr.update(choices=labels, value=[], visible=many)
 
 
+def describe_video(video, style, regions, strength, face_backend):
+    """The line under an uploaded clip: its estimated work here, or why it is refused."""
+    return ui.describe_video(video, style, regions, strength, face_backend,
+                             max_seconds=space_policy.MAX_VIDEO_SECONDS,
+                             max_work_seconds=space_policy.MAX_VIDEO_WORK_SECONDS)
+
+
 @_user_errors
-def stylize_video(video, style, regions, strength, face_backend, progress=gr.Progress()):
+def stylize_video(video, style, regions, strength, face_backend, progress=gr.Progress()):  # noqa: B008 (as above)
     def report(done, total, estimate):
         left = (total - done) * estimate.seconds_per_frame
         progress(done / total, desc=f"frame {done}/{total}, about {left:.0f} s left")
 
-    return ui.run_video(video, style, regions, strength, face_backend or None, progress=report)
+    return ui.run_video(video, style, regions, strength, face_backend or None, progress=report,
+                        max_seconds=space_policy.MAX_VIDEO_SECONDS,
+                        max_work_seconds=space_policy.MAX_VIDEO_WORK_SECONDS, keep_results=space_policy.MAX_RESULTS)
 
 
-def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
-    """The whole UI; queued: CONCURRENCY jobs at a time over all heavy events, at most QUEUE_SIZE waiting."""
+def create_demo(max_side: int = space_policy.DEFAULT_MAX_SIDE) -> gr.Blocks:
+    """The whole UI; queued: space_policy.CONCURRENCY jobs at a time over all heavy events, at most
+    space_policy.QUEUE_SIZE waiting."""
     style0 = ui.default_style()
-    # Gradio's own cache of uploads and outputs: files older than an hour go, checked hourly.
-    with gr.Blocks(title="portrait-stylize", delete_cache=(3600, 3600)) as demo:
+    cache_seconds = space_policy.GRADIO_CACHE_SECONDS
+    with gr.Blocks(title="portrait-stylize", delete_cache=(cache_seconds, cache_seconds)) as demo:
         gr.Markdown("# portrait-stylize\nTurn a portrait into art — all of it, or only the regions you tick.")
         with gr.Tab("Photo"):
             with gr.Row():
@@ -97,7 +107,8 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                     info = gr.Markdown(ui.style_markdown(style0))
                     reference = gr.Image(label="Style reference (reference-based styles)", type="filepath",
                                          visible=ui.is_reference_style(style0))
-                    regions = gr.CheckboxGroup(ui.regions_for(None), value=[], label="Regions (none ticked = the whole picture)")
+                    regions = gr.CheckboxGroup(ui.regions_for(None), value=[],
+                                               label="Regions (none ticked = the whole picture)")
                     strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
                     gallery = gr.Gallery(label="Faces found", columns=6, height=160, visible=False)
                     # A dropdown that takes any value, so API callers can pick faces without first
@@ -110,7 +121,7 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
                         face_backend = gr.Dropdown(ui.face_backend_choices(), value="auto", label="Face backend",
                                                    info="facexlib is listed once its weights are on disk "
                                                         "(docs/regions.md)")
-                        side = gr.Slider(256, 2048, value=max_side, step=64, label="Max side (px)")
+                        side = gr.Slider(*space_policy.MAX_SIDE_RANGE, value=max_side, step=64, label="Max side (px)")
                     run = gr.Button("Stylize", variant="primary")
                 with gr.Column():
                     result = gr.ImageSlider(label="Before / after", type="pil", format="png")
@@ -124,7 +135,8 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     clip = gr.Video(label="Clip (audio is kept)", sources=["upload"])
-                    clip_info = gr.Markdown(f"Clips of up to {ui.MAX_VIDEO_WORK_SECONDS / 60:g} min of work here "
+                    work_minutes = space_policy.MAX_VIDEO_WORK_SECONDS / 60
+                    clip_info = gr.Markdown(f"Clips of up to {work_minutes:g} min of work here "
                                             "(estimated from the first frames when you upload).")
                 clip_out = gr.Video(label="Stylized clip")
             run_clip = gr.Button("Stylize video", variant="primary")
@@ -136,12 +148,12 @@ def create_demo(max_side: int = ui.DEFAULT_MAX_SIDE) -> gr.Blocks:
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)
         run.click(stylize, [image, style, regions, strength, harmonize, region_strengths, face_backend, side, faces,
                             reference], [result, overlay, png, status], api_name="stylize", **WORK)
-        clip.upload(ui.describe_video, [clip, style, regions, strength, face_backend], clip_info,
+        clip.upload(describe_video, [clip, style, regions, strength, face_backend], clip_info,
                     api_visibility="private", **WORK)
         run_clip.click(stylize_video, [clip, style, regions, strength, face_backend], clip_out,
                        api_visibility="private", **WORK)
-    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo.queue(default_concurrency_limit=space_policy.CONCURRENCY, max_size=space_policy.QUEUE_SIZE)
 
 
 if __name__ == "__main__":
-    create_demo().launch(max_file_size=MAX_FILE_SIZE, show_error=True)
+    create_demo().launch(max_file_size=space_policy.MAX_FILE_SIZE, show_error=True)

@@ -33,9 +33,9 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.models.serialization import save_style
+from portrait_stylize.runtime.cpu import cpu_description
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,7 +43,8 @@ BIN = Path(sys.executable).parent
 
 def make_folder(folder: Path, files: int, side: int) -> list[Path]:
     folder.mkdir(parents=True)
-    sources = [Image.open(REPO / "examples" / name).convert("RGB") for name in ("astronaut.jpg", "hopper.jpg", "group.jpg")]
+    names = ("astronaut.jpg", "hopper.jpg", "group.jpg")
+    sources = [Image.open(REPO / "examples" / name).convert("RGB") for name in names]
     paths = []
     for i in range(files):
         image = sources[i % len(sources)].rotate(2 * i)
@@ -94,7 +95,8 @@ def main() -> None:
     print(f"{args.files} portraits, {args.side} px long side, random DCT-Net-shaped TTN, backend torch\n")
     print("| run | s | per file | vs one process |")
     print("|---|---:|---:|---:|")
-    print(f"| `portrait-stylize batch` (1 process, {os.cpu_count()} threads) | {one:.1f} | {one / args.files:.2f} | 1.00× |")
+    print(f"| `portrait-stylize batch` (1 process, {os.cpu_count()} threads) | {one:.1f} | {one / args.files:.2f} | "
+          "1.00× |")
     print(f"| `accelerate launch --num_processes 2 ... batch` (1 thread each) | {two:.1f} | {two / args.files:.2f} | "
           f"{one / two:.2f}× |")
     print(f"| fixed cost of a run (start-up, style load, resume check of {args.files} done files) | {fixed:.1f} | | |")

@@ -47,7 +47,8 @@ def measure(tflite: Path, repeats: int) -> dict[str, float]:
 
     entry = json.loads(builtin_registry_path().read_text())["styles"]["whitebox"]
     server, url = serve(tflite.parent)
-    times: dict[str, list[float]] = {"first use (download local)": [], "cached use": [], "first 512² image (torch float32)": []}
+    times: dict[str, list[float]] = {"first use (download local)": [], "cached use": [],
+                                     "first 512² image (torch float32)": []}
     image = (np.random.default_rng(0).random((512, 512, 3)) * 255).astype(np.uint8)
     try:
         for _ in range(repeats):
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.tflite.is_file():
         raise SystemExit(f"{args.tflite}: not found (the White-box TFLite fixture); pass --tflite FILE")
-    from portrait_stylize.runtime.backends import cpu_description
+    from portrait_stylize.runtime.cpu import cpu_description
 
     print(f"CPU: {cpu_description()}")
     results = measure(args.tflite, args.repeats)

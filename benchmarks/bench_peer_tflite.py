@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from portrait_stylize.runtime.backends import auto_backend, cpu_candidates, cpu_description, has_native_bf16, make_runner
 from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
+from portrait_stylize.runtime.backends import auto_backend, cpu_candidates
+from portrait_stylize.runtime.cpu import cpu_description, has_native_bf16
+from portrait_stylize.runtime.runners import make_runner
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TFLITE = REPO.parent / "shared/fixtures/weights/whitebox_cartoon_gan_dr.tflite"
@@ -145,7 +147,8 @@ def main() -> None:
     print("| runtime | ms | speed vs TFLite | PSNR vs float32 (dB) | on a portrait (dB) |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['runtime']} | {row['ms']:.0f} | {row['ratio']:.2f}x | {row['psnr']:.1f} | {row['psnr_portrait']:.1f} |")
+        print(f"| {row['runtime']} | {row['ms']:.0f} | {row['ratio']:.2f}x | {row['psnr']:.1f} | "
+              f"{row['psnr_portrait']:.1f} |")
 
 
 if __name__ == "__main__":

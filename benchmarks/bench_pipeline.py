@@ -26,9 +26,10 @@ from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
-from portrait_stylize.runtime.backends import cpu_candidates, cpu_description
 from portrait_stylize.imaging.io import pil_to_tensor
 from portrait_stylize.models import TTNStyle
+from portrait_stylize.runtime.backends import cpu_candidates
+from portrait_stylize.runtime.cpu import cpu_description
 
 REGIONS = ["hair", "skin", "eyes", "lips"]
 
@@ -56,7 +57,7 @@ def measure(repeats: int, backend: str) -> dict:
             times[name].append(time.perf_counter() - start)
         for stage, seconds in details.timings.items():
             stages.setdefault(stage, []).append(seconds)
-    added = statistics.median(t - w for t, w in zip(times["full"], stages["whole image"]))
+    added = statistics.median(t - w for t, w in zip(times["full"], stages["whole image"], strict=True))
     return {"bare": statistics.median(times["bare"]), "full": statistics.median(times["full"]), "added": added,
             "stages": {k: statistics.median(v) for k, v in stages.items()}, "backend": st.backend,
             "faces": len(details.faces)}

@@ -13,8 +13,8 @@ import time
 import torch
 
 import portrait_stylize as ps
-from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
+from portrait_stylize.runtime.cpu import cpu_description
 
 
 def main() -> None:

@@ -52,7 +52,8 @@ def main() -> None:
     print("| encoder | stage | parameters |\n|---|---|---:|")
     for encoder, stage, params in stage_table(g):
         print(f"| {encoder} | {stage} | {params:,} |")
-    for name, module in (("LFFM", g.fusion), ("decoder", g.decoder), ("reconstruction decoder", g.reconstruction_decoder)):
+    parts = (("LFFM", g.fusion), ("decoder", g.decoder), ("reconstruction decoder", g.reconstruction_decoder))
+    for name, module in parts:
         print(f"| {name} | | {sum(p.numel() for p in module.parameters()):,} |")
     r = measure(args.size, args.threads)
     print(f"\n| {args.size}² inference ({args.threads} threads) | time | peak RSS |\n|---|---|---|")

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
-from portrait_stylize.runtime.backends import cpu_description
 from portrait_stylize.models import TTNStyle
+from portrait_stylize.runtime.cpu import cpu_description
 from portrait_stylize.video import TemporalState, estimate_video, stylize_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,8 @@ def make_clip(path: Path, frames: int) -> None:
     for i in range(frames):
         zoom = 1.0 + 0.01 * i
         w, h = round(photo.width / zoom), round(photo.height / zoom)
-        crop = photo.crop(((photo.width - w) // 2, (photo.height - h) // 2, (photo.width + w) // 2, (photo.height + h) // 2))
+        left, top = (photo.width - w) // 2, (photo.height - h) // 2
+        crop = photo.crop((left, top, left + w, top + h))
         writer.send(np.ascontiguousarray(np.asarray(crop.resize(SIZE, Image.BICUBIC))))
     writer.close()
 
@@ -82,7 +83,8 @@ def main() -> None:
     print(f"{SIZE[0]}x{SIZE[1]}, {frames} frames, backend {stylizer.backend}, {args.threads} threads\n")
     print("| frame loop | s per frame | frames per s | speed-up |")
     print("|---|---:|---:|---:|")
-    print(f"| before: every frame a still image (tiled, faces detected) | {before / frames:.2f} | {frames / before:.2f} | 1.00× |")
+    print(f"| before: every frame a still image (tiled, faces detected) | {before / frames:.2f} | "
+          f"{frames / before:.2f} | 1.00× |")
     print(f"| `stylize_video` (untiled, faces every 4th frame, encode included) | {after / info.frames:.2f} | "
           f"{info.frames / after:.2f} | {before / frames / (after / info.frames):.2f}× |")
     print(f"\nestimate from the first frames: {estimate.seconds_per_frame:.2f} s a frame, "

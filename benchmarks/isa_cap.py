@@ -12,7 +12,7 @@ wider units cleared. glibc's own string functions are capped the same way with
 numbers are "AVX2 kernels on this CPU", not those of a real AVX2 laptop; say so with them.
 
 Inside, ``torch.backends.cpu.get_cpu_capability()`` reports ``AVX2`` and the benchmarks print
-it with the CPU line (``portrait_stylize.runtime.backends.cpu_description``).
+it with the CPU line (``portrait_stylize.runtime.cpu.cpu_description``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
 """portrait-stylize: turn portrait photos into artworks, whole or region by region.
 
->>> ps.load_style("toon")("photo.jpg", regions=["hair", "lips"])   # doctest: +SKIP
-
 >>> import portrait_stylize as ps
->>> [s.name for s in ps.list_styles()]          # doctest: +SKIP
-['toon', 'sketch']
+>>> [s.name for s in ps.list_styles("t*")]          # doctest: +SKIP
+['toon']
 >>> ps.load_style("toon")("photo.jpg").save("toon.png")   # doctest: +SKIP
 >>> ps.load_style("toon")("photo.jpg", regions=["hair", "lips"])   # doctest: +SKIP
+
+The package is layered, one subpackage per role (docs/development.md has the map):
+``common`` and ``imaging`` at the bottom, then ``faces``, ``models``, ``runtime`` and ``convert``,
+``sources``; the use cases ``loading``, ``pipeline``, ``video``, ``batch`` and ``evaluation``; the
+front ends ``cli`` and ``ui`` on top. Every error a user can cause is a
+:class:`PortraitStylizeError` (``errors``).
 """
 
 from .errors import (
@@ -28,7 +32,7 @@ from .version import __version__
 #: Public names that need torch or MediaPipe, imported on first use (PEP 562), so that
 #: ``portrait-stylize --help`` and other light commands start at once.
 _LAZY = {"REGIONS": "faces", "Face": "faces", "detect_faces": "faces", "parse_faces": "faces",
-         "load_image": "io", "Stylizer": "pipeline", "StylizeDetails": "pipeline", "list_styles": "loading",
+         "load_image": "imaging.io", "Stylizer": "pipeline", "StylizeDetails": "pipeline", "list_styles": "loading",
          "load_style": "pipeline", "stylize": "pipeline"}
 
 

@@ -59,7 +59,7 @@ def output_paths(files: list[Path], out: Path, single_file: bool, style: str, pa
     inputs = {f.resolve() for f in files}
     if single_file:
         if out.resolve() in inputs:
-            raise PortraitStylizeError(f"-o {out} is the input image itself; choose another output name "
+            raise InvalidArgumentError(f"-o {out} is the input image itself; choose another output name "
                                        "(your photo is never overwritten)")
         return [out]
     taken: set[Path] = set()

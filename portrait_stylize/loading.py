@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 from .sources import converted_cache as converted, modelscope
 from .sources.downloads import download
 from .common.offline import is_offline
-from .errors import RegistryError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
+from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .sources.hub import fetch_spec, is_cached
 from .common.files import sha256_file
 from .sources.registry import StyleSpec, load_registry, parse_hub_id
@@ -232,11 +232,11 @@ def pin(spec: StyleSpec) -> StyleSpec:
     from the downloaded bytes where the listing gives none.
 
     Raises:
-        RegistryError: ``spec`` is of another kind (``hub`` and ``url`` entries carry their sha256).
+        InvalidArgumentError: ``spec`` is of another kind (``hub`` and ``url`` entries carry their sha256).
     """
     if spec.kind != "modelscope":
-        raise RegistryError(f"style {spec.name!r} is of kind {spec.kind!r}; only modelscope entries are pinned "
-                            "(hub and url entries already name their sha256)")
+        raise InvalidArgumentError(f"style {spec.name!r} is of kind {spec.kind!r}; only modelscope entries are "
+                                   "pinned (hub and url entries already name their sha256)")
     label = f"style {spec.name!r}"
     revision = spec.revision or modelscope.newest_tag(spec.model_id, label)
     answered, chosen = _modelscope_files(spec, revision, label)

@@ -10,7 +10,7 @@ from __future__ import annotations
 BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino")
 #: Face detectors/parsers (``face_backend=``).
 FACE_BACKENDS = ("auto", "mediapipe", "facexlib")
-#: Every region name the library knows (DESIGN §2). Backends see a subset.
+#: Every region name the library knows; each face backend sees a subset (its ``regions``).
 REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "ears", "neck", "clothes", "background")
 #: Colour order a style's weights were trained on.
 CHANNEL_ORDERS = ("rgb", "bgr")

@@ -1,5 +1,6 @@
-"""The web demo's documented features (docs/app.md), run in-process through ui.py and app.py:
-per-region strengths, the face gallery and face picker, the video tab and its length limit, the queue."""
+"""The web demo's documented features (docs/app.md), run in-process through portrait_stylize.ui and
+app.py: per-region strengths, the face gallery and face picker, the video tab and its limits (from
+space_policy.py, through app.py), the queue."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from collections import Counter
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 import portrait_stylize as ps
-from conftest import REPO
+import space_policy
 from portrait_stylize import ui
+from portrait_stylize.ui.catalogue import PREVIEW_PORTRAIT
+from portrait_stylize.ui.photo import parse_region_strengths
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -58,7 +62,7 @@ def test_no_photo_or_a_file_that_is_gone_says_so(tmp_path):
     ("", {}),
 ])
 def test_per_region_strength_strings_are_parsed(text, expected):
-    assert ui.parse_region_strengths(text, ["lips", "hair"]) == expected
+    assert parse_region_strengths(text, ["lips", "hair"]) == expected
 
 
 @pytest.mark.parametrize("text,regions,message", [
@@ -104,7 +108,7 @@ def test_a_group_photo_shows_one_gallery_item_and_one_checkbox_per_face(app, fix
     assert gallery["visible"] and checkboxes["visible"]
     assert [caption for _, caption in gallery["value"]] == labels
     assert checkboxes["choices"] == labels and checkboxes["value"] == []  # none picked = all
-    photo = ui.open_photo(str(group)).convert("RGB")
+    photo = ui.open_photo(str(group), 1024).convert("RGB")
     faces = ps.detect_faces(photo, backend="mediapipe")
     assert len(faces) == count
     crops = [_small(photo.crop(tuple(round(v) for v in face.box))) for face in faces]
@@ -179,25 +183,46 @@ def test_the_video_tab_estimates_the_work_before_starting_and_stylizes_the_clip(
     assert estimate.frames == 19 and seconds / 3 < estimate.seconds < 3 * seconds, (estimate, seconds)
 
 
-def test_the_video_tab_refuses_clips_that_need_too_much_work_or_are_too_long(tmp_path, monkeypatch):
+def test_the_video_tab_refuses_clips_that_need_too_much_work_or_are_too_long(app, tmp_path, monkeypatch):
+    """app.py's video handlers (upload: describe_video; button: stylize_video) apply space_policy's
+    limits: the work limit (lowered here to a fraction of the ~8 frames' real work, which also shows
+    the handlers read space_policy and nothing else) and the 60 s length limit."""
+    import gradio as gr
+
     short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
     _clip(short, 4)
     _clip(long, 61)
-    monkeypatch.setattr(ui, "MAX_VIDEO_WORK_SECONDS", 0.06)  # a fraction of the ~8 frames' real work
-    with pytest.raises(ui.UserError) as info:
-        ui.run_video(str(short), "toon", [], 1.0, "mediapipe")
+    monkeypatch.setattr(space_policy, "MAX_VIDEO_WORK_SECONDS", 0.06)
+    with pytest.raises(gr.Error) as info:
+        app.stylize_video(str(short), "toon", [], 1.0, "mediapipe")
     refusal = (r"This clip is 8 frames \(4\.0 s at 2 fps\): about \d+ s here \(\d+\.\d\d s a frame\); "
                r"this demo takes clips of up to 0\.001 min of work\. Trim it to about \d+ s, make it smaller, "
                r"or run `portrait-stylize video` on your own machine\.")
-    assert re.fullmatch(refusal, str(info.value)), str(info.value)
-    assert re.fullmatch(refusal, ui.describe_video(str(short), "toon", [], 1.0, "mediapipe"))  # shown on upload
-    with pytest.raises(ui.UserError) as info:
-        ui.run_video(str(long), "toon", [], 1.0, "mediapipe")
-    assert str(info.value) == ("the clip is 61.0 s long; the limit is 60 s. "
-                               "Trim it first (e.g. ffmpeg -t) or raise the limit.")
+    assert re.fullmatch(refusal, info.value.message), info.value.message
+    assert re.fullmatch(refusal, app.describe_video(str(short), "toon", [], 1.0, "mediapipe"))  # shown on upload
+    assert space_policy.MAX_VIDEO_SECONDS == 60
+    with pytest.raises(gr.Error) as info:
+        app.stylize_video(str(long), "toon", [], 1.0, "mediapipe")
+    assert info.value.message == ("the clip is 61.0 s long; the limit is 60 s. "
+                                  "Trim it first (e.g. ffmpeg -t) or raise the limit.")
+    with pytest.raises(gr.Error) as info:
+        app.stylize_video(None, "toon", [], 1.0, "auto")
+    assert info.value.message == "Upload a short video clip first."
+    assert app.describe_video(None, "toon", [], 1.0, "auto") == ""
+
+
+def test_the_library_ui_has_no_limits_of_its_own(tmp_path):
+    """Without limits passed in, portrait_stylize.ui takes any clip and keeps a photo's size: every
+    limit of the hosted demo comes from space_policy.py through app.py."""
+    long, big = tmp_path / "long.mp4", tmp_path / "big.png"
+    _clip(long, 61)
+    line = ui.describe_video(str(long), "toon", [], 1.0, "mediapipe")
+    assert re.fullmatch(r"122 frames \(61\.0 s at 2 fps\): about \d+ s here \(\d+\.\d\d s a frame\)\.", line), line
     with pytest.raises(ui.UserError, match="^Upload a short video clip first.$"):
         ui.run_video(None, "toon")
-    assert ui.describe_video(None, "toon") == ""
+    Image.new("RGB", (1200, 300), (90, 120, 150)).save(big)
+    assert ui.open_photo(str(big)).size == (1200, 300)
+    assert ui.open_photo(str(big), space_policy.DEFAULT_MAX_SIDE).size == (1024, 256)
 
 
 # --- the queue ------------------------------------------------------------------------------------
@@ -280,7 +305,7 @@ def test_facexlib_is_offered_only_once_its_weights_are_on_disk(tmp_path, monkeyp
 def test_each_offline_style_has_a_preview_beside_the_dropdown(app):
     """A preview of the chosen style on a bundled portrait: shown at start and on every change;
     styles that would download first get none (nothing is fetched for a thumbnail)."""
-    source = np.asarray(Image.open(ui.PREVIEW_PORTRAIT).convert("RGB"), dtype=float)
+    source = np.asarray(Image.open(PREVIEW_PORTRAIT).convert("RGB"), dtype=float)
     previews = {}
     for name in ("toon", "sketch", "comic", "watercolour", "poster"):
         previews[name] = ui.style_preview(name)

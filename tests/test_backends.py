@@ -10,17 +10,18 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, lively_style_model, psnr
 
 import portrait_stylize as ps
-from portrait_stylize.runtime import backends
-from portrait_stylize.models.serialization import save_style
-from portrait_stylize.runtime.backends import BACKENDS, auto_backend, make_runner, resolve_backend
 from portrait_stylize.cli import main
 from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
-from portrait_stylize.runtime.onnx_export import ExportError, export_onnx, onnx_bytes, onnx_session
+from portrait_stylize.models.serialization import save_style
 from portrait_stylize.models.ttn import TTN
-
-from conftest import REPO, lively_style_model, psnr
+from portrait_stylize.options import BACKENDS
+from portrait_stylize.runtime import backends, cpu, openvino_graph, ranking
+from portrait_stylize.runtime.backends import auto_backend, choose_runners, resolve_backend
+from portrait_stylize.runtime.onnx_export import ExportError, export_onnx, onnx_bytes, onnx_session
+from portrait_stylize.runtime.runners import make_runner
 
 CPU = torch.device("cpu")
 
@@ -32,7 +33,8 @@ def whitebox(fixtures):
     return ttn_from_weights(read_tflite(path), str(path))
 
 
-@pytest.mark.parametrize("backend,min_psnr", [("torch-bf16", 45.0), ("onnx", 80.0), ("openvino", 80.0), ("onnx-int8", 35.0)])
+@pytest.mark.parametrize("backend,min_psnr",
+                         [("torch-bf16", 45.0), ("onnx", 80.0), ("openvino", 80.0), ("onnx-int8", 35.0)])
 def test_fast_backends_match_float32(whitebox, backend, min_psnr, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # int8: quantized here, not taken from a cache
     x = torch.rand(1, 3, 75, 122, generator=torch.Generator().manual_seed(0)) * 2 - 1  # odd, non-square
@@ -56,12 +58,12 @@ def test_stylizer_backends_agree_on_a_portrait(portraits):
 def test_backend_choice_and_errors(monkeypatch):
     monkeypatch.setattr(backends, "auto_backend", lambda device: "onnx")
     assert resolve_backend("auto", CPU) == "onnx" and resolve_backend(None, CPU) == "onnx"
-    monkeypatch.setattr(backends, "has_onnxruntime", lambda: False)
+    monkeypatch.setattr(cpu, "has_onnxruntime", lambda: False)
     for backend in ("onnx", "onnx-int8"):
         with pytest.raises(ValueError, match=f"the {backend} backend needs onnx and onnxruntime"):
             resolve_backend(backend, CPU)
     assert resolve_backend("openvino", CPU) == "openvino"
-    monkeypatch.setattr(backends, "has_openvino", lambda: False)
+    monkeypatch.setattr(cpu, "has_openvino", lambda: False)
     with pytest.raises(ValueError, match="needs onnx and openvino"):
         resolve_backend("openvino", CPU)
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
@@ -79,7 +81,7 @@ class TestAutoMeasuresOnce:
     @pytest.fixture
     def measured(self, tmp_path, monkeypatch):
         monkeypatch.setenv("HF_HOME", str(tmp_path))
-        backends.ranked_cpu_backends.cache_clear()
+        ranking.ranked_cpu_backends.cache_clear()
         calls = []
 
         def fake(candidates):
@@ -87,34 +89,34 @@ class TestAutoMeasuresOnce:
             return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7, "onnx-int8": 0.3}[b]
                     for b in candidates}
 
-        monkeypatch.setattr(backends, "measure_backends", fake)
+        monkeypatch.setattr(ranking, "measure_backends", fake)
         yield calls
-        backends.ranked_cpu_backends.cache_clear()
+        ranking.ranked_cpu_backends.cache_clear()
 
     def test_the_fastest_is_picked_and_remembered_on_disk(self, measured):
         candidates = ("torch", "onnx", "openvino")
-        assert backends.ranked_cpu_backends(candidates, 2) == ("openvino", "onnx", "torch")
-        saved = json.loads(backends.choice_file().read_text())
+        assert ranking.ranked_cpu_backends(candidates, 2) == ("openvino", "onnx", "torch")
+        saved = json.loads(ranking.choice_file().read_text())
         (entry,) = saved.values()
         assert entry["ranking"] == ["openvino", "onnx", "torch"]
         assert entry["seconds"] == {"torch": 0.9, "onnx": 0.5, "openvino": 0.4}
-        backends.ranked_cpu_backends.cache_clear()  # a new process: read from disk, not measured again
-        assert backends.ranked_cpu_backends(candidates, 2)[0] == "openvino" and len(measured) == 1
-        assert backends.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
-        assert backends.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
+        ranking.ranked_cpu_backends.cache_clear()  # a new process: read from disk, not measured again
+        assert ranking.ranked_cpu_backends(candidates, 2)[0] == "openvino" and len(measured) == 1
+        assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
+        assert ranking.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
 
     def test_auto_falls_back_to_the_fastest_float_backend(self, measured, monkeypatch):
         monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx-int8", "onnx"])
         assert backends.auto_backend(CPU) == "onnx-int8" and backends.auto_fallback(CPU) == "onnx"
 
     def test_a_damaged_choice_file_is_measured_again_and_rewritten(self, measured):
-        backends.choice_file().parent.mkdir(parents=True)
-        backends.choice_file().write_text("{not json")
-        assert backends.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 1
-        assert json.loads(backends.choice_file().read_text())  # valid again
+        ranking.choice_file().parent.mkdir(parents=True)
+        ranking.choice_file().write_text("{not json")
+        assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 1
+        assert json.loads(ranking.choice_file().read_text())  # valid again
 
     def test_the_real_measurement_times_every_candidate(self):
-        seconds = backends.measure_backends(tuple(backends.cpu_candidates()), side=64, runs=2)
+        seconds = ranking.measure_backends(tuple(backends.cpu_candidates()), side=64, runs=2)
         assert list(seconds) == backends.cpu_candidates() and all(t > 0 for t in seconds.values())
 
 
@@ -213,7 +215,7 @@ class TestInt8:
         image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
         with pytest.raises(quantize.QuantizationError, match=r"dB from float32 .*the floor is 99 dB.*onnx or openvino"):
             ps.Stylizer(model, spec, backend="onnx-int8", face_backend="mediapipe")(image, faces=[])
-        monkeypatch.setattr(backends, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
+        monkeypatch.setattr(ranking, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
         st = ps.Stylizer(model, spec, face_backend="mediapipe")
         assert st.backend == "onnx-int8"
         out = st(image, faces=[])
@@ -221,11 +223,24 @@ class TestInt8:
         expected = ps.Stylizer(model, spec, backend="onnx", face_backend="mediapipe")(image, faces=[])
         assert np.array_equal(np.asarray(out), np.asarray(expected))
 
+    def test_only_an_auto_choice_of_int8_gets_a_fallback(self, small_ttn, monkeypatch):
+        monkeypatch.setattr(ranking, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
+        nets = {"bg": small_ttn}
+        for choice in (None, "auto"):
+            runners = choose_runners(nets, choice, CPU)
+            assert (runners.backend, runners.fallback, runners.nets) == ("onnx-int8", "onnx", nets)
+            assert not runners  # each runner is made on first use
+        for named in ("onnx-int8", "openvino"):  # a backend the caller named raises rather than switch
+            runners = choose_runners(nets, named, CPU)
+            assert (runners.backend, runners.fallback) == (named, None)
+        builtin = choose_runners({}, "onnx", CPU)  # no sub-networks (a built-in filter): always torch
+        assert (builtin.backend, builtin.fallback) == ("torch", None)
+
 
 class TestOpenVINOGraph:
     def test_compiled_once_per_shape_keeping_the_latest_four(self, small_ttn):
         net = small_ttn
-        graph = backends.OpenVINOGraph(onnx_bytes(net), threads=1)
+        graph = openvino_graph.OpenVINOGraph(onnx_bytes(net), threads=1)
         for side in (16, 20, 24, 16, 28, 32):
             x = torch.rand(1, 3, side, side).numpy() * 2 - 1
             with torch.inference_mode():
@@ -235,7 +250,7 @@ class TestOpenVINOGraph:
 
     def test_calls_from_several_threads_each_get_their_own_answer(self, small_ttn):
         net = small_ttn
-        graph = backends.OpenVINOGraph(onnx_bytes(net), threads=1)
+        graph = openvino_graph.OpenVINOGraph(onnx_bytes(net), threads=1)
         inputs = [torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(i)).numpy() for i in range(8)]
         alone = [graph(x) for x in inputs]
         together: list = [None] * 8
@@ -248,4 +263,4 @@ class TestOpenVINOGraph:
             t.start()
         for t in threads:
             t.join()
-        assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))

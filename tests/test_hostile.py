@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 import portrait_stylize as ps
+from portrait_stylize.common import files
 from portrait_stylize.sources import hub
 from portrait_stylize.imaging import io
 from portrait_stylize import ui
@@ -262,7 +263,7 @@ class TestOptionsThatCannotApply:
     @pytest.mark.parametrize("kwargs", [{"strength": float("nan")}, {"harmonize": float("inf")},
                                         {"strength": {"skin": float("nan")}, "regions": ["skin"]}])
     def test_call_numbers(self, kwargs):
-        with pytest.raises(ValueError, match="must be a number in"):
+        with pytest.raises(ValueError, match="must be a finite number in"):
             ps.load_style("toon", face_backend="mediapipe")(np.zeros((32, 32, 3), np.uint8), **kwargs)
 
     @pytest.mark.parametrize("kwargs", [{"smoothing": float("nan")}, {"max_seconds": float("nan")},
@@ -286,20 +287,21 @@ class TestOutputs:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
     def test_stale_temporaries_of_a_killed_run_are_removed(self, tmp_path):
-        stale = tmp_path / f"{io._TEMP_PREFIX}r.abc.png"
-        fresh = tmp_path / f"{io._TEMP_PREFIX}q.def.png"  # maybe another run's save in progress
+        stale = tmp_path / f"{files.TEMP_PREFIX}r.png.abc.png"
+        fresh = tmp_path / f"{files.TEMP_PREFIX}q.png.def.png"  # maybe another run's save in progress
         stale.write_bytes(b"half")
         fresh.write_bytes(b"half")
-        old = time.time() - 2 * io._STALE_SECONDS
+        old = time.time() - 2 * files.STALE_SECONDS
         os.utime(stale, (old, old))
         io.save_image(Image.new("RGB", (4, 4)), tmp_path / "r.png")
         assert not stale.exists() and fresh.exists() and (tmp_path / "r.png").exists()
 
     def test_the_apps_result_folder_is_bounded(self, monkeypatch, tmp_path):
-        monkeypatch.setattr(ui, "MAX_RESULTS", 3)
-        monkeypatch.setattr(ui, "_results_dir", lambda: tmp_path)
+        from portrait_stylize.ui import result_files
+
+        monkeypatch.setattr(result_files, "_results_dir", lambda: tmp_path)
         for i in range(6):
-            path = ui._result_path(f"r{i}.png")
+            path = result_files.result_path(f"r{i}.png", keep=3)
             path.write_bytes(b"x")
             old = time.time() - 100 + i
             os.utime(path.parent, (old, old))

@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-import isa_cap  # noqa: E402
+import isa_cap
 
 pytestmark = pytest.mark.skipif(
     os.uname().machine != "x86_64" or not isa_cap.cpuid_faulting() or not (shutil.which("cc") or shutil.which("gcc")),
@@ -47,7 +47,7 @@ def test_runtimes_see_an_avx2_cpu(capped_env):
     assert capped["torch"] == "AVX2" and not capped["bf16"] and not capped["amx"], capped
     assert "BF16" not in capped["openvino"] and "FP16" not in capped["openvino"], capped
     # The control: on a CPU with AVX-512 the same code outside the cap sees it.
-    if "avx512f" in open("/proc/cpuinfo").read():
+    if "avx512f" in Path("/proc/cpuinfo").read_text():
         assert json.loads(run_python(SEEN).stdout)["torch"] != "AVX2"
 
 

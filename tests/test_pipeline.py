@@ -127,10 +127,10 @@ def level(value: float) -> int:
 
 class TestCheckInputs:
     @pytest.mark.parametrize("kwargs,message", [
-        ({"strength": 1.5}, "strength must be a number in"),
-        ({"strength": True}, "strength must be a number in"),
-        ({"strength": "1"}, "strength must be a number in"),
-        ({"harmonize": -0.1}, "harmonize must be a number in"),
+        ({"strength": 1.5}, "strength must be a finite number in"),
+        ({"strength": True}, "strength must be a finite number in"),
+        ({"strength": "1"}, "strength must be a finite number in"),
+        ({"harmonize": -0.1}, "harmonize must be a finite number in"),
         ({"strength": {"skin": 0.5}}, "needs regions"),
         ({"regions": ["skin"], "strength": {"hair": 0.5}}, "not selected"),
         ({"regions": ["skin"], "strength": {"skin": 2}}, "strength for 'skin'"),
@@ -440,7 +440,7 @@ class TestCaches:
         assert np.array_equal(np.asarray(ps.stylize(photo(), "sketch")), np.asarray(first))
         assert pipeline.STYLIZERS.loads == loads + 1
 
-    def test_a_style_is_loaded_once_however_it_is_asked_for(self, monkeypatch):
+    def test_a_style_is_loaded_once_however_it_is_asked_for(self):
         """The three ways the web demo asked (no face backend, ``None``, the resolved name), the
         default style by ``None`` and by name, and the device by ``None`` and by name: one load."""
         from portrait_stylize.faces import resolve_face_backend
@@ -456,8 +456,10 @@ class TestCaches:
         # A different option is a different stylizer; a full cache drops the least recently used.
         other = pipeline.cached_stylizer(default, min_face_size=64)
         assert other is not asked[0] and other.min_face_size == 64 and pipeline.STYLIZERS.loads == loads + 2
+        assert pipeline.cached_stylizer(default) is asked[0]  # now the most recently used
         for size in range(3):
             pipeline.cached_stylizer(default, min_face_size=100 + size)
+        assert pipeline.cached_stylizer(default) is asked[0]
         assert pipeline.cached_stylizer(default, min_face_size=64) is not other  # evicted, loaded again
         with pytest.raises(ps.InvalidArgumentError, match="tile_sise"):
             pipeline.cached_stylizer(default, tile_sise=256)

@@ -1,14 +1,15 @@
-"""space.yaml and the README front matter the Hub reads stay equal, and match what the repo runs."""
+"""space.yaml and the README front matter the Hub reads stay equal, and match what the repo runs
+(including the hardware space_policy.py's limits are sized for)."""
 
 from __future__ import annotations
 
 import re
 
 import yaml
-
-from portrait_stylize.sources.registry import load_registry
-
 from conftest import REPO
+
+import space_policy
+from portrait_stylize.sources.registry import load_registry
 
 
 def _front_matter() -> dict:
@@ -32,3 +33,9 @@ def test_space_settings_match_the_repository():
     hub = sorted({s.repo_id for s in load_registry().styles.values() if s.kind == "hub"})
     assert space["models"] == hub
     assert len(space["short_description"]) <= 60
+
+
+def test_space_policy_is_sized_for_the_space_hardware():
+    """The demo's limits (queue, sizes, clip work) assume the Space's hardware: moving the Space to
+    other hardware must come with a look at space_policy.py."""
+    assert _front_matter()["suggested_hardware"] == space_policy.HARDWARE

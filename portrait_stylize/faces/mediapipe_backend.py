@@ -42,7 +42,7 @@ MIN_IMAGE_SIDE = 16
 #: finds faces from about 24 px of its input, wherever they are in it) on overlapping square tiles
 #: of the detection copy, as (side, stride) in pixels: 128-px tiles propose faces of about 24-60
 #: px, 224-px tiles faces of about 42-100 px; the whole-image and zoomed passes find larger ones.
-#: On a 1024² image that is 136 runs of the short-range model, about 0.25 s on 2 CPU cores.
+#: On a 1024² image that is 136 runs of the short-range model.
 _TILES = ((128, 104), (224, 176))
 #: A proposal from the tiles needs this score; then the full-range model must find the face again,
 #: with this score too, in a window of _CONFIRM_ZOOMS times its size around it (the next size is
@@ -225,7 +225,7 @@ class MediapipeBackend(FaceBackend):
         # Small faces: tiles propose, best first; the full-range model confirms each new proposal
         # (textures, hands and parts of big faces now and then fool one model, rarely both).
         tiled: list[Face] = []
-        # The tile search costs 0.2-0.5 s; a photo whose faces are all big (a portrait, a selfie)
+        # The tile search costs more than the other passes together; a photo whose faces are all big (a portrait, a selfie)
         # has no room for small ones in practice, so it runs only where faces are small or missing.
         small_or_none = not found or max(f.size for f in found) < _TILE_TRIGGER * min(h, w)
         proposals = self._tiled_passes(contrasted, found) if small_or_none else []

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError
-from ..models import StyleNetwork
+from ..errors import ExportError, InvalidArgumentError
 from ..imaging.ops import pad_to_multiple
+from ..models import StyleNetwork
 
 OPSET = 17
 #: Largest absolute difference between ONNX Runtime and PyTorch accepted by :func:`export_onnx`.
@@ -107,14 +107,15 @@ def export_onnx(model: StyleNetwork, out_dir: str | Path) -> list[Path]:
         The written file paths.
 
     Raises:
-        ExportError: the style has no sub-networks, or a graph does not reproduce PyTorch.
+        InvalidArgumentError: the style has no sub-networks (nothing to export).
+        ExportError: a graph does not reproduce PyTorch.
     """
     out_dir = Path(out_dir)
     parts = model.subnetworks()
     if not parts:
         name = model.meta["name"] or "this style"
-        raise ExportError(f"{name} (arch {model.arch!r}) has no sub-networks that run on their own, so there is "
-                          "nothing to export to ONNX; it runs in PyTorch only")
+        raise InvalidArgumentError(f"{name} (arch {model.arch!r}) has no sub-networks that run on their own, so "
+                                   "there is nothing to export to ONNX; it runs in PyTorch only")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tmp_dir = Path(tmp)

@@ -4,7 +4,7 @@
 vectors (channels last) and keeps PyTorch's channels-first interface, so each such layer exports
 as ``Transpose(0,2,3,1) → … → Transpose(0,3,1,2)``. Between two of them sit only element-wise
 operations (leaky ReLU, the residual adds), so the back-and-forth transposes are pure memory
-traffic: 20 ms of a 270 ms TTN pass in OpenVINO with AVX2 kernels.
+traffic, a measurable share of a TTN pass (docs/performance.md, "AVX2-only machines").
 
 :func:`without_transpose_round_trips` rewrites every ``Transpose(q)`` whose input can be obtained
 in the transposed layout without transposing: a ``Transpose(p)`` with ``q ∘ p`` the identity

@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 
 from ..common.data_home import data_home
-from ..errors import QuantizationError
 from ..common.files import write_atomically
+from ..errors import QuantizationError
 from ..models.ttn import TTN
 
 #: Quantized U-Nets closer to float32 than this (dB) are refused.
@@ -100,7 +100,13 @@ def quantized_unet(net: TTN, min_psnr: float | None = MIN_INT8_PSNR) -> Int8UNet
     Raises:
         QuantizationError: the best calibration method stays below ``min_psnr``.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from .onnx_export import onnx_bytes, onnx_session
 
@@ -127,8 +133,9 @@ def quantized_unet(net: TTN, min_psnr: float | None = MIN_INT8_PSNR) -> Int8UNet
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "unet.onnx"
             source.write_bytes(onnx_bytes(net, "unet"))
-            for method, extra in ((CalibrationMethod.MinMax, {}), (CalibrationMethod.Percentile, {"CalibPercentile": 99.99}),
-                                  (CalibrationMethod.Entropy, {})):
+            methods = ((CalibrationMethod.MinMax, {}), (CalibrationMethod.Percentile, {"CalibPercentile": 99.99}),
+                       (CalibrationMethod.Entropy, {}))
+            for method, extra in methods:
                 target = Path(tmp) / f"{method.name}.onnx"
                 with _quiet():
                     quantize_static(str(source), str(target), Portraits(), quant_format=QuantFormat.QDQ,
@@ -140,7 +147,8 @@ def quantized_unet(net: TTN, min_psnr: float | None = MIN_INT8_PSNR) -> Int8UNet
                     out = net.finish(torch.from_numpy(held_out), torch.from_numpy(unet)).numpy()
                 results.append(Int8UNet(data, method.name.lower(), _psnr(out, reference)))
         found = max(results, key=lambda r: r.psnr)
-        info = json.dumps({"method": found.method, "psnr": found.psnr, "all": {r.method: round(r.psnr, 2) for r in results}})
+        info = json.dumps({"method": found.method, "psnr": found.psnr,
+                           "all": {r.method: round(r.psnr, 2) for r in results}})
         model_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(model_path, lambda tmp: Path(tmp).write_bytes(found.onnx))
         write_atomically(info_path, lambda tmp: Path(tmp).write_text(info, encoding="utf-8"))

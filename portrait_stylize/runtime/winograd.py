@@ -40,8 +40,7 @@ _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 
 #: Output block side and input block side (block + kernel - 1).
 _OUT, _IN = 4, 6
 #: Below this many output channels the transforms' memory traffic outweighs the saved
-#: multiplications (OpenVINO, AVX2, 2 threads: 64→32 at 256² 16.4 vs 16.2 ms, 32→32 at 512²
-#: 50 vs 63 ms, while 32→64 at 256² is 19.3 vs 13.2 ms and 128→128 at 128² 25.8 vs 12.7 ms).
+#: multiplications (measured per layer shape with OpenVINO and AVX2 kernels: docs/performance.md).
 MIN_OUT_CHANNELS = 64
 
 
@@ -105,7 +104,7 @@ class WinogradConv2d(nn.Module):
         n, c, height, width = x.shape
         gather, scatter = _tile_indices(height, width)
         # Pixels as rows of channel vectors, plus the zero row that the padding reads (a Concat:
-        # runtimes write the rows into place, where a Pad copied them, 9 ms more per TTN).
+        # runtimes write the rows into place, where a Pad copied them once more).
         rows = x.permute(0, 2, 3, 1).reshape(n, -1, c)
         rows = torch.cat([rows, torch.zeros_like(rows[:, :1])], dim=1)
         blocks = rows[:, gather]  # (N, 36, T, C_in)

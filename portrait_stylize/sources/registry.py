@@ -15,9 +15,18 @@ Format::
         "anime": {"kind": "hub", "repo_id": "org/repo", "revision": "<40-hex commit>",
                   "filename": "model.safetensors", "sha256": "<64 hex>",
                   "description": "...", "licence": "apache-2.0", "source": "https://..."},
-        "mine":  {"kind": "local", "path": "styles/mine", "description": "..."}
+        "mine":  {"kind": "local", "path": "styles/mine", "description": "..."},
+        "dct-anime": {"kind": "modelscope", "model_id": "iic/<model>", "revision": "<tag>",
+                      "files": {"head": ["cartoon_anime_h.pb"], "bg": ["cartoon_anime_bg.pb"]},
+                      "conversion": {"channel_order": "bgr"}, "licence": "apache-2.0"},
+        "whitebox": {"kind": "url", "url": "https://.../model.tflite", "sha256": "<64 hex>",
+                     "conversion": {"channel_order": "bgr"}, "licence": "cc-by-nc-sa-4.0"}
       }
     }
+
+The five kinds (:data:`KINDS`): ``builtin`` (weight-free, in the package), ``hub`` (a safetensors
+style on the Hugging Face Hub), ``local`` (a style folder on disk), and two converted on first use
+and cached: ``modelscope`` (a ModelScope release) and ``url`` (one released file at a fixed URL).
 
 Which keys each kind takes, and which it must have, is written once: in the field metadata of
 :class:`StyleSpec`. A ``local`` entry's relative ``path`` is relative to the registry file.

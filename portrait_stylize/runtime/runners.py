@@ -1,0 +1,105 @@
+"""A runner per backend (``torch``, ``torch-bf16``, ``onnx``, ``onnx-int8``, ``openvino``) for one
+sub-network, and :class:`Runners`, a style's runners made on first use."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..imaging.ops import pad_to_multiple
+from ..models.base import Runner
+from ..options import BACKENDS
+from .openvino_graph import OpenVINOGraph
+from .quantize import QuantizationError
+from .winograd import with_winograd_convolutions
+
+logger = logging.getLogger(__name__)
+
+
+def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
+    """A runner for a numpy graph ``run`` whose sides must be multiples of ``multiple``: pads by
+    edge replication, runs on the CPU in float32, crops, and returns on the input's device."""
+
+    def runner(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x.float(), multiple).cpu().contiguous().numpy()
+        return torch.from_numpy(run(padded))[..., :h, :w].to(x.device)
+
+    return runner
+
+
+def int8_runner(net: nn.Module, min_psnr: float | None) -> Runner:
+    """The U-Net in int8 under ONNX Runtime, the guided filter in float32 (``net.finish``);
+    refused below ``min_psnr`` dB from float32 (``None``: timing runs, any precision)."""
+    from .onnx_export import onnx_session
+    from .quantize import quantized_unet
+
+    session = onnx_session(quantized_unet(net, min_psnr).onnx)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net.finish(torch.from_numpy(x), torch.from_numpy(session.run(None, {"image": x})[0])).numpy()
+
+    return _padded(run, net.size_multiple)
+
+
+def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
+    """A callable running the sub-network ``net`` with ``backend`` on ``device``; ``net`` itself
+    is not modified.
+
+    The PyTorch backends run a channels-last copy (faster for these convolutions on CPU and GPU;
+    a copy because channels-last parameters cannot be saved as safetensors).
+    """
+    if backend in ("torch", "torch-bf16"):
+        dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
+        return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if backend == "onnx-int8":
+        from .quantize import MIN_INT8_PSNR
+
+        return int8_runner(net, MIN_INT8_PSNR)
+    if backend in ("onnx", "openvino"):
+        from .onnx_export import onnx_bytes, onnx_session
+        from .onnx_layout import without_transpose_round_trips
+
+        if backend == "openvino":
+            graph = without_transpose_round_trips(onnx_bytes(with_winograd_convolutions(net)))
+            return _padded(OpenVINOGraph(graph), net.size_multiple)
+        session = onnx_session(onnx_bytes(net))
+        return _padded(lambda x: session.run(None, {"image": x})[0], net.size_multiple)
+    raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+
+
+class Runners(dict):
+    """Runners for a style's sub-networks by name, each made on first use (an ONNX export or a
+    bfloat16 copy costs time and memory, and a style may never use its face network).
+
+    Args:
+        nets: the sub-networks by name (:meth:`StyleNetwork.subnetworks`).
+        backend, device: as :func:`make_runner`.
+        fallback: the backend to switch to (for every sub-network) when ``backend`` refuses a
+            network as too imprecise (int8 picked by ``auto``); ``None``: raise instead.
+    """
+
+    def __init__(self, nets: dict[str, nn.Module], backend: str, device: torch.device,
+                 fallback: str | None = None) -> None:
+        super().__init__()
+        self.nets, self.backend, self.device, self.fallback = nets, backend, device, fallback
+
+    def __missing__(self, name: str) -> Runner:
+        try:
+            runner = make_runner(self.nets[name], self.backend, self.device)
+        except QuantizationError as exc:
+            if self.fallback is None:
+                raise
+            logger.warning("%s: running this style on %s instead", exc, self.fallback)
+            self.backend, self.fallback = self.fallback, None
+            self.clear()
+            runner = make_runner(self.nets[name], self.backend, self.device)
+        self[name] = runner
+        return runner
