@@ -5,7 +5,7 @@ bigger machine means changing this file only.
 """
 
 #: The Space hardware these limits are sized for (2 vCPUs, 16 GB): space.yaml's suggested_hardware
-#: must name it (tests/test_space.py), so moving the Space to other hardware means revisiting this file.
+#: must name it (tests/front_ends/test_space.py), so moving the Space to other hardware means revisiting this file.
 HARDWARE = "cpu-basic"
 
 #: Jobs (face search, photo, video) running at once, all events together: one per vCPU, since

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .runtime.backends import Runners, auto_fallback, resolve_backend
+from .runtime.backends import choose_runners
 from .runtime.devices import resolve_device
 from .errors import InvalidArgumentError, InvalidStyleError, PortraitStylizeError
 from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend, select_faces
@@ -198,10 +198,7 @@ class Stylizer:
         """Move the model to ``device`` (``None``: the best available), re-pick the backend, return ``self``."""
         self.device = resolve_device(device)
         self.model.to(self.device)
-        subnetworks = self.model.subnetworks()
-        backend = resolve_backend(self._backend_choice, self.device) if subnetworks else "torch"
-        fallback = auto_fallback(self.device) if backend == "onnx-int8" and self._backend_choice in (None, "auto") else None
-        self._runners = Runners(subnetworks, backend, self.device, fallback)
+        self._runners = choose_runners(self.model.subnetworks(), self._backend_choice, self.device)
         return self
 
     @property

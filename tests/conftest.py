@@ -1,17 +1,15 @@
-"""Shared test helpers: the real fixtures in ../shared (skipped when absent, except in CI) and tiny models."""
+"""Fixtures and hooks shared by every test: the real fixtures in ../shared (skipped when absent,
+except in CI), a private Hub and cache, tiny saved styles. Plain helpers (constants, functions,
+the command-line runner) are in ``helpers.py``, imported by name."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from helpers import IN_CI, REPO, SHARED_FIXTURES
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -56,33 +54,6 @@ def portraits(fixtures: Path) -> list[Path]:
             fixtures / "faces" / "selfies" / "a.jpg"]
 
 
-def lively_style_model(seed: int = 0, **kwargs):
-    """A random TTNStyle whose activations neither vanish nor explode (Kaiming init, damped
-    residual branches), so its output depends on a wide receptive field like a trained one."""
-    from portrait_stylize.models import TTNStyle
-
-    torch.manual_seed(seed)
-    model = TTNStyle(**kwargs).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, a=0.2)
-            torch.nn.init.zeros_(module.bias)
-    for block in model.head.blocks:
-        block.conv2.weight.data *= 0.3
-    return model
-
-
-def gray(img) -> np.ndarray:
-    """PIL image -> float64 luma array in [0, 255]."""
-    return np.asarray(img.convert("RGB"), dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def psnr(a, b, peak: float = 2.0) -> float:
-    """PSNR in dB of two arrays whose values span ``peak`` (2 for the networks' [-1, 1])."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
-
-
 @pytest.fixture(scope="session")
 def tf_fixtures(tmp_path_factory) -> Path:
     """Frozen graphs, a checkpoint and TensorFlow's outputs built by ``tests/tf_make_fixtures.py``.
@@ -103,16 +74,16 @@ def tf_fixtures(tmp_path_factory) -> Path:
     return out
 
 
-# --- registry, Hub and loading tests (test_registry.py, test_hub.py, test_loading.py) -----------
-# Their constants and plain helpers are in hub_helpers.py.
+# --- registry, Hub and loading tests (the helpers they share are in helpers.py) ----------------
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A real saved style: its two files' bytes and the saved model's ``head`` state dict."""
-    from fake_hub import sha256_hex
     from portrait_stylize.models import TTNStyle
     from portrait_stylize.models.serialization import save_style
+
+    from fake_hub import sha256_hex
 
     folder = tmp_path_factory.mktemp("tiny_style")
     torch.manual_seed(1234)
@@ -134,8 +105,9 @@ def env(tmp_path, monkeypatch):
     """
     import os
 
-    from fake_hub import FakeHub
     from huggingface_hub import constants as hf_constants
+
+    from fake_hub import FakeHub
 
     cache = tmp_path / "hf_cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -160,36 +132,3 @@ def online(env, monkeypatch):
     return env
 
 
-def tiny_face_onnx(path, dim: int = 32) -> None:
-    """A small random ArcFace stand-in as ONNX: (B, 3, 112, 112) in [-1, 1] -> (B, dim)."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2),
-                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16 * 13 * 13, dim)).eval()
-    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["input"], output_names=["embedding"],
-                      dynamic_axes={"input": {0: "batch"}}, dynamo=False)
-
-
-def seed_metric_cache(home: Path) -> None:
-    """Random metric networks where ``$HF_HOME`` = ``home`` keeps the real ones after their first
-    download (with the records a download writes), so evaluation runs offline in tests."""
-    import json
-
-    from safetensors.torch import save_file
-    from torchvision.models import inception_v3
-
-    from portrait_stylize.common.files import sha256_file
-    from portrait_stylize.evaluation.metric_weights import METRIC_WEIGHTS, SOURCE_FILE
-    from portrait_stylize.evaluation.metrics import PerceptualDistance
-
-    torch.manual_seed(0)
-    lpips_state = {k: v for k, v in PerceptualDistance().net.state_dict().items()
-                   if not k.startswith(("scaling_layer.", "lins."))}
-    inception_state = inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict()
-    for name, write in (("lpips", lambda p: save_file(lpips_state, str(p))),
-                        ("inception", lambda p: save_file(inception_state, str(p))),
-                        ("arcface", tiny_face_onnx)):
-        folder = home / "portrait-stylize" / "metrics" / name
-        folder.mkdir(parents=True)
-        path = folder / METRIC_WEIGHTS[name].filename
-        write(path)
-        (folder / SOURCE_FILE).write_text(json.dumps({"converted_sha256": sha256_file(path)}))

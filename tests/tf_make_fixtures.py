@@ -43,7 +43,7 @@ def conv(x, cout, k, stride, name, rng):
 
 
 def unet_generator(x, rng, channel=32, num_blocks=4):
-    lrelu = lambda t: tf.nn.leaky_relu(t, alpha=0.2)  # noqa: E731
+    lrelu = lambda t: tf.nn.leaky_relu(t, alpha=0.2)
     names = iter(["Conv"] + [f"Conv_{i}" for i in range(1, 10)])
     with tf1.variable_scope("generator"):
         x0 = lrelu(conv(x, channel, 7, 1, next(names), rng))

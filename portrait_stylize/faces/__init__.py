@@ -15,6 +15,9 @@ Example::
     import portrait_stylize as ps
     faces = ps.detect_faces("group.jpg")        # [Face(box=..., landmarks=(5, 2), score=...), ...]
     parsing = ps.parse_faces("group.jpg", faces)  # per-face region masks + background
+
+Every backend implements :class:`FaceBackend`. May import: ``errors``, ``options``,
+:mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ and reading/writing style folders.
 Importing this package registers the architectures that ship with portrait-stylize:
 ``ttn`` (:class:`TTNStyle`), ``u2lffm`` (:class:`ReferenceStyle`) and ``builtin``
 (:class:`BuiltinStyle`).
+
+Architectures only: how a style computes, not where it runs or comes from. May import: ``errors``,
+``options``, :mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`.
 """
 
 from .base import ARCHITECTURES, StyleNetwork, build_network, register_architecture

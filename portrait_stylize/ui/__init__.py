@@ -17,7 +17,7 @@ The hosted demo's limits (photo size, clip length and work, results kept, queue)
 here: the functions take them as arguments, with ``None`` meaning no limit, and ``app.py`` passes
 those of ``space_policy.py`` beside it.
 
-Imports: every library layer (this package sits at the top, beside ``cli``); nothing imports
+May import: every library layer (this package sits at the top, beside ``cli``); nothing imports
 ``ui`` except ``app.py`` and the tests.
 """
 

@@ -1,0 +1,99 @@
+"""``portrait-stylize pin`` and the downloader, against the local fake ModelScope server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from portrait_stylize.cli import main
+from portrait_stylize.errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
+from portrait_stylize.sources import downloads
+
+from fake_modelscope import FakeModelScope, sha256_hex
+
+FILES = {"cartoon_h.pb": b"head graph " * 100, "cartoon_bg.pb": b"bg graph " * 90, "alpha.jpg": b"mask" * 10}
+ENTRY = {"kind": "modelscope", "model_id": "iic/cv_test", "files": {"head": ["cartoon_anime_h.pb", "cartoon_h.pb"],
+         "bg": ["cartoon_bg.pb"], "alpha": ["alpha.jpg"]}, "licence": "apache-2.0", "description": "test"}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PORTRAIT_STYLIZE_OFFLINE", raising=False)
+    with FakeModelScope() as server:
+        monkeypatch.setenv("MODELSCOPE_DOMAIN", server.endpoint)
+        yield server
+
+
+class TestPin:
+    def test_fills_the_newest_tag_and_every_files_sha256(self, fake, tmp_path, capsys):
+        fake.add_model("iic/cv_test", FILES, tags=["v1.0.0"])
+        newer = {**FILES, "cartoon_h.pb": b"newer head " * 50}
+        fake.add_tag("iic/cv_test", "v1.0.1", newer)
+        registry = tmp_path / "registry.json"
+        registry.write_text(json.dumps({"format_version": 1, "styles": {"anime": ENTRY, "other": {
+            "kind": "builtin", "builtin": "toon", "licence": "mit"}}}))
+        assert main(["pin", "anime", "--registry", str(registry)]) == 0
+        entry = json.loads(registry.read_text())["styles"]["anime"]
+        assert entry["revision"] == "v1.0.1"
+        assert entry["file_sha256"] == {name: sha256_hex(data) for name, data in newer.items()}
+        assert entry["files"] == ENTRY["files"] and "other" in json.loads(registry.read_text())["styles"]
+        assert "anime: iic/cv_test at v1.0.1" in capsys.readouterr().out
+
+    def test_unknown_name_and_wrong_kind_are_one_line_errors(self, fake, tmp_path, capsys):
+        registry = tmp_path / "registry.json"
+        registry.write_text(json.dumps({"styles": {"toon2": {"kind": "builtin", "builtin": "toon", "licence": "mit"}}}))
+        before = registry.read_bytes()
+        assert main(["pin", "nope", "--registry", str(registry)]) == 2
+        assert main(["pin", "toon2", "--registry", str(registry)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert "no style named 'nope'" in err[0] and "only modelscope entries are pinned" in err[1]
+        assert registry.read_bytes() == before
+
+
+class TestDownload:
+    def test_resumes_a_broken_body_with_range(self, fake, tmp_path, monkeypatch):
+        data = bytes(range(256)) * 400
+        fake.add_model("iic/cv_test", {"cartoon_h.pb": data})
+        calls = {"n": 0}
+        real = downloads._stream
+
+        def break_first(http, url, part, label, progress):
+            calls["n"] += 1
+            if calls["n"] == 1:  # the first attempt stops after a few bytes, as a dropped connection does
+                part.write_bytes(data[:1000])
+                raise downloads._Incomplete("1000 bytes")
+            return real(http, url, part, label, progress)
+
+        monkeypatch.setattr(downloads, "_stream", break_first)
+        from portrait_stylize.sources import modelscope
+
+        url = modelscope.file_url("iic/cv_test", "v1.0.0", "cartoon_h.pb")
+        out = downloads.download(url, tmp_path / "x.pb", sha256=sha256_hex(data), progress=False)
+        assert out.read_bytes() == data and calls["n"] == 2
+        assert any(r.headers.get("Range") == "bytes=1000-" for r in fake.requests)
+        assert not (tmp_path / "x.pb.part").exists()
+
+    @pytest.mark.parametrize("fault,error", [("404", StyleDownloadError), ("html", StyleDownloadError),
+                                             ("wrong-bytes", ChecksumMismatchError), ("truncate", StyleDownloadError)])
+    def test_faults_leave_nothing(self, fake, tmp_path, fault, error):
+        fake.add_model("iic/cv_test", FILES)
+        fake.faults["cartoon_h.pb"] = fault
+        from portrait_stylize.sources import modelscope
+
+        url = modelscope.file_url("iic/cv_test", "v1.0.0", "cartoon_h.pb")
+        with pytest.raises(error, match="style 'x'"):
+            downloads.download(url, tmp_path / "x.pb", sha256=sha256_hex(FILES["cartoon_h.pb"]), label="style 'x'",
+                               progress=False)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_offline_and_unreachable(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
+        with pytest.raises(StyleNotCachedError, match="offline mode is on"):
+            downloads.download("http://127.0.0.1:9/x", tmp_path / "x", label="style 'x'")
+        monkeypatch.delenv("PORTRAIT_STYLIZE_OFFLINE")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        with pytest.raises(StyleNotCachedError, match="cannot reach http://127.0.0.1:9/x"):
+            downloads.download("http://127.0.0.1:9/x", tmp_path / "x", label="style 'x'", progress=False)
+        assert list(tmp_path.iterdir()) == []
