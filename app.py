@@ -17,8 +17,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr
 
-import space_policy
 from portrait_stylize import ui
+
+import space_policy
 
 #: The public-domain photos in examples/ (a solo portrait, a second one, a two-face group).
 EXAMPLES = [Path(__file__).parent / "examples" / name for name in ("astronaut.jpg", "group.jpg", "hopper.jpg")]

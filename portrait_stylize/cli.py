@@ -19,8 +19,17 @@ from pathlib import Path
 
 from .batch import DEFAULT_NAME_PATTERN
 from .errors import EXIT_FAILED, EXIT_USAGE, InvalidArgumentError, PortraitStylizeError, StyleNotFoundError
-from .options import (BACKENDS, CHANNEL_ORDERS, DEFAULT_MAX_PIXELS, DEFAULT_TILE_SIZE, FACE_BACKENDS, IMAGE_SUFFIXES,
-                      PADDINGS, REGIONS, UPSAMPLINGS)
+from .options import (
+    BACKENDS,
+    CHANNEL_ORDERS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_TILE_SIZE,
+    FACE_BACKENDS,
+    IMAGE_SUFFIXES,
+    PADDINGS,
+    REGIONS,
+    UPSAMPLINGS,
+)
 from .version import __version__
 
 # Commands import torch, MediaPipe and the pipeline when they run, so --help answers at once.
@@ -228,8 +237,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .runtime.onnx_export import export_onnx
     from .pipeline import load_style
+    from .runtime.onnx_export import export_onnx
 
     stylizer = load_style(args.style, device="cpu", backend="torch")
     for path in export_onnx(stylizer.model, args.output):

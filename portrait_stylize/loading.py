@@ -17,18 +17,20 @@ import dataclasses
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from .sources import converted_cache as converted, modelscope
-from .sources.downloads import download
-from .common.offline import is_offline
-from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
-from .sources.hub import fetch_spec, is_cached
 from .common.files import sha256_file
-from .sources.registry import StyleSpec, load_registry, parse_hub_id
+from .common.offline import is_offline
 from .common.style_files import WEIGHTS_NAME
+from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
+from .sources import converted_cache as converted
+from .sources import modelscope
+from .sources.downloads import download
+from .sources.hub import fetch_spec, is_cached
+from .sources.registry import StyleSpec, load_registry, parse_hub_id
 
 if TYPE_CHECKING:
     from .models import StyleNetwork

@@ -15,30 +15,30 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .runtime.backends import choose_runners
-from .runtime.devices import resolve_device
+from .common.numbers import bounded_int, bounded_number
 from .errors import InvalidArgumentError, InvalidStyleError, PortraitStylizeError
 from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend, select_faces
-from .imaging.quality import MIN_MEASURED_SIDE
-from .options import DEFAULT_MAX_PIXELS
-from .imaging.io import ImageInput, load_image, pil_to_tensor
-from .imaging.picture import Picture
-from .loading import load_network, resolve_spec
-from .models import StyleNetwork
-from .common.numbers import bounded_int, bounded_number
-from .options import DEFAULT_TILE_SIZE
 from .faces.paste import head_coverage, head_paste_mask, paste_heads
 from .faces.regions import check_regions, region_weights
 from .imaging.blending import FACE_FEATHER, IMAGE_FEATHER, composite_regions, feather_width, mix
-from .sources.registry import StyleSpec
+from .imaging.io import ImageInput, load_image, pil_to_tensor
+from .imaging.picture import Picture
+from .imaging.quality import MIN_MEASURED_SIDE
 from .imaging.tiling import run_tiled
+from .loading import load_network, resolve_spec
+from .models import StyleNetwork
+from .options import DEFAULT_MAX_PIXELS, DEFAULT_TILE_SIZE
+from .runtime.backends import choose_runners
+from .runtime.devices import resolve_device
+from .sources.registry import StyleSpec
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class Stylizer:
         return (f"Stylizer(style={self.spec.name!r}, kind={self.spec.kind!r}, arch={self.model.arch!r}, "
                 f"device={str(self.device)!r}, backend={self.backend!r})")
 
-    def to(self, device: str | torch.device | None) -> "Stylizer":
+    def to(self, device: str | torch.device | None) -> Stylizer:
         """Move the model to ``device`` (``None``: the best available), re-pick the backend, return ``self``."""
         self.device = resolve_device(device)
         self.model.to(self.device)

@@ -12,17 +12,18 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .common.numbers import bounded_int, bounded_number
 from .errors import InvalidArgumentError, InvalidImageError
 from .faces import Face
 from .faces.face import box_iou
-from .common.numbers import bounded_int, bounded_number
 from .pipeline import Stylizer
 
 DEFAULT_MAX_SECONDS = 60.0

@@ -140,7 +140,7 @@ class FakeHub:
 
     # --- server ----------------------------------------------------------------------------
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.start()
         return self
 

@@ -52,9 +52,9 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 FAULT_KINDS = ("404", "500", "stall", "truncate", "html", "wrong-bytes")
@@ -202,7 +202,7 @@ class FakeModelScope:
 
     # --- server ----------------------------------------------------------------------------
 
-    def __enter__(self) -> "FakeModelScope":
+    def __enter__(self) -> FakeModelScope:
         self.start()
         return self
 

@@ -31,7 +31,7 @@ from portrait_stylize.faces import align, get_face_backend
 from portrait_stylize.imaging.io import save_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python train/calibrate.py` from a clone
-from train.data import DataError, list_images  # noqa: E402
+from train.data import DataError, list_images
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from portrait_stylize.common.files import sha256_file, write_atomically
 from portrait_stylize.errors import PortraitStylizeError
 from portrait_stylize.imaging.io import pil_to_tensor, tensor_to_pil
-from portrait_stylize.common.files import sha256_file, write_atomically
 from portrait_stylize.models.serialization import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from train.data import DataError
 
@@ -200,7 +200,7 @@ def checkpoint_problem(path: Path) -> str | None:
                 load_file(file, device="cpu")
             elif file.suffix in (".bin", ".pkl", ".pt"):
                 load(file, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - any failure to read makes the checkpoint unusable
+        except Exception as exc:
             return f"{name} cannot be read ({type(exc).__name__}: {_one_line(exc, 160)})"
     return None
 
@@ -355,7 +355,7 @@ def resume(accelerator, args: argparse.Namespace, output: Path, tracker: str) ->
     if checkpoint is not None:
         try:
             accelerator.load_state(str(checkpoint))
-        except Exception as exc:  # noqa: BLE001 - intact files that do not fit this run's models
+        except Exception as exc:
             raise CheckpointError(
                 f"--resume_from_checkpoint {checkpoint}: cannot be loaded into this run "
                 f"({type(exc).__name__}: {_one_line(exc, 200)}); was it saved with other model options?") from exc

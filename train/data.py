@@ -100,7 +100,7 @@ def load_set(folders: list[str | Path], flag: str, side: int, align_faces: bool 
     for path in tqdm(files, desc=f"reading {flag}", disable=not progress, unit="img"):
         try:
             rgb = np.asarray(load_image(path).convert("RGB"))
-        except Exception as exc:  # noqa: BLE001 - any file that cannot be decoded is skipped, and named
+        except Exception as exc:
             if isinstance(exc, PortraitStylizeError):  # its message names the file
                 why = _one_line(exc)
             else:

@@ -34,9 +34,9 @@ from portrait_stylize.models.serialization import save_style
 from portrait_stylize.models.u2lffm import MultiScaleDiscriminator, U2LFFMGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/local.py` from a clone
-from train import common, losses  # noqa: E402
-from train.data import batch, list_images, load_set, step_rng  # noqa: E402
-from train.nets import ContentNet  # noqa: E402
+from train import common, losses
+from train.data import batch, list_images, load_set, step_rng
+from train.nets import ContentNet
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,9 +30,9 @@ from portrait_stylize.models.serialization import save_style
 from portrait_stylize.models.ttn import TTN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch train/tttn.py` from a clone
-from train import common, losses  # noqa: E402
-from train.data import batch, load_set, step_rng  # noqa: E402
-from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator  # noqa: E402
+from train import common, losses
+from train.data import batch, load_set, step_rng
+from train.nets import ContentNet, ExpressionRegressor, PatchDiscriminator
 
 
 def build_parser() -> argparse.ArgumentParser:

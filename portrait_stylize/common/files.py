@@ -11,8 +11,8 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import tfformats as tff
-from ..errors import ConversionError
 from ..common.files import sha256_file
+from ..errors import ConversionError
 from ..models.serialization import save_style
 from ..models.ttn import TTN
 from ..models.ttn_style import TTNStyle
-
+from . import tfformats as tff
 
 #: Side of a face paste mask stored with a converted style (the aligned crop's side).
 FACE_MASK_SIZE = 288

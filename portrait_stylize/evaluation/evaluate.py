@@ -25,9 +25,9 @@ import importlib.util
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,12 +36,12 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ..batch import expand_inputs
+from ..common.files import write_atomically
 from ..errors import InvalidArgumentError, MissingDependencyError
 from ..imaging.io import load_image, pil_to_tensor, save_image
-from ..common.files import write_atomically
+from ..options import IMAGE_SUFFIXES
 from .metric_weights import METRIC_WEIGHTS, metric_weights_path
 from .metrics import FaceEmbedder, PerceptualDistance, PoolFeatures, SetDistance, identity_similarity, ssim
-from ..options import IMAGE_SUFFIXES
 
 #: Side of the square crops everything is scored at (DCT-Net's training and test size).
 DEFAULT_SIZE = 256
@@ -60,7 +60,7 @@ class MetricNetworks:
     descriptions: dict[str, str]
 
     @classmethod
-    def load(cls, progress: bool = True) -> "MetricNetworks":
+    def load(cls, progress: bool = True) -> MetricNetworks:
         """The real networks, downloaded and converted on first use
         (:func:`~portrait_stylize.evaluation.metric_weights.metric_weights_path`)."""
         perceptual = PerceptualDistance(load_file(str(metric_weights_path("lpips", progress))))

@@ -17,7 +17,7 @@ so tests run each metric on small random networks.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -63,7 +63,7 @@ def get_face_backend(name: str | None = None) -> FaceBackend:
     return _backend_instance(resolve_face_backend(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _backend_instance(resolved: str) -> FaceBackend:
     if resolved == "facexlib":
         from .facexlib_backend import FacexlibBackend

@@ -75,7 +75,7 @@ def _log_histogram(bins: np.ndarray) -> np.ndarray:
     for axis in range(3):
         padded = np.pad(hist, [(1, 1) if a == axis else (0, 0) for a in range(3)], mode="edge")
         n = hist.shape[axis]
-        hist = (0.25 * padded.take(range(0, n), axis) + 0.5 * padded.take(range(1, n + 1), axis)
+        hist = (0.25 * padded.take(range(n), axis) + 0.5 * padded.take(range(1, n + 1), axis)
                 + 0.25 * padded.take(range(2, n + 2), axis))
     return np.log(hist / max(hist.sum(), 1.0) + 1e-5).ravel()
 

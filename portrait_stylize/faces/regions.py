@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..options import REGIONS
 from ..imaging.blending import FACE_FEATHER, IMAGE_FEATHER, MIN_FEATHER, feather, feather_width
+from ..options import REGIONS
 from .face import Face
 from .parsing import Parsing
 

@@ -14,7 +14,7 @@ Guarantees the pipeline relies on (and tests check):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

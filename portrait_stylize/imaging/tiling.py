@@ -17,7 +17,7 @@ Two ways, chosen by what is known about the function:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm

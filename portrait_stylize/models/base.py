@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ class StyleNetwork(nn.Module, ABC):
         the face pass replaces the whole-image result; ``None``: the pipeline's default."""
         return None
 
-    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "StyleNetwork":
+    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> StyleNetwork:
         """The style as it runs on the whole ``(1, 3, H, W)`` RGB picture ``image`` in [0, 1]
         whose faces' boxes measure ``face_sizes`` pixels (given only to styles with
         :attr:`adapts_to_faces`): styles that adapt their filters to the picture (its size, blur,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from ..imaging.quality import Conditions, measure
 from ..imaging.ops import gaussian_blur, guided_filter, oklab_to_rgb, quantize_soft, rgb_to_luma, rgb_to_oklab, xdog
+from ..imaging.quality import Conditions, measure
 from .base import Runner, StyleNetwork, register_architecture
 
 
@@ -258,7 +259,7 @@ class BuiltinStyle(StyleNetwork):
         halo = math.ceil(1.25 * reach) + align
         return -(-halo // align) * align, align
 
-    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> "BuiltinStyle":
+    def adapted_to(self, image: torch.Tensor, face_sizes: Sequence[float] = ()) -> BuiltinStyle:
         """This style with the :class:`~portrait_stylize.imaging.quality.Conditions` of ``image``
         (its scale, blur, noise and blocks, and the size of its faces) fixed, so every tile of it
         is filtered alike."""

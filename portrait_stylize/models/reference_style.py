@@ -3,13 +3,14 @@ generator, with a default style reference stored in the weights file."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .base import Runner, StyleNetwork, register_architecture
 from ..common.numbers import bounded_int
+from .base import Runner, StyleNetwork, register_architecture
 from .u2lffm import U2LFFMGenerator
 
 

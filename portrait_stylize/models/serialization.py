@@ -19,9 +19,9 @@ from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from ..errors import InvalidStyleError
 from ..common.files import write_atomically
 from ..common.style_files import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from ..errors import InvalidStyleError
 from .base import StyleNetwork, build_network
 
 REPO_URL = "https://github.com/portrait-stylize/portrait-stylize"

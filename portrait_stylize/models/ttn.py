@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common.numbers import bounded_int, bounded_number
 from ..imaging.ops import guided_filter, pad_to_multiple
 from ..options import PADDINGS, UPSAMPLINGS
-from ..common.numbers import bounded_int, bounded_number
 
 
 class Conv2dSame(nn.Conv2d):

@@ -4,15 +4,16 @@ whole images (without one, the head serves both)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Runner, StyleNetwork, register_architecture
 from ..common.numbers import bounded_int, bounded_number
+from .base import Runner, StyleNetwork, register_architecture
 from .ttn import TTN
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
-from ..errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
 from ..common.files import sha256_file
 from ..common.offline import OFFLINE_VARIABLES, is_offline
+from ..errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
 from ..version import __version__
 
 #: Seconds to wait for a connection and between two chunks of a body (a stalled server fails).

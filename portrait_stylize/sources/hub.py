@@ -26,13 +26,20 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .downloads import unreachable
-from ..errors import ChecksumMismatchError, HubUploadError, InvalidStyleError, StyleDownloadError, StyleNotCachedError, UnsafeWeightsError
 from ..common.files import sha256_file
-from ..common.style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
 from ..common.offline import is_offline
-from .registry import StyleSpec
+from ..common.style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
+from ..errors import (
+    ChecksumMismatchError,
+    HubUploadError,
+    InvalidStyleError,
+    StyleDownloadError,
+    StyleNotCachedError,
+    UnsafeWeightsError,
+)
 from ..version import __version__
+from .downloads import unreachable
+from .registry import StyleSpec
 
 logger = logging.getLogger(__name__)
 

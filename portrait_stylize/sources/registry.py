@@ -117,7 +117,7 @@ class StyleSpec:
     path: str | None = field(default=None, metadata=_key(str, ("local",), ("local",)))
     available_offline: bool = False
 
-    def with_availability(self, available: bool) -> "StyleSpec":
+    def with_availability(self, available: bool) -> StyleSpec:
         return dataclasses.replace(self, available_offline=available)
 
     def to_entry(self) -> dict[str, Any]:

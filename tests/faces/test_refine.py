@@ -37,7 +37,7 @@ class TestGuidedRefine:
         coarse[:, 52:] = 1.0  # 208 px at full size
         refined = guided_refine(guide, coarse, radius=16, work_side=128)
         assert refined.shape == (300, 400) and refined.dtype == np.float32
-        assert 0.0 <= refined.min() and refined.max() <= 1.0
+        assert refined.min() >= 0.0 and refined.max() <= 1.0
         assert np.all(np.abs((refined > 0.5).argmax(axis=1) - 200) <= 3)
 
     def test_a_flat_picture_leaves_a_smooth_mask_in_place(self):

@@ -531,7 +531,7 @@ class _FileServer:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "_FileServer":
+    def __enter__(self) -> _FileServer:
         self.thread.start()
         return self
 
