@@ -291,7 +291,8 @@ def _cmd_pin(args: argparse.Namespace) -> int:
 
 def _add_style_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``run`` and ``video``: which style, how strongly, where, which regions."""
-    p.add_argument("-s", "--style", default=None, help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
+    p.add_argument("-s", "--style", default=None,
+                   help="registry name, style folder or Hub 'org/name' (default: the registry's default)")
     p.add_argument("--strength", type=_unit_float, default=1.0, help="0..1, blend with the photo (default 1)")
     p.add_argument("--regions", type=_name_list, default=None,
                    help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
@@ -305,7 +306,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
                    help="style reference for reference-based (u2lffm) styles (default: the one stored with the style)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
-                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); default auto = fastest here")
+                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); "
+                        "default auto = fastest here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,9 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="", help="where the weights come from (URL or model id)")
     p.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="bgr",
                    help="colour order the weights were trained on (official releases: bgr)")
-    p.add_argument("--gf-eps", type=float, help="guided-filter eps (default: found in the graph, else 1e-2; White-box: 5e-3)")
+    p.add_argument("--gf-eps", type=float,
+                   help="guided-filter eps (default: found in the graph, else 1e-2; White-box: 5e-3)")
     p.add_argument("--gf-radius", type=int, help="guided-filter radius, 0 = none (default: found in the graph, else 1)")
-    p.add_argument("--upsample", choices=UPSAMPLINGS, help="bilinear convention (default: found in the graph, else tf_legacy)")
+    p.add_argument("--upsample", choices=UPSAMPLINGS,
+                   help="bilinear convention (default: found in the graph, else tf_legacy)")
     p.add_argument("--padding", choices=PADDINGS, help="stride-2 padding convention (default tf_same)")
     p.add_argument("--negative-slope", type=float, help="LeakyReLU slope (default: found in the graph, else 0.2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -374,12 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pin", help="maintainers: fill in the revision and file sha256 of ModelScope styles (online)")
     p.add_argument("names", nargs="+", help="style names in the registry file")
     p.add_argument("--registry", metavar="FILE",
-                   help="registry file to update (default: $PORTRAIT_STYLIZE_CHECKPOINTS, else the package's checkpoints.json)")
+                   help="registry file to update (default: $PORTRAIT_STYLIZE_CHECKPOINTS, "
+                        "else the package's checkpoints.json)")
     p.set_defaults(func=_cmd_pin)
 
     p = sub.add_parser("evaluate", help="score styles on a folder of photos (SSIM, LPIPS, FID/KID, identity) "
                                         "and write a report with a picture grid")
-    p.add_argument("-s", "--style", required=True, type=_style_list, help="styles to score, comma-separated, e.g. toon,sketch")
+    p.add_argument("-s", "--style", required=True, type=_style_list,
+                   help="styles to score, comma-separated, e.g. toon,sketch")
     p.add_argument("--photos", required=True, metavar="DIR", help="folder of photos to stylize")
     p.add_argument("--exemplars", metavar="DIR", help="folder of style exemplars for FID and KID (default: not scored)")
     p.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
@@ -399,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except PortraitStylizeError as exc:

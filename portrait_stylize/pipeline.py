@@ -165,7 +165,8 @@ class Stylizer:
         if max_pixels is not None:
             bounded_int("max_pixels", max_pixels, 1, 1 << 40)
         bounded_int("min_face_size", min_face_size, 0, 1 << 16)
-        self.max_short_side = None if max_short_side is None else bounded_int("max_short_side", max_short_side, 16, 1 << 16)
+        self.max_short_side = (None if max_short_side is None
+                               else bounded_int("max_short_side", max_short_side, 16, 1 << 16))
         self.spec = spec
         self.model = model.eval()
         self.tile_size = tile_size
@@ -289,7 +290,8 @@ class Stylizer:
         backend = self.face_backend
         details.face_backend = backend.name
         with details.timed("detect faces"):
-            details.faces = backend.detect(rgb) if temporal is None else temporal.track_faces(lambda: backend.detect(rgb))
+            details.faces = (backend.detect(rgb) if temporal is None
+                             else temporal.track_faces(lambda: backend.detect(rgb)))
         details.stylized_faces, details.skipped = select_faces(details.faces, request.faces, self.min_face_size)
         for _, reason in details.skipped:
             logger.warning(reason)

@@ -229,7 +229,8 @@ def stylize_video(src: str | os.PathLike, dst: str | os.PathLike, stylizer: Styl
         raise InvalidArgumentError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
     bounded_int("detect_every", detect_every, 1, 1000)
     if dst.resolve() == src.resolve():
-        raise InvalidArgumentError(f"{dst} is the input video itself; choose another output name (inputs are never overwritten)")
+        raise InvalidArgumentError(f"{dst} is the input video itself; "
+                                   "choose another output name (inputs are never overwritten)")
     reader, fps, (width, height), total = _open_clip(src, max_seconds)
     audio = _has_audio(src)
     state = TemporalState(smoothing=smoothing, detect_every=detect_every)

@@ -47,6 +47,7 @@ query, headers). ``stop()`` closes open connections, so a stalled response ends 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -226,10 +227,8 @@ class FakeModelScope:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -271,10 +270,8 @@ def _handler(fake: FakeModelScope) -> type[BaseHTTPRequestHandler]:
         def finish(self) -> None:
             with fake._lock:
                 fake._connections.discard(self.connection)
-            try:
+            with contextlib.suppress(OSError):
                 super().finish()
-            except OSError:
-                pass
 
         def do_HEAD(self) -> None:
             self._dispatch(send_body=False)

@@ -43,7 +43,9 @@ def conv(x, cout, k, stride, name, rng):
 
 
 def unet_generator(x, rng, channel=32, num_blocks=4):
-    lrelu = lambda t: tf.nn.leaky_relu(t, alpha=0.2)
+    def lrelu(t):
+        return tf.nn.leaky_relu(t, alpha=0.2)
+
     names = iter(["Conv"] + [f"Conv_{i}" for i in range(1, 10)])
     with tf1.variable_scope("generator"):
         x0 = lrelu(conv(x, channel, 7, 1, next(names), rng))
@@ -119,7 +121,8 @@ def float32_tflite(path: Path) -> dict:
     pixels = np.random.default_rng(7).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
     interpreter.invoke()
-    return {"tflite_input": pixels, "tflite_output": interpreter.get_tensor(interpreter.get_output_details()[0]["index"])}
+    return {"tflite_input": pixels,
+            "tflite_output": interpreter.get_tensor(interpreter.get_output_details()[0]["index"])}
 
 
 def main(out_dir: Path) -> None:

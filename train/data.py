@@ -136,7 +136,8 @@ def load_set(folders: list[str | Path], flag: str, side: int, align_faces: bool 
                 sample.mask = cv2.resize(mask, sample.image.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
         samples.append(sample)
     if progress and len(unreadable) > MAX_WARNINGS:
-        tqdm.write(f"warning: {flag}: skipped {len(unreadable) - MAX_WARNINGS} more unreadable file(s)", file=sys.stderr)
+        tqdm.write(f"warning: {flag}: skipped {len(unreadable) - MAX_WARNINGS} more unreadable file(s)",
+                   file=sys.stderr)
     if not samples:
         why = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
         example = f"; e.g. {unreadable[0][1]}" if unreadable else ""
@@ -154,7 +155,8 @@ def _affine(rng: np.random.Generator, shape: tuple[int, int], side: int, expand:
     """Image -> crop matrix: scale 0.8-1.2, rotation ±10°, random shift and horizontal flip."""
     h, w = shape
     base = side * HEADROOM / min(h, w)
-    scale, angle, flip = (rng.uniform(0.8, 1.2), rng.uniform(-10, 10), rng.random() < 0.5) if expand else (1.0, 0.0, False)
+    scale, angle, flip = ((rng.uniform(0.8, 1.2), rng.uniform(-10, 10), rng.random() < 0.5) if expand
+                          else (1.0, 0.0, False))
     cx = w / 2 + rng.uniform(-0.1, 0.1) * min(h, w) * expand
     cy = h / 2 + rng.uniform(-0.1, 0.1) * min(h, w) * expand
     k, t = base * scale, math.radians(angle)

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="default style reference stored with the weights (default: first style image)")
     p.add_argument("--resolution", type=int, default=256, help="training crop side (paper: 1024)")
     p.add_argument("--no-expand", action="store_true", help="turn off geometry expansion")
-    p.add_argument("--regions", default="skin,hair,lips,eyes,brows,nose", help="regions of the local style loss and LFFM mask")
+    p.add_argument("--regions", default="skin,hair,lips,eyes,brows,nose",
+                   help="regions of the local style loss and LFFM mask")
     p.add_argument("--attn-tokens", type=int, default=4096, help="most positions the LFFM attention sees")
     p.add_argument("--local-style-weight", type=float, default=0.06, help="α (paper: 0.06-0.08)")
     p.add_argument("--cycle-weight", type=float, default=10.0)
@@ -117,7 +118,8 @@ def main(args: argparse.Namespace) -> Path:
         opt_d.step()
 
         terms = {
-            "adversarial": sum(losses.lsgan_g(s) for s in d_style(fake_style)) + sum(losses.lsgan_g(s) for s in d_photo(fake_photo)),
+            "adversarial": (sum(losses.lsgan_g(s) for s in d_style(fake_style))
+                            + sum(losses.lsgan_g(s) for s in d_photo(fake_photo))),
             "cycle": F.mse_loss(cycle_photo, photo) + F.mse_loss(cycle_style, style),
             "reconstruction": F.l1_loss(rec_photo, photo) + F.l1_loss(rec_style, style),
         }
@@ -125,24 +127,29 @@ def main(args: argparse.Namespace) -> Path:
             f_style = content_net(style)
         terms["local_style"] = losses.masked_gram_loss(content_net(fake_style), f_style, mask)
         total = (terms["adversarial"] + args.cycle_weight * terms["cycle"]
-                 + args.reconstruction_weight * terms["reconstruction"] + args.local_style_weight * terms["local_style"])
+                 + args.reconstruction_weight * terms["reconstruction"]
+                 + args.local_style_weight * terms["local_style"])
         opt_g.zero_grad()
         accelerator.backward(total)
         opt_g.step()
 
         done = step + 1
-        common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_total": total, **terms}, bar, g_key="g_total")
+        common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_total": total, **terms}, bar,
+                          g_key="g_total")
         if common.sample_due(accelerator, args, done):
             with torch.no_grad():
                 net = accelerator.unwrap_model(g_st)
                 fake = net(preview.to(device), preview_style.to(device).expand(len(preview), -1, -1, -1))[0]
-            common.save_samples(accelerator, common.grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]), output, done)
+            common.save_samples(accelerator, common.grid([[p, preview_style[0], f] for p, f in zip(preview, fake)]),
+                                output, done)
         if common.validation_due(args, validation, done):
             net = accelerator.unwrap_model(g_st)
             reference = preview_style.to(device)
             # The whole picture in the preview reference's style (no region mask).
+            # validate() calls the function before this iteration ends; the defaults only make the binding explicit.
             common.validate(accelerator, validation, output, done,
-                            lambda x: net(x, reference.expand(len(x), -1, -1, -1))[0], args.name or output.name)
+                            lambda x, net=net, reference=reference: net(x, reference.expand(len(x), -1, -1, -1))[0],
+                            args.name or output.name)
     common.finish(accelerator, args, output,
            lambda: _write_style(args, accelerator.unwrap_model(g_st), output, photos, styles))
     return output

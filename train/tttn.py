@@ -41,10 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--photos", help="folder of photos (content domain), searched recursively")
     g.add_argument("--styles", help="folder of style images (unpaired with the photos)")
-    g.add_argument("--calibrated", action="append", default=[], help="extra style folder (e.g. from calibrate.py); repeatable")
+    g.add_argument("--calibrated", action="append", default=[],
+                   help="extra style folder (e.g. from calibrate.py); repeatable")
     g.add_argument("--resolution", type=int, default=256, help="training crop side (default 256, as the paper)")
-    g.add_argument("--align-faces", action="store_true", help="crop photos to aligned faces with the library's face pipeline")
-    g.add_argument("--no-expand", action="store_true", help="turn off geometry expansion (flip, scale 0.8-1.2, rotation ±10°)")
+    g.add_argument("--align-faces", action="store_true",
+                   help="crop photos to aligned faces with the library's face pipeline")
+    g.add_argument("--no-expand", action="store_true",
+                   help="turn off geometry expansion (flip, scale 0.8-1.2, rotation ±10°)")
     g = p.add_argument_group("model")
     g.add_argument("--channels", type=int, default=32)
     g.add_argument("--num-blocks", type=int, default=4)
@@ -78,7 +81,8 @@ def main(args: argparse.Namespace) -> Path:
     accelerator, output = common.start_run(args)
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.local_regions.split(",") if r] if args.local_style_weight > 0 else None
-    photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions, main_process)
+    photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions,
+                      main_process)
     styles = load_set([args.styles, *args.calibrated], "--styles", res, progress=main_process)
     sets = {"head": photos}
     if args.bg == "train":
@@ -119,7 +123,8 @@ def main(args: argparse.Namespace) -> Path:
 
         real_s, fake_s = d_surface(torch.cat([losses.surface(style), losses.surface(fake.detach())])).split(
             [bsz, len(fake)])
-        real_t, fake_t = d_texture(torch.cat([losses.texture(style, shift), losses.texture(fake.detach(), shifts)])).split(
+        real_t, fake_t = d_texture(torch.cat([losses.texture(style, shift),
+                                              losses.texture(fake.detach(), shifts)])).split(
             [bsz, len(fake)])
         d_loss = losses.lsgan_d(real_s, fake_s) + losses.lsgan_d(real_t, fake_t)
         opt_d.zero_grad()
@@ -157,7 +162,8 @@ def main(args: argparse.Namespace) -> Path:
         opt_g.step()
 
         done = step + 1
-        common.after_step(accelerator, args, output, done, {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
+        common.after_step(accelerator, args, output, done,
+                          {"d_loss": d_loss, "g_loss": g_loss, "regressor": r_loss, **terms}, bar)
         if common.sample_due(accelerator, args, done):
             _sample(accelerator, generators, preview, output, done)
         if common.validation_due(args, validation, done):
@@ -186,7 +192,8 @@ def _write_style(args, generators: dict, output: Path, photos, styles) -> None:
     model.head.load_state_dict(generators["head"].state_dict())
     if "bg" in generators:
         model.bg.load_state_dict(generators["bg"].state_dict())
-    extra = common.card_extra(args, "photo | stylized", f"Data: {photos.describe('photos')}; {styles.describe('style images')}.")
+    extra = common.card_extra(args, "photo | stylized",
+                              f"Data: {photos.describe('photos')}; {styles.describe('style images')}.")
     save_style(model, output, card_extra=extra, load_name=str(output))
 
 

@@ -137,7 +137,8 @@ class Validation:
                  progress: bool = True) -> None:
         for module in ("lpips", "torchmetrics", "torchvision", "onnxruntime"):
             if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"evaluate needs the {module} package: pip install 'portrait-stylize[evaluate]'")
+                raise MissingDependencyError(f"evaluate needs the {module} package: "
+                                             "pip install 'portrait-stylize[evaluate]'")
         if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 2048:
             raise InvalidArgumentError(f"size must be an integer in [32, 2048], got {size!r}")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -260,5 +261,6 @@ def grid(photos: list[Image.Image], results: dict[str, list[Image.Image]]) -> Im
     canvas = Image.new("RGB", (columns * (GRID_THUMB + gap) - gap, rows * (GRID_THUMB + gap) - gap), "white")
     for r in range(rows):
         for c, image in enumerate([photos[r]] + [images[r] for images in results.values()]):
-            canvas.paste(image.resize((GRID_THUMB, GRID_THUMB), Image.LANCZOS), (c * (GRID_THUMB + gap), r * (GRID_THUMB + gap)))
+            canvas.paste(image.resize((GRID_THUMB, GRID_THUMB), Image.LANCZOS),
+                         (c * (GRID_THUMB + gap), r * (GRID_THUMB + gap)))
     return canvas

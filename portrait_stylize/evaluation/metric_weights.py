@@ -95,7 +95,8 @@ _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 
 def _convert_lpips(download: Path, dest: Path) -> None:
     alexnet = _read_pickled_state(download)
-    tensors = {f"net.slice{s}.{i}.{p}": alexnet[f"features.{i}.{p}"] for i, s in _ALEX_SLICES.items() for p in ("weight", "bias")}
+    tensors = {f"net.slice{s}.{i}.{p}": alexnet[f"features.{i}.{p}"]
+               for i, s in _ALEX_SLICES.items() for p in ("weight", "bias")}
     tensors.update(_read_pickled_state(_lpips_heads()))
     _save(tensors, dest)
 
@@ -161,13 +162,16 @@ def metric_weights_path(name: str, progress: bool = True) -> Path:
     try:
         digest = sha256_file(raw)
         if not digest.startswith(spec.sha256_prefix):
-            raise ChecksumMismatchError(f"{spec.url}: sha256 {digest} does not start with {spec.sha256_prefix}, which the "
-                                        "publisher states; the download is not their file, so it was deleted")
+            raise ChecksumMismatchError(f"{spec.url}: sha256 {digest} does not start with {spec.sha256_prefix}, "
+                                        "which the publisher states; the download is not their file, "
+                                        "so it was deleted")
         try:
             write_atomically(dest, lambda tmp: spec.convert(raw, Path(tmp)))
         except (OSError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-            raise MetricWeightsError(f"{spec.url}: cannot make {spec.filename} from it ({type(exc).__name__}: {exc})") from None
-        record = {"url": spec.url, "download_sha256": digest, "converted_sha256": sha256_file(dest), "licence": spec.licence}
+            raise MetricWeightsError(f"{spec.url}: cannot make {spec.filename} from it "
+                                     f"({type(exc).__name__}: {exc})") from None
+        record = {"url": spec.url, "download_sha256": digest, "converted_sha256": sha256_file(dest),
+                  "licence": spec.licence}
         write_atomically(folder / SOURCE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
     finally:
         raw.unlink(missing_ok=True)

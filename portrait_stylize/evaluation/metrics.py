@@ -155,7 +155,8 @@ class SetDistance:
     @torch.inference_mode()
     def _features(self, images: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.cat(images)
-        return torch.cat([self.features(stacked[i:i + self.batch]) for i in range(0, len(stacked), self.batch)]).double()
+        return torch.cat([self.features(stacked[i:i + self.batch])
+                          for i in range(0, len(stacked), self.batch)]).double()
 
     def __call__(self, fake: list[torch.Tensor]) -> dict[str, float]:
         """``fake``: ``(1, 3, H, W)`` RGB in [0, 1] each, one size, at least 2.

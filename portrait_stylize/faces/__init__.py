@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 
 ENV_BACKEND = "PORTRAIT_STYLIZE_FACE_BACKEND"
 
-__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "FaceBackend", "LANDMARK_NAMES", "OFF_HEAD_REGIONS", "REGIONS", "Face", "FaceParse", "Parsing",
-           "detect_faces", "enlarge_box", "get_face_backend", "parse_faces", "resolve_face_backend", "select_faces"]
+__all__ = ["FACE_BACKENDS", "FACE_REGIONS", "FaceBackend", "LANDMARK_NAMES", "OFF_HEAD_REGIONS", "REGIONS", "Face",
+           "FaceParse", "Parsing", "detect_faces", "enlarge_box", "get_face_backend", "parse_faces",
+           "resolve_face_backend", "select_faces"]
 
 
 def resolve_face_backend(name: str | None = None) -> str:
@@ -58,8 +59,8 @@ def resolve_face_backend(name: str | None = None) -> str:
 
 
 def get_face_backend(name: str | None = None) -> FaceBackend:
-    """The :class:`FaceBackend` for ``name`` (resolved as :func:`resolve_face_backend`); one shared instance per resolved name,
-    so ``None``, ``"auto"`` and the name they resolve to never load the models twice."""
+    """The :class:`FaceBackend` for ``name`` (resolved as :func:`resolve_face_backend`); one shared instance
+    per resolved name, so ``None``, ``"auto"`` and the name they resolve to never load the models twice."""
     return _backend_instance(resolve_face_backend(name))
 
 

@@ -65,7 +65,8 @@ def merge_detections(faces: list[Face], iou: float = 0.3) -> list[Face]:
     return sorted(kept, key=lambda f: (f.box[0] + f.box[2]) / 2)
 
 
-def select_faces(faces: list[Face], wanted: list[int] | None, min_size: float) -> tuple[list[int], list[tuple[int, str]]]:
+def select_faces(faces: list[Face], wanted: list[int] | None,
+                 min_size: float) -> tuple[list[int], list[tuple[int, str]]]:
     """The indices of the ``wanted`` faces (``None``: all; sorted, without repeats) whose box side is
     at least ``min_size`` pixels, and ``(index, reason)`` for each wanted face that is smaller.
 

@@ -87,7 +87,8 @@ def ensure_weights(root: str | Path | None = None) -> Path:
     if is_offline():
         raise StyleNotCachedError(
             f"facexlib face backend: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {root} "
-            f"and offline mode is on ({' or '.join(OFFLINE_VARIABLES)}); unset it to download, or {_by_hand(missing, root)}")
+            f"and offline mode is on ({' or '.join(OFFLINE_VARIABLES)}); unset it to download, "
+            f"or {_by_hand(missing, root)}")
     from facexlib.utils import misc  # its download_url_to_file is torch.hub's (urllib, no timeout of its own)
 
     for i, name in enumerate(missing):
@@ -100,7 +101,8 @@ def ensure_weights(root: str | Path | None = None) -> Path:
             # temporary file and removes it on failure, so nothing partial is left as `name`.
             raise StyleNotCachedError(
                 f"facexlib face backend: could not download {name} from {url} into {root} "
-                f"({type(exc).__name__}: {exc}). Connect to the internet and try again, or {_by_hand(missing[i:], root)}"
+                f"({type(exc).__name__}: {exc}). Connect to the internet and try again, "
+                f"or {_by_hand(missing[i:], root)}"
             ) from None
     return root
 
@@ -147,7 +149,8 @@ class FacexlibBackend(FaceBackend):
         for face in faces:
             matrix = align.crop_transform(face.landmarks, _PARSE_SIZE, _PARSE_SCALE)
             crop = align.warp_to_crop(image, matrix, _PARSE_SIZE).astype(np.float32) / 255.0
-            x = (torch.from_numpy(crop).permute(2, 0, 1)[None] - torch.tensor(_MEAN)[:, None, None]) / torch.tensor(_STD)[:, None, None]
+            x = ((torch.from_numpy(crop).permute(2, 0, 1)[None] - torch.tensor(_MEAN)[:, None, None])
+                 / torch.tensor(_STD)[:, None, None])
             labels = self._parser(x.to(self.device))[0].argmax(1)[0].cpu().numpy().astype(np.uint8)
             window = align.crop_footprint(matrix, (h, w), _PARSE_SIZE)
             # Label 255 marks pixels outside the crop after warping back.

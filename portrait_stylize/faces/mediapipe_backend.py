@@ -225,8 +225,8 @@ class MediapipeBackend(FaceBackend):
         # Small faces: tiles propose, best first; the full-range model confirms each new proposal
         # (textures, hands and parts of big faces now and then fool one model, rarely both).
         tiled: list[Face] = []
-        # The tile search costs more than the other passes together; a photo whose faces are all big (a portrait, a selfie)
-        # has no room for small ones in practice, so it runs only where faces are small or missing.
+        # The tile search costs more than the other passes together; a photo whose faces are all big (a portrait,
+        # a selfie) has no room for small ones in practice, so it runs only where faces are small or missing.
         small_or_none = not found or max(f.size for f in found) < _TILE_TRIGGER * min(h, w)
         proposals = self._tiled_passes(contrasted, found) if small_or_none else []
         for proposal in sorted(proposals, key=lambda f: -f.score):
@@ -340,7 +340,8 @@ class MediapipeBackend(FaceBackend):
         masks = {
             "eyes": poly(mesh[self._eyes[0]]) | poly(mesh[self._eyes[1]]),
             "brows": poly(mesh[_BROWS[0]]) | poly(mesh[_BROWS[1]]),
-            "nose": poly(mesh[self._nose][cv2.convexHull(mesh[self._nose].astype(np.float32), returnPoints=False)[:, 0]]),
+            "nose": poly(mesh[self._nose][cv2.convexHull(mesh[self._nose].astype(np.float32),
+                                                         returnPoints=False)[:, 0]]),
             "lips": outer & ~inner,
             "mouth": inner,
         }

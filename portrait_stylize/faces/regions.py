@@ -26,7 +26,8 @@ def check_regions(names, visible: tuple[str, ...], backend: str) -> list[str]:
     names = list(names)
     unknown = [n for n in names if n not in REGIONS]
     if unknown:
-        raise InvalidArgumentError(f"unknown region(s) {', '.join(map(repr, unknown))}; choose from {', '.join(REGIONS)}")
+        raise InvalidArgumentError(f"unknown region(s) {', '.join(map(repr, unknown))}; "
+                                   f"choose from {', '.join(REGIONS)}")
     unseen = [n for n in names if n not in visible]
     if unseen:
         raise InvalidArgumentError(f"the {backend} face backend cannot see {', '.join(map(repr, unseen))}; it sees "
@@ -34,7 +35,8 @@ def check_regions(names, visible: tuple[str, ...], backend: str) -> list[str]:
     return names
 
 
-def region_weights(parsing: Parsing, faces: list[Face], names: list[str], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def region_weights(parsing: Parsing, faces: list[Face], names: list[str],
+                   shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Feathered ``(H, W)`` float32 mask per region name, combined over ``faces`` (max).
 
     Face-local regions are feathered by :func:`region_feather` and reach at most that far past

@@ -98,7 +98,8 @@ def composite(photo: np.ndarray, stylized: np.ndarray, weight: np.ndarray, radiu
                 if not inside.any():
                     continue
                 y0, x0 = max(by - margin, 0), max(bx - margin, 0)
-                y1, x1 = min(by + BLEND_BLOCK + margin, weight.shape[0]), min(bx + BLEND_BLOCK + margin, weight.shape[1])
+                y1, x1 = (min(by + BLEND_BLOCK + margin, weight.shape[0]),
+                          min(bx + BLEND_BLOCK + margin, weight.shape[1]))
                 blended = _pyramid_blend(photo[y0:y1, x0:x1], stylized[y0:y1, x0:x1], weight[y0:y1, x0:x1], levels)
                 h, w = inside.shape
                 blended = blended[by - y0:by - y0 + h, bx - x0:bx - x0 + w]
@@ -129,7 +130,8 @@ def _pyramid_blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray, levels: int
     return result
 
 
-def histogram_luts(source: np.ndarray, reference: np.ndarray, source_mask: np.ndarray | None = None) -> np.ndarray | None:
+def histogram_luts(source: np.ndarray, reference: np.ndarray,
+                   source_mask: np.ndarray | None = None) -> np.ndarray | None:
     """Per-channel lookup tables that match ``source``'s histogram to ``reference``'s (both
     ``(H, W, 3)`` in [0, 1]): ``(3, 256)`` float64 outputs at the upper edges of 256 bins.
 
@@ -164,7 +166,8 @@ def harmonize(photo: np.ndarray, luts: np.ndarray | None, amount: float, out: np
     return out
 
 
-def mix(photo: np.ndarray, stylized: np.ndarray, amount: float | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def mix(photo: np.ndarray, stylized: np.ndarray, amount: float | np.ndarray,
+        out: np.ndarray | None = None) -> np.ndarray:
     """``photo + (stylized - photo) * amount`` (``(H, W, 3)``; ``amount`` a number or ``(H, W)``),
     computed in place when ``out`` is ``stylized``."""
     amount = np.asarray(amount, np.float32)

@@ -11,7 +11,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,7 +23,7 @@ from ..options import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 if TYPE_CHECKING:  # torch is imported only by the tensor conversions: reading files stays light
     import torch
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def _describe(source: ImageInput) -> str:
@@ -65,7 +65,8 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     """
     name = _describe(source)
     if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
+        if (source.dtype != np.uint8 or source.ndim not in (2, 3)
+                or (source.ndim == 3 and source.shape[2] not in (3, 4))):
             raise InvalidImageError(
                 f"array input must be uint8 with shape (H, W), (H, W, 3) or (H, W, 4); "
                 f"got {source.dtype} {source.shape}"
@@ -86,7 +87,8 @@ def load_image(source: ImageInput, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
                 raise InvalidImageError("image bytes are empty")
             fp = io.BytesIO(source)
         else:
-            raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; pass a path, bytes, a PIL image or a uint8 array")
+            raise InvalidImageError(f"cannot read an image from a {type(source).__name__}; "
+                                    "pass a path, bytes, a PIL image or a uint8 array")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -138,7 +140,8 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise InvalidArgumentError(f"{path}: unsupported output format {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise InvalidArgumentError(f"{path}: unsupported output format {path.suffix!r}; "
+                                   f"use one of {', '.join(IMAGE_SUFFIXES)}")
     if img.mode == "RGBA" and suffix in (".jpg", ".jpeg", ".bmp"):
         flat = Image.new("RGB", img.size, "white")
         flat.paste(img, mask=img.getchannel("A"))

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+from ..errors import InvalidArgumentError
 from .ops import check_bchw, gaussian_blur, rgb_to_luma
 
 #: The picture size the built-in styles' default kernels are tuned for (short side, pixels).
@@ -216,4 +217,4 @@ def degrade(photo: Image.Image, how: str) -> Image.Image:
         return Image.open(encoded).convert("RGB")
     if how == "sharp":
         return photo
-    raise ValueError(f"unknown degradation {how!r}; known: sharp, {', '.join(DEGRADATIONS)}")
+    raise InvalidArgumentError(f"unknown degradation {how!r}; known: sharp, {', '.join(DEGRADATIONS)}")

@@ -46,7 +46,8 @@ def _ramp(overlap: int, device: torch.device) -> torch.Tensor:
     return t * t * (3.0 - 2.0 * t)
 
 
-def _axis_weights(start: int, size: int, prev_end: int | None, next_start: int | None, device: torch.device) -> torch.Tensor:
+def _axis_weights(start: int, size: int, prev_end: int | None, next_start: int | None,
+                  device: torch.device) -> torch.Tensor:
     w = torch.ones(size, device=device)
     if prev_end is not None:
         ov = prev_end - start

@@ -187,7 +187,8 @@ def build_network(config: Any, where: str = "config.json") -> StyleNetwork:
     arch = config.get("arch", DEFAULT_ARCH)
     cls = ARCHITECTURES.get(arch) if isinstance(arch, str) else None
     if cls is None:
-        raise InvalidStyleError(f"{where}: unsupported arch {arch!r}; this version knows {', '.join(sorted(ARCHITECTURES))}")
+        raise InvalidStyleError(f"{where}: unsupported arch {arch!r}; "
+                                f"this version knows {', '.join(sorted(ARCHITECTURES))}")
     kwargs = {k: v for k, v in config.items() if k != "arch" and k not in cls.legacy_keys}
     try:
         return cls(**kwargs)

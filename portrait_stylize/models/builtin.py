@@ -30,7 +30,8 @@ def _flatten(image: torch.Tensor, radius: int, eps: float, iterations: int, cond
     smoothed like texture."""
     scaled = max(1, round(radius * conditions.scale))
     for _ in range(iterations):
-        image = guided_filter(image, image, scaled, eps + conditions.artefacts ** 2, subsample=max(1, int(conditions.scale)))
+        image = guided_filter(image, image, scaled, eps + conditions.artefacts ** 2,
+                              subsample=max(1, int(conditions.scale)))
     return image
 
 

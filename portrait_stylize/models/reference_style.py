@@ -38,7 +38,8 @@ class ReferenceStyle(StyleNetwork):
         super().__init__(**conventions)
         bounded_int("reference_size", reference_size, 8, 4096)
         if generator is not None and not isinstance(generator, dict):
-            raise ValueError(f"generator must be an object of U2LFFMGenerator arguments, got {type(generator).__name__}")
+            raise ValueError("generator must be an object of U2LFFMGenerator arguments, "
+                             f"got {type(generator).__name__}")
         self._generator_args = dict(generator or {})
         _check_generator_args(self._generator_args)
         self.generator = U2LFFMGenerator(**self._generator_args)

@@ -169,9 +169,11 @@ class LFFM(nn.Module):
         b, c, h, w = content.shape
         s_mask = None
         if style_mask is not None:
-            s_mask = (F.interpolate(style_mask.to(style.dtype), size=style.shape[-2:], mode="nearest") > 0.5).to(style.dtype)
+            s_mask = (F.interpolate(style_mask.to(style.dtype), size=style.shape[-2:],
+                                    mode="nearest") > 0.5).to(style.dtype)
             s_mask = torch.where(s_mask.flatten(1).any(1)[:, None, None, None], s_mask, torch.ones_like(s_mask))
-        c_mask = None if content_mask is None else F.interpolate(content_mask.to(content.dtype), size=(h, w), mode="nearest")
+        c_mask = None if content_mask is None else F.interpolate(content_mask.to(content.dtype), size=(h, w),
+                                                                 mode="nearest")
         if c_mask is not None and not c_mask.any():
             c_mask = None  # an empty content mask: statistics over the whole map (the output is unchanged anyway)
         q = self._limit(self.query(mean_variance_norm(content, c_mask)))

@@ -90,7 +90,8 @@ def _download(repo_id: str, filename: str, revision: str | None, label: str) -> 
     except RevisionNotFoundError:
         raise StyleDownloadError(f"{label}: revision {revision!r} does not exist in {repo_id}") from None
     except EntryNotFoundError:
-        raise StyleDownloadError(f"{label}: file {filename!r} does not exist in {repo_id} at revision {revision or 'main'}") from None
+        raise StyleDownloadError(f"{label}: file {filename!r} does not exist in {repo_id} "
+                                 f"at revision {revision or 'main'}") from None
     except HfHubHTTPError as exc:
         raise StyleDownloadError(f"{label}: downloading {where} failed: {exc}") from None
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -123,7 +124,8 @@ def fetch_style_files(repo_id: str, filename: str = WEIGHTS_NAME, revision: str 
     """
     label = label or repo_id
     if not filename.endswith(".safetensors"):
-        raise UnsafeWeightsError(f"{label}: {filename!r} is not a .safetensors file; only safetensors weights are loaded")
+        raise UnsafeWeightsError(f"{label}: {filename!r} is not a .safetensors file; "
+                                 "only safetensors weights are loaded")
     weights = _download(repo_id, filename, revision, label)
     if sha256 is not None:
         actual = sha256_file(weights)

@@ -168,7 +168,8 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
             if kind in meta["required"]:
                 raise RegistryError(f"{ctx}: missing required key {key!r}")
         elif not isinstance(entry[key], meta["type"]):
-            raise RegistryError(f"{ctx}: key {key!r} must be a {meta['type'].__name__}, got {type(entry[key]).__name__}")
+            raise RegistryError(f"{ctx}: key {key!r} must be a {meta['type'].__name__}, "
+                                f"got {type(entry[key]).__name__}")
     if kind == "hub":
         if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None):
             raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
@@ -196,7 +197,8 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
             raise RegistryError(f"{ctx}: key {key} must be 64 lowercase hex digits, got {digest!r}")
     if kind == "local":
         # Relative folders are relative to the registry file, so a registry travels with its styles.
-        entry = {**entry, "path": str(Path(where).resolve().parent / os.path.expandvars(os.path.expanduser(entry["path"])))}
+        entry = {**entry,
+                 "path": str(Path(where).resolve().parent / os.path.expandvars(os.path.expanduser(entry["path"])))}
     return StyleSpec(name=name, **entry)
 
 

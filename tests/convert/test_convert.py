@@ -104,7 +104,8 @@ def test_overrides_replace_the_detected_conventions(tf_fixtures, converted, tmp_
     """``--gf-eps/--gf-radius/--upsample/--padding/--negative-slope`` win over what the graphs say,
     are recorded in config.json and change the network's output (so they are really used)."""
     out = tmp_path / "overridden"
-    overrides = {"gf_eps": 0.05, "gf_radius": 2, "upsample": "half_pixel", "padding": "symmetric", "negative_slope": 0.1}
+    overrides = {"gf_eps": 0.05, "gf_radius": 2, "upsample": "half_pixel", "padding": "symmetric",
+                 "negative_slope": 0.1}
     argv = ["convert", str(tf_fixtures / "head.pb"), str(tf_fixtures / "bg.pb"), "-o", str(out), "--licence", "mit",
             "--source", "test", "--gf-eps", "0.05", "--gf-radius", "2", "--upsample", "half_pixel",
             "--padding", "symmetric", "--negative-slope", "0.1"]

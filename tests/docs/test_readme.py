@@ -217,7 +217,7 @@ def _blocks(text: str):
                 kind, lines = None, []
             else:
                 lines.append(line)
-        elif line.startswith("```") or line.startswith("#") or not line.strip():
+        elif line.startswith(("```", "#")) or not line.strip():
             if lines:
                 yield kind, section, start, "\n".join(lines)
             kind, lines = None, []

@@ -19,7 +19,8 @@ def _pictures(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
     """``(n, 3, size, size)`` smooth random RGB pictures in [0, 1] (structure at several scales)."""
     generator = torch.Generator().manual_seed(seed)
     x = gaussian_blur(torch.rand(n, 3, size, size, generator=generator), 2.0)
-    return ((x - x.amin(dim=(1, 2, 3), keepdim=True)) / (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)))
+    return ((x - x.amin(dim=(1, 2, 3), keepdim=True))
+            / (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True)))
 
 
 def _noisy(x: torch.Tensor, sigma: float, seed: int = 1) -> torch.Tensor:
@@ -38,7 +39,8 @@ class TestSsim:
         x, y = _pictures(1), _noisy(_pictures(1), 0.1)
         luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         a, b = ((t * luma).sum(1)[0].double().numpy() for t in (x, y))
-        reference = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+        reference = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                          data_range=1.0)
         assert float(ssim(x, y)[0]) == pytest.approx(reference, abs=2e-3)
 
     def test_refuses_mismatched_shapes(self):
@@ -111,4 +113,5 @@ class TestFaceEmbedder:
         assert identity_similarity(embed, photo, photo, landmarks) == pytest.approx(1.0, abs=1e-5)
         noisy = np.clip(photo + np.random.default_rng(0).normal(0, 15, photo.shape), 0, 255).astype(np.uint8)
         other = (_pictures(1, 256, seed=9)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)  # someone else
-        assert identity_similarity(embed, photo, other, landmarks) < identity_similarity(embed, photo, noisy, landmarks) < 0.9999
+        assert (identity_similarity(embed, photo, other, landmarks)
+                < identity_similarity(embed, photo, noisy, landmarks) < 0.9999)

@@ -10,13 +10,13 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
+import torch.hub
 
 from portrait_stylize.errors import PortraitStylizeError, StyleNotCachedError
 from portrait_stylize.faces import facexlib_backend as fx
 from portrait_stylize.faces import resolve_face_backend
 
 misc = pytest.importorskip("facexlib.utils.misc")
-import torch.hub
 
 
 @pytest.fixture

@@ -149,7 +149,8 @@ def test_the_face_checkboxes_pick_which_faces_change(fixtures):
 
 def _clip(path, seconds: float, size: str = "96:64") -> None:
     """The example portrait as a clip of ``size`` at 2 fps with a 440 Hz tone."""
-    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-framerate", "2", "-i", str(REPO / "examples" / "astronaut.jpg"),
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-loop", "1", "-framerate", "2",
+                    "-i", str(REPO / "examples" / "astronaut.jpg"),
                     "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-t", str(seconds),
                     "-vf", f"scale={size}", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
                     str(path)], check=True)
@@ -317,5 +318,6 @@ def test_each_offline_style_has_a_preview_beside_the_dropdown(app):
     demo = app.create_demo()
     preview = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Preview")
     assert preview.value is not None  # the default style's preview, from the start
-    change = next(fn for fn in demo.fns.values() if fn.name == "<lambda>" and preview._id in [o._id for o in fn.outputs])
+    change = next(fn for fn in demo.fns.values()
+                  if fn.name == "<lambda>" and preview._id in [o._id for o in fn.outputs])
     assert [i.label for i in change.inputs] == ["Style"]

@@ -124,3 +124,52 @@ def test_styles_lists_without_loading_torch_in_well_under_a_second(tmp_path):
     code, loaded, seconds = lines[-1].split(" ", 1)[0], *lines[-1].split(" ", 1)[1].rsplit(" ", 1)
     assert (code, loaded) == ("0", "[]"), lines[-1]
     assert float(seconds) < 1.0, lines[-1]
+
+
+class TestExitStatus:
+    """docs/cli.md "Exit status": 2 = the command line or its arguments are wrong, 1 = the run
+    failed, 0 = done; decided by the error classes (``exit_code``), the same in every command."""
+
+    @pytest.fixture
+    def files(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing downloaded or converted yet
+        Image.new("RGB", (16, 16), "grey").save(tmp_path / "ok.png")
+        (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        return tmp_path
+
+    @pytest.mark.parametrize("args,status,message", [
+        (["run", "ok.png", "-o", "out.png", "--style", "sketch"], 0, ""),
+        (["run", "ok.png", "-o", "out.png", "--strength", "1.5"], 2, "expected a number in [0, 1]"),
+        (["run", "ok.png", "-o", "out.png", "--style", "no-such-style"], 2, "no-such-style"),
+        (["run", "missing.png", "-o", "out.png"], 2, "no such file or folder: missing.png"),
+        (["run", "ok.png", "-o", "ok.png"], 2, "is the input image itself"),
+        (["run", "ok.png", "-o", "out"], 2, "not an image file name and not a folder"),
+        (["run", "broken.png", "-o", "out.png"], 1, "broken.png"),
+        (["run", "ok.png", "-o", "out.png", "--style", "whitebox"], 1, "offline"),
+        (["evaluate", "--style", "toon", "--photos", "nowhere"], 2, "--photos: no such folder"),
+    ])
+    def test_each_kind_of_error_has_its_status(self, files, capsys, args, status, message):
+        from portrait_stylize.cli import main
+
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == status, err
+        assert message in err and "Traceback" not in err
+        assert (files / "out.png").exists() == (status == 0)
+
+    def test_every_error_class_says_how_the_command_ends(self):
+        import inspect
+
+        from portrait_stylize import errors
+
+        classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+                   if issubclass(c, errors.PortraitStylizeError)]
+        assert len(classes) >= 15
+        usage = {c.__name__ for c in classes if c.exit_code == errors.EXIT_USAGE}
+        assert usage == {"InvalidArgumentError", "StyleNotFoundError"}
+        assert all(c.exit_code in (errors.EXIT_FAILED, errors.EXIT_USAGE) for c in classes)

@@ -3,7 +3,8 @@
 Each test is a regression test for a failure found by trying to break the package: one bad input
 must never break the next request, never lose a user's file, and always end in our own error with
 a message that names the problem. (App uploads: tests/front_ends/test_app.py; registry entries:
-tests/sources/test_registry.py; downloads: tests/sources/test_converted_styles.py and tests/sources/test_pin_and_downloads.py.)
+tests/sources/test_registry.py; downloads: tests/sources/test_converted_styles.py and
+tests/sources/test_pin_and_downloads.py.)
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ class TestRgbToOklab:
         """Ottosson's published values for white, black and the sRGB primaries."""
         lab = rgb_to_oklab(_pixels((1, 1, 1), (0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)))[0, :, :, 0].T
         expected = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.627955, 0.224863, 0.125846],
-                                 [0.866440, -0.233888, 0.179498], [0.452014, -0.032457, -0.311528]], dtype=torch.float64)
+                                 [0.866440, -0.233888, 0.179498], [0.452014, -0.032457, -0.311528]],
+                                dtype=torch.float64)
         assert torch.allclose(lab, expected, atol=1e-5)
 
     def test_shape_and_grey_has_no_colour(self):

@@ -74,7 +74,8 @@ class TestExactTiling:
         from portrait_stylize.models.ttn import TTN
 
         with torch.inference_mode():
-            assert TTN(num_blocks=2, gf_radius=3).receptive_radius() == 63 - 16 + 4  # 8 px per block, 2 per filter radius
+            # 8 px per block, 2 per filter radius
+            assert TTN(num_blocks=2, gf_radius=3).receptive_radius() == 63 - 16 + 4
 
     @pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
     @pytest.mark.parametrize("pad", [0, 16])
@@ -87,8 +88,10 @@ class TestExactTiling:
         spec = StyleSpec(name="t", kind="local")
         image = torch.rand(1, 3, 301, 517, generator=torch.Generator().manual_seed(1))
         with torch.inference_mode():
-            whole = Stylizer(model, spec, device="cpu", tile_size=None, backend=backend).stylize_image(image, None, False)
-            tiled = Stylizer(model, spec, device="cpu", tile_size=128, backend=backend).stylize_image(image, None, False)
+            whole = Stylizer(model, spec, device="cpu", tile_size=None,
+                             backend=backend).stylize_image(image, None, False)
+            tiled = Stylizer(model, spec, device="cpu", tile_size=128,
+                             backend=backend).stylize_image(image, None, False)
         whole, tiled = torch.from_numpy(whole), torch.from_numpy(tiled)
         assert _psnr(whole, tiled) >= 60.0, _psnr(whole, tiled)
         assert (whole == tiled).double().mean() > 0.5

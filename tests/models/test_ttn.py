@@ -117,7 +117,9 @@ def test_guided_filter_matches_restated_formula_and_properties():
     guide = torch.rand(1, 3, 12, 12, dtype=torch.float64)
     src = torch.rand(1, 3, 12, 12, dtype=torch.float64)
     out = guided_filter(guide, src, 1, 1e-2)
-    mean = lambda t: box_filter(t, 1)
+    def mean(t):
+        return box_filter(t, 1)
+
     a = (mean(guide * src) - mean(guide) * mean(src)) / (mean(guide * guide) - mean(guide) ** 2 + 1e-2)
     b = mean(src) - a * mean(guide)
     assert torch.allclose(out, mean(a) * guide + mean(b))

@@ -114,7 +114,8 @@ def trained(fixtures, tmp_path_factory):
     accelerate = shutil.which("accelerate", path=str(REPO / ".venv" / "bin")) or shutil.which("accelerate")
     result = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
                              "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train" / "local.py"),
-                             "--photos", str(fixtures / "train" / "photos"), "--styles", str(fixtures / "train" / "anime"),
+                             "--photos", str(fixtures / "train" / "photos"),
+                             "--styles", str(fixtures / "train" / "anime"),
                              "--resolution", "64", "--max-steps", "8", "--content-net", "random",
                              "--logging-steps", "1", "--output", str(out)],
                             capture_output=True, text=True, cwd=REPO, timeout=600)

@@ -1,8 +1,8 @@
 """Styles converted on first use (registry kinds ``modelscope`` and ``url``), end to end and offline.
 
 Covers :func:`portrait_stylize.loading._load_converted` with its two makers, the converted-style
-cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`portrait_stylize.sources.downloads`) and the
-ModelScope client (:mod:`portrait_stylize.sources.modelscope`), against :class:`fake_modelscope.FakeModelScope`
+cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`portrait_stylize.sources.downloads`)
+and the ModelScope client (:mod:`portrait_stylize.sources.modelscope`), against :class:`fake_modelscope.FakeModelScope`
 (and, for ``url`` styles, a tiny local file server). Nothing here touches the network or ``~/.cache``:
 every test gets private ``PORTRAIT_STYLIZE_CACHE`` / ``HF_HOME`` / ``HF_HUB_CACHE`` folders, an extra
 registry named by ``PORTRAIT_STYLIZE_CHECKPOINTS`` and ``MODELSCOPE_DOMAIN`` pointing at the fake.

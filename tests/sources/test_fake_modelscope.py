@@ -76,8 +76,10 @@ def test_revisions_and_newer_tag(ms, client):
     r = client.get(f"{ms.endpoint}/api/v1/models/{MODEL}/revisions", params={"EndTime": created[1]})
     assert [t["Revision"] for t in r.json()["Data"]["RevisionMap"]["Tags"]] == ["v1.0.0", "v1.0.1"]
     # old tag keeps its files, the new tag and master have the new ones
-    listing = lambda rev: {f["Path"] for f in client.get(
-        repo_url(ms) + "/files", params={"Revision": rev, "Recursive": "true"}).json()["Data"]["Files"]}
+    def listing(rev):
+        return {f["Path"] for f in client.get(
+            repo_url(ms) + "/files", params={"Revision": rev, "Recursive": "true"}).json()["Data"]["Files"]}
+
     assert "cartoon_bg.pb" in listing("v1.0.1")
     assert listing("v2.0.0") == listing("master") == {"cartoon_h.pb"}
     assert download(client, ms, "cartoon_h.pb", "v2.0.0", follow_redirects=True).content == b"new head"
@@ -149,7 +151,9 @@ def test_file_faults(client, redirect):
     data = FILES["cartoon_h.pb"]
     with FakeModelScope(redirect=redirect) as ms:
         ms.add_model(MODEL, FILES)
-        get = lambda **kw: download(client, ms, "cartoon_h.pb", "v1.0.0", follow_redirects=True, **kw)
+        def get(**kw):
+            return download(client, ms, "cartoon_h.pb", "v1.0.0", follow_redirects=True, **kw)
+
         ms.faults["cartoon_h.pb"] = "404"
         r = get()
         assert r.status_code == 404 and r.json()["Success"] is False
@@ -191,12 +195,12 @@ def test_stall_times_out_and_stop_is_prompt():
         with httpx.Client(timeout=httpx.Timeout(5.0, read=1.0)) as c:
             got = b""
             start = time.monotonic()
-            with pytest.raises(httpx.ReadTimeout):
-                with c.stream("GET", repo_url(ms), params={"Revision": "v1.0.0", "FilePath": "cartoon_h.pb"},
-                              follow_redirects=True) as r:
-                    assert r.status_code == 200 and r.headers["content-length"] == str(len(data))
-                    for chunk in r.iter_raw():
-                        got += chunk
+            with (pytest.raises(httpx.ReadTimeout),
+                  c.stream("GET", repo_url(ms), params={"Revision": "v1.0.0", "FilePath": "cartoon_h.pb"},
+                           follow_redirects=True) as r):
+                assert r.status_code == 200 and r.headers["content-length"] == str(len(data))
+                for chunk in r.iter_raw():
+                    got += chunk
             assert got == data[: len(data) // 2] and time.monotonic() - start < 4
             # the server keeps answering other requests while one is stalled
             stalled = threading.Thread(target=lambda: held.append(

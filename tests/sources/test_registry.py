@@ -331,6 +331,7 @@ def test_the_users_own_settings_do_not_steer_the_tests(tmp_path):
     extra.write_text('{"styles": {"skx": {"kind": "builtin", "builtin": "toon", "licence": "mit"}}}')
     env = {**os.environ, "PORTRAIT_STYLIZE_CHECKPOINTS": str(extra), "PORTRAIT_STYLIZE_OFFLINE": "1",
            "PORTRAIT_STYLIZE_CACHE": str(tmp_path / "cache"), "CI": "false"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/sources/test_registry.py",
-                          "-k", "not users_own_settings"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/sources/test_registry.py", "-k", "not users_own_settings"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]

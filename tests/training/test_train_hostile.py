@@ -31,7 +31,8 @@ TINY = ["--resolution", "16", "--batch-size", "1", "--content-net", "random", "-
 def _images(folder, n: int = 3, seed: int = 0):
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        Image.fromarray(np.random.default_rng(seed + i).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        Image.fromarray(np.random.default_rng(seed + i).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
     return folder
 
 

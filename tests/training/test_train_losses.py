@@ -84,7 +84,8 @@ def test_masked_gram_ignores_pixels_outside_the_mask():
     assert torch.allclose(losses.gram(f, mask), losses.gram(changed, mask))
     assert losses.masked_gram_loss(f, changed, mask, mask) == 0
     assert losses.masked_gram_loss(f, g, mask) > 0
-    assert torch.allclose(losses.gram(f), f.reshape(2, 8, -1) @ f.reshape(2, 8, -1).transpose(1, 2) / (256 * 8), atol=1e-6)
+    assert torch.allclose(losses.gram(f), f.reshape(2, 8, -1) @ f.reshape(2, 8, -1).transpose(1, 2) / (256 * 8),
+                          atol=1e-6)
 
 
 def test_expression_loss_uses_only_photos_with_a_face():
@@ -129,7 +130,8 @@ def test_data_errors_and_skips(tmp_path):
 
 def test_batches_depend_only_on_seed_and_step(tmp_path):
     for i in range(3):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png")
     samples = load_set([tmp_path], "--styles", 32, progress=False).samples
     a, b = batch(samples, step_rng(1, 5), 4, 32), batch(samples, step_rng(1, 5), 4, 32)
     c = batch(samples, step_rng(1, 6), 4, 32)

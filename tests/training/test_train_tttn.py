@@ -99,7 +99,8 @@ def test_training_learns_the_style_colours(fixtures, tmp_path):
         img[:48], img[48:] = palette[i % 3], palette[(i + 1) % 3]
         Image.fromarray(img).save(styles / f"{i}.png")
     target = _quantiles(np.stack([np.asarray(Image.open(p)) for p in sorted(styles.glob("*.png"))]))
-    photos = [Image.open(p).convert("RGB").resize((64, 64)) for p in sorted((fixtures / "train" / "photos").glob("*"))[:8]]
+    photos = [Image.open(p).convert("RGB").resize((64, 64))
+              for p in sorted((fixtures / "train" / "photos").glob("*"))[:8]]
     args = ["--photos", str(fixtures / "train" / "photos"), "--styles", str(styles), "--resolution", "32",
             "--batch-size", "8", "--content-net", "random", "--expression-weight", "0",
             "--content-weight", "1", "--surface-weight", "1", "--texture-weight", "0.1", "--tv-weight", "10"]

@@ -66,9 +66,11 @@ def test_training_logs_validation_metrics_and_the_card_tables_them(script, fixtu
 def test_a_missing_metric_network_stops_training_before_it_starts(fixtures, offline_metrics, tmp_path):
     _, photos, env = offline_metrics  # nothing seeded: offline, the networks cannot be fetched
     out = tmp_path / "style"
-    result = subprocess.run([sys.executable, str(REPO / "train" / "tttn.py"), "--photos", str(fixtures / "train" / "photos"),
+    result = subprocess.run([sys.executable, str(REPO / "train" / "tttn.py"),
+                             "--photos", str(fixtures / "train" / "photos"),
                              "--styles", str(fixtures / "train" / "anime"), "--resolution", "64", "--max-steps", "4",
                              "--content-net", "random", "--output", str(out), "--validation_photos", str(photos)],
                             capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
-    assert result.returncode == 2 and "error: the lpips network for the evaluation metrics is not cached" in result.stderr
+    assert (result.returncode == 2
+            and "error: the lpips network for the evaluation metrics is not cached" in result.stderr)
     assert "Traceback" not in result.stderr and not (out / "checkpoints").exists()

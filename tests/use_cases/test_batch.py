@@ -67,7 +67,8 @@ class TestRunPairs:
 
         report = run_pairs(stylize, pairs)
         assert calls == ["in0", "in2", "in3"] and report.existing == [pairs[1][1]]
-        assert report.written == [pairs[0][1], pairs[3][1]] and report.failed == [(pairs[2][0], f"{pairs[2][0]}: cannot read it")]
+        assert (report.written == [pairs[0][1], pairs[3][1]]
+                and report.failed == [(pairs[2][0], f"{pairs[2][0]}: cannot read it")])
         assert pairs[1][1].read_text() == "done before the crash"
         assert len(run_pairs(stylize, pairs, overwrite=True).written) == 3
 
@@ -111,4 +112,5 @@ def test_two_launched_processes_split_the_folder(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.toon.png" for p in photos)
-    assert "wrote 3 of 3 image(s)" in result.stdout and "[process 1/2]" in result.stdout and "[process 2/2]" in result.stdout
+    assert ("wrote 3 of 3 image(s)" in result.stdout and "[process 1/2]" in result.stdout
+            and "[process 2/2]" in result.stdout)

@@ -209,7 +209,8 @@ class TestFaces:
     def test_small_faces_are_skipped_and_reported(self, faces):
         model = Flat()
         out, details = stylizer(model, min_face_size=61)(photo(), return_details=True)
-        assert details.stylized_faces == [] and details.skipped[0][0] == 0 and "below min_face_size=61" in details.skipped[0][1]
+        assert (details.stylized_faces == [] and details.skipped[0][0] == 0
+                and "below min_face_size=61" in details.skipped[0][1])
         assert "face" not in [c[0] for c in model.calls] and np.all(np.asarray(out) == level(IMAGE_VALUE))
 
     def test_temporal_smoother_sees_faces_and_coverage(self, faces):

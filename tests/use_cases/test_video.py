@@ -95,7 +95,8 @@ def test_video_detects_every_4th_frame_and_runs_small_frames_untiled(clip, tmp_p
     from portrait_stylize import pipeline
 
     real_run_tiled = pipeline.run_tiled
-    monkeypatch.setattr(pipeline, "run_tiled", lambda fn, x, tile, *a: tiles.append(tile) or real_run_tiled(fn, x, tile, *a))
+    monkeypatch.setattr(pipeline, "run_tiled",
+                        lambda fn, x, tile, *a: tiles.append(tile) or real_run_tiled(fn, x, tile, *a))
     st.tile_size = 64  # smaller than the clip's frames: a still image of this size would tile
     info = stylize_video(clip, tmp_path / "out.mp4", st, regions=["lips"], progress=False)
     assert len(detections) == -(-info.frames // 4) and set(tiles) == {None} and st.tile_size == 64
