@@ -25,7 +25,7 @@ from PIL import Image
 
 from .common.numbers import bounded_int, bounded_number
 from .errors import InvalidArgumentError, InvalidStyleError, PortraitStylizeError
-from .faces import OFF_HEAD_REGIONS, Face, align, get_face_backend, resolve_face_backend, select_faces
+from .faces import OFF_HEAD_REGIONS, Face, FaceBackend, align, get_face_backend, resolve_face_backend, select_faces
 from .faces.paste import head_coverage, head_paste_mask, paste_heads
 from .faces.regions import check_regions, region_weights
 from .imaging.blending import FACE_FEATHER, IMAGE_FEATHER, composite_regions, feather_width, mix
@@ -120,6 +120,8 @@ class Request:
             InvalidArgumentError: naming the option and the accepted values.
         """
         if regions is not None:
+            if not isinstance(regions, (str, list, tuple)):
+                raise InvalidArgumentError(f"regions must be a region name or a list of them, got {regions!r}")
             regions = [regions] if isinstance(regions, str) else list(regions)
             if not regions:
                 raise InvalidArgumentError("regions is empty; pass None for the whole image or names such as "
@@ -137,7 +139,8 @@ class Request:
             strengths = {r: strength for r in (regions or (["head"] if faces is not None else ["all"]))}
         strengths = {name: bounded_number("strength" + ("" if name == "all" else f" for {name!r}"), value, 0, 1)
                      for name, value in strengths.items()}
-        if faces is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in faces):
+        if faces is not None and (not isinstance(faces, (list, tuple))
+                                  or not all(isinstance(i, int) and not isinstance(i, bool) for i in faces)):
             raise InvalidArgumentError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
         if style_image is not None and not stylizer.reference_based:
             raise InvalidArgumentError(f"style {stylizer.name!r} does not take a style image; only reference-based "
@@ -187,7 +190,7 @@ class Stylizer:
         return self.model.takes_reference
 
     @property
-    def face_backend(self):
+    def face_backend(self) -> FaceBackend:
         """The face detection/parsing backend (created on first use; see :mod:`portrait_stylize.faces`)."""
         return get_face_backend(self._face_backend_choice)
 

@@ -140,6 +140,8 @@ class TestCheckInputs:
         ({"regions": ["ears"]}, "cannot see 'ears'"),
         ({"faces": ["0"]}, "faces must be a list of face indices"),
         ({"faces": [True]}, "faces must be a list of face indices"),
+        ({"faces": 1}, "faces must be a list of face indices"),
+        ({"regions": 3}, "regions must be a region name or a list"),
         ({"style_image": np.zeros((8, 8, 3), np.uint8)}, "does not take a style image"),
     ])
     def test_errors_name_the_option(self, faces, kwargs, message):
