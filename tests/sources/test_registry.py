@@ -325,7 +325,7 @@ def test_the_users_own_settings_do_not_steer_the_tests(tmp_path):
     import os
     import subprocess
 
-    from helpers import HUB_REPO as REPO_ROOT
+    from helpers import REPO as REPO_ROOT
 
     extra = tmp_path / "registry.json"
     extra.write_text('{"styles": {"skx": {"kind": "builtin", "builtin": "toon", "licence": "mit"}}}')
