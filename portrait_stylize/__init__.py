@@ -7,7 +7,7 @@
 >>> ps.load_style("toon")("photo.jpg", regions=["hair", "lips"])   # doctest: +SKIP
 
 The package is layered, one subpackage per role (docs/development.md has the map):
-``common`` and ``imaging`` at the bottom, then ``faces``, ``models``, ``runtime`` and ``convert``,
+``common`` and ``imaging`` at the bottom, then ``models``, ``faces``, ``runtime`` and ``convert``,
 ``sources``; the use cases ``loading``, ``pipeline``, ``video``, ``batch`` and ``evaluation``; the
 front ends ``cli`` and ``ui`` on top. Every error a user can cause is a
 :class:`PortraitStylizeError` (``errors``).

@@ -89,7 +89,7 @@ def test_at_most_ten_top_level_modules_and_every_subpackage_says_what_it_may_imp
     assert len(packages) >= 5
     for package in packages:
         docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8"))) or ""
-        assert re.search(r"may import", docstring, re.I), f"{package.name}/__init__.py: say what it may import"
+        assert re.search(r"may\s+import", docstring, re.I), f"{package.name}/__init__.py: say what it may import"
 
 
 def test_the_module_map_lists_every_file():
@@ -115,5 +115,5 @@ class TestTheChecker:
 
     def test_the_table_is_read(self):
         assert read_layers("<!-- layers -->\n| 3 | `models`, `x` | y |\n<!-- /layers -->") == {"models": 3, "x": 3}
-        assert LAYERS["errors"] < LAYERS["imaging"] < LAYERS["faces"] < LAYERS["models"] < LAYERS["sources"] \
+        assert LAYERS["errors"] < LAYERS["imaging"] < LAYERS["models"] < LAYERS["faces"] < LAYERS["sources"] \
             < LAYERS["pipeline"] < LAYERS["cli"]

@@ -17,7 +17,7 @@ Example::
     parsing = ps.parse_faces("group.jpg", faces)  # per-face region masks + background
 
 Every backend implements :class:`FaceBackend`. May import: ``errors``, ``options``,
-:mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`.
+:mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`, :mod:`portrait_stylize.models`.
 """
 
 from __future__ import annotations

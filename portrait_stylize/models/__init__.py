@@ -5,8 +5,9 @@ Importing this package registers the architectures that ship with portrait-styli
 ``ttn`` (:class:`TTNStyle`), ``u2lffm`` (:class:`ReferenceStyle`) and ``builtin``
 (:class:`BuiltinStyle`).
 
-Architectures only: how a style computes, not where it runs or comes from. May import: ``errors``,
-``options``, :mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`.
+It also holds :class:`~.tflite_graph.TFLiteGraph`, a TFLite graph run in PyTorch (how MediaPipe's
+face models run here). Networks only: how they compute, not where they run or come from. May
+import: ``errors``, ``options``, :mod:`portrait_stylize.common`, :mod:`portrait_stylize.imaging`.
 """
 
 from .base import ARCHITECTURES, StyleNetwork, build_network, register_architecture

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from portrait_stylize.convert import mediapipe_ops, tflite_ops
-from portrait_stylize.convert import tflite_graph as tg
-from portrait_stylize.convert.tflite_graph import TFLiteGraph, densify
+from portrait_stylize.convert import tflite_reader
+from portrait_stylize.convert.tflite_reader import densify, load_tflite
 from portrait_stylize.errors import ConversionError, InvalidArgumentError
+from portrait_stylize.models import mediapipe_ops, tflite_ops
+from portrait_stylize.models.tflite_graph import KERNELS, TFLiteGraph
 
 from helpers import psnr
 
@@ -57,7 +58,7 @@ def one_thread():
 
 @functools.cache
 def _graph(model: str) -> TFLiteGraph:
-    return TFLiteGraph.from_file(MODULES / model).eval()
+    return load_tflite(MODULES / model).eval()
 
 
 def _input(model: str, batch: int = 1, seed: int = 0) -> np.ndarray:
@@ -182,13 +183,13 @@ def test_spec_and_weights_rebuild_the_module_without_the_file(model, tmp_path):
 @needs_mediapipe
 def test_unsupported_operators_are_refused_by_name(monkeypatch):
     with pytest.raises(ConversionError, match=r"hand_landmark_lite\.tflite: the TFLite operator FULLY_CONNECTED"):
-        TFLiteGraph.from_file(MODULES / "hand_landmark" / "hand_landmark_lite.tflite")
-    monkeypatch.setitem(tg.OPS, "TransformLandmarks", tg.OpDef(mediapipe_ops.transform_landmarks, versions=(1,)))
+        load_tflite(MODULES / "hand_landmark" / "hand_landmark_lite.tflite")
+    monkeypatch.setitem(tflite_reader.READERS, "TransformLandmarks", tflite_reader.OpReading(versions=(1,)))
     with pytest.raises(ConversionError, match=r"\(TransformLandmarks\): version 2 is not supported"):
-        TFLiteGraph.from_file(MODULES / ATTENTION)
-    monkeypatch.delitem(tg.OPS, "PRELU")
+        load_tflite(MODULES / ATTENTION)
+    monkeypatch.delitem(tflite_reader.READERS, "PRELU")
     with pytest.raises(ConversionError, match=r"face_landmark\.tflite: the TFLite operator PRELU"):
-        TFLiteGraph.from_file(MODULES / "face_landmark" / "face_landmark.tflite")
+        load_tflite(MODULES / "face_landmark" / "face_landmark.tflite")
 
 
 @needs_mediapipe
@@ -201,7 +202,7 @@ def test_a_file_that_is_not_tflite_is_refused(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"not a flatbuffer")
     with pytest.raises(ConversionError, match="model.tflite"):
-        TFLiteGraph.from_file(path)
+        load_tflite(path)
 
 
 # --- DENSIFY --------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def test_same_pooling_with_asymmetric_padding(kind, reduce):
     x = np.random.default_rng(3).normal(size=(1, 6, 7, 2)).astype(np.float32) - 2.0  # negatives: -inf/0 padding
     options = {"padding": "SAME", "stride": [2, 3], "filter": [3, 3], "activation": "NONE"}
     assert tflite_ops.same_padding(6, 3, 2) == (0, 1) and tflite_ops.same_padding(7, 3, 3) == (1, 1)
-    ours = tg.OPS[kind].run([torch.from_numpy(x)], options).numpy()
+    ours = KERNELS[kind]([torch.from_numpy(x)], options).numpy()
     np.testing.assert_allclose(ours, _pool_reference(x.astype(np.float64), [3, 3], [2, 3], reduce), atol=1e-6)
 
 
@@ -385,3 +386,7 @@ def test_transpose_conv_bias(padding, stride, kernel):
     reference = _transpose_conv_reference(x, weight, bias, stride, padding)
     assert ours.shape == reference.shape
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_every_operator_read_has_a_kernel():
+    assert set(tflite_reader.READERS) == set(KERNELS)

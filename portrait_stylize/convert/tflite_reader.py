@@ -1,38 +1,18 @@
-"""Run a TFLite graph in PyTorch: MediaPipe's face detection, face landmark and selfie segmentation models.
+"""Read a TFLite flatbuffer into a :class:`~portrait_stylize.models.tflite_graph.TFLiteGraph`: its
+operators and their options as a JSON description, its constants as float32 tensors.
 
-:meth:`TFLiteGraph.from_file` reads a ``.tflite`` flatbuffer and returns an ``nn.Module`` that computes
-what the TFLite interpreter computes, without TFLite or MediaPipe at run time. It covers exactly the
-operators of MediaPipe's face and selfie models (see :data:`OPS`): ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
-``MAX_POOL_2D``, ``AVERAGE_POOL_2D``, ``PAD``, ``ADD``, ``MUL``, ``RELU``, ``PRELU``, ``HARD_SWISH``,
-``LOGISTIC``, ``RESIZE_BILINEAR``, ``DEPTH_TO_SPACE``, ``RESHAPE``, ``CONCATENATION``, ``STRIDED_SLICE``,
-``MEAN`` and MediaPipe's custom ``Landmarks2TransformMatrix``, ``TransformTensorBilinear``,
-``TransformLandmarks`` and ``Convolution2DTransposeBias``; ``DEQUANTIZE`` (float16 constants) and
-``DENSIFY`` (sparse constants, :func:`densify`) are folded into float32 constants when the file is read.
-Any other operator, option value or tensor type stops the conversion with a
+It covers exactly the operators of MediaPipe's face and selfie models (:data:`READERS`): ``CONV_2D``,
+``DEPTHWISE_CONV_2D``, ``MAX_POOL_2D``, ``AVERAGE_POOL_2D``, ``PAD``, ``ADD``, ``MUL``, ``RELU``,
+``PRELU``, ``HARD_SWISH``, ``LOGISTIC``, ``RESIZE_BILINEAR``, ``DEPTH_TO_SPACE``, ``RESHAPE``,
+``CONCATENATION``, ``STRIDED_SLICE``, ``MEAN`` and MediaPipe's custom ``Landmarks2TransformMatrix``,
+``TransformTensorBilinear``, ``TransformLandmarks`` and ``Convolution2DTransposeBias``; ``DEQUANTIZE``
+(float16 constants) and ``DENSIFY`` (sparse constants, :func:`densify`) are folded into float32
+constants here. Any other operator, option value or tensor type stops the conversion with a
 :class:`~portrait_stylize.errors.ConversionError` naming it and the file.
-
-Conventions:
-
-* Layout: every tensor keeps its TFLite layout and shape, so images and feature maps are NHWC and
-  float32, inputs are fed and outputs come back exactly as the interpreter has them. Spatial operators
-  look at an NHWC tensor through ``permute(0, 3, 1, 2)``, which is an NCHW tensor in PyTorch's
-  ``channels_last`` memory format: PyTorch's convolution and pooling kernels take it without a copy,
-  and weights stay in TFLite's layouts (OHWI, depthwise 1HWO) behind the same kind of view.
-* Batch: the files have batch 1; here the leading dimension is free. A ``RESHAPE`` to a shape that
-  starts with 1, and a ``STRIDED_SLICE`` of ``[0, 1)`` on the first axis, keep the input's batch, and
-  the custom operators compute one result per batch element (TFLite's kernels read element 0 only).
-* Padding: ``SAME`` is TensorFlow's: ``ceil(size / stride)`` outputs, the odd padding pixel after;
-  max pooling ignores padded pixels and average pooling divides by the number of real ones.
-
-Serialisation: the module's ``state_dict()`` holds every float constant (buffers ``t<index>``, index =
-the tensor's index in the file) and :meth:`TFLiteGraph.graph_spec` the rest as plain JSON (operators,
-options, tensor indices, names and shapes), so :meth:`TFLiteGraph.from_spec` rebuilds the module
-without the ``.tflite`` file.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..errors import ConversionError, InvalidArgumentError
-from . import mediapipe_ops, tflite_ops
-from .tflite_ops import ACTIVATIONS
-
-#: ``graph_spec()["format"]`` and ``["version"]``, checked by :meth:`TFLiteGraph.from_spec`.
-SPEC_FORMAT, SPEC_VERSION = "portrait-stylize/tflite-graph", 1
+from ..errors import ConversionError
+from ..models.tflite_graph import SPEC_FORMAT, SPEC_VERSION, TFLiteGraph
+from ..models.tflite_ops import ACTIVATIONS
 
 _PADDING = {0: "SAME", 1: "VALID"}  # tflite.Padding
 
@@ -56,7 +33,7 @@ _PADDING = {0: "SAME", 1: "VALID"}  # tflite.Padding
 
 
 class _OperatorReader:
-    """One operator of the flatbuffer as the option readers of :data:`OPS` see it."""
+    """One operator of the flatbuffer as the option readers of :data:`READERS` see it."""
 
     def __init__(self, op: Any, tflite_module: Any):
         self._op, self._tflite = op, tflite_module
@@ -178,56 +155,54 @@ def _ttb_options(op: _OperatorReader) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class OpDef:
-    """How one TFLite operator kind runs here.
+class OpReading:
+    """How one TFLite operator kind is read from the flatbuffer (it runs as
+    :data:`~portrait_stylize.models.tflite_graph.KERNELS` says).
 
     Attributes:
-        run: ``run(inputs, options) -> output``.
         read_options: the operator's options from the flatbuffer, as JSON values.
         static_inputs: input position -> option name for inputs that must be int32 constants (a pad
-            table, a shape ...): read into the options when the file is read, so they are no tensors.
+            table, a shape ...): read into the options here, so they are no tensors.
         check: validates the options once the static inputs are in (raises ValueError).
-        versions: the custom operator versions whose semantics ``run`` implements (None: any).
+        versions: the custom operator versions whose semantics the kernel implements (None: any).
     """
 
-    run: Callable[[list[Tensor | None], dict[str, Any]], Tensor]
     read_options: Callable[[_OperatorReader], dict[str, Any]] = lambda op: {}
     static_inputs: dict[int, str] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], None] = lambda options: None
     versions: tuple[int, ...] | None = None
 
 
-#: Operator name (builtin name, or the custom operator's name) -> its implementation.
-OPS: dict[str, OpDef] = {
-    "CONV_2D": OpDef(tflite_ops.conv_2d, _conv_options),
-    "DEPTHWISE_CONV_2D": OpDef(tflite_ops.depthwise_conv_2d, lambda op: _conv_options(op, "DepthwiseConv2DOptions")),
-    "MAX_POOL_2D": OpDef(tflite_ops.max_pool_2d, _pool_options),
-    "AVERAGE_POOL_2D": OpDef(tflite_ops.average_pool_2d, _pool_options),
-    "PAD": OpDef(tflite_ops.pad, static_inputs={1: "paddings"}),
-    "ADD": OpDef(tflite_ops.add, _activation_options("AddOptions")),
-    "MUL": OpDef(tflite_ops.mul, _activation_options("MulOptions")),
-    "RELU": OpDef(tflite_ops.relu),
-    "PRELU": OpDef(tflite_ops.prelu),
-    "HARD_SWISH": OpDef(tflite_ops.hard_swish),
-    "LOGISTIC": OpDef(tflite_ops.logistic),
-    "RESIZE_BILINEAR": OpDef(tflite_ops.resize_bilinear, lambda op: {
+#: Operator name (builtin name, or the custom operator's name) -> how it is read; one entry per kernel.
+READERS: dict[str, OpReading] = {
+    "CONV_2D": OpReading(_conv_options),
+    "DEPTHWISE_CONV_2D": OpReading(lambda op: _conv_options(op, "DepthwiseConv2DOptions")),
+    "MAX_POOL_2D": OpReading(_pool_options),
+    "AVERAGE_POOL_2D": OpReading(_pool_options),
+    "PAD": OpReading(static_inputs={1: "paddings"}),
+    "ADD": OpReading(_activation_options("AddOptions")),
+    "MUL": OpReading(_activation_options("MulOptions")),
+    "RELU": OpReading(),
+    "PRELU": OpReading(),
+    "HARD_SWISH": OpReading(),
+    "LOGISTIC": OpReading(),
+    "RESIZE_BILINEAR": OpReading(lambda op: {
         "align_corners": bool(op.required("ResizeBilinearOptions").AlignCorners()),
         "half_pixel_centers": bool(op.required("ResizeBilinearOptions").HalfPixelCenters())},
         static_inputs={1: "size"}),
-    "DEPTH_TO_SPACE": OpDef(tflite_ops.depth_to_space,
-                            lambda op: {"block_size": op.required("DepthToSpaceOptions").BlockSize()}),
-    "RESHAPE": OpDef(tflite_ops.reshape, _reshape_options, static_inputs={1: "shape"}, check=_check_reshape),
-    "CONCATENATION": OpDef(tflite_ops.concatenation, lambda op: {
+    "DEPTH_TO_SPACE": OpReading(lambda op: {"block_size": op.required("DepthToSpaceOptions").BlockSize()}),
+    "RESHAPE": OpReading(_reshape_options, static_inputs={1: "shape"}, check=_check_reshape),
+    "CONCATENATION": OpReading(lambda op: {
         "axis": op.required("ConcatenationOptions").Axis(),
         **_activation_options("ConcatenationOptions")(op)}),
-    "STRIDED_SLICE": OpDef(tflite_ops.strided_slice, _strided_slice_options,
-                           static_inputs={1: "begin", 2: "end", 3: "strides"}, check=_check_strided_slice),
-    "MEAN": OpDef(tflite_ops.mean, lambda op: {"keep_dims": bool(op.required("ReducerOptions").KeepDims())},
-                  static_inputs={1: "axes"}),
-    "Landmarks2TransformMatrix": OpDef(mediapipe_ops.landmarks_to_transform_matrix, _l2tm_options, versions=(2,)),
-    "TransformTensorBilinear": OpDef(mediapipe_ops.transform_tensor_bilinear, _ttb_options, versions=(2,)),
-    "TransformLandmarks": OpDef(mediapipe_ops.transform_landmarks, versions=(2,)),
-    "Convolution2DTransposeBias": OpDef(mediapipe_ops.transpose_conv_bias, _transpose_conv_bias_options, versions=(1,)),
+    "STRIDED_SLICE": OpReading(_strided_slice_options, static_inputs={1: "begin", 2: "end", 3: "strides"},
+                               check=_check_strided_slice),
+    "MEAN": OpReading(lambda op: {"keep_dims": bool(op.required("ReducerOptions").KeepDims())},
+                      static_inputs={1: "axes"}),
+    "Landmarks2TransformMatrix": OpReading(_l2tm_options, versions=(2,)),
+    "TransformTensorBilinear": OpReading(_ttb_options, versions=(2,)),
+    "TransformLandmarks": OpReading(versions=(2,)),
+    "Convolution2DTransposeBias": OpReading(_transpose_conv_bias_options, versions=(1,)),
 }
 
 #: Operators applied to constants when the file is read (their outputs become constants).
@@ -380,30 +355,31 @@ def read_tflite_graph(path: str | Path) -> tuple[dict[str, Any], dict[str, Tenso
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         kind = code.CustomCode().decode() if builtin == tflite.BuiltinOperator.CUSTOM else builtin_names.get(
             builtin, f"builtin operator #{builtin}")
-        if kind not in OPS and kind not in FOLDED:
+        if kind not in READERS and kind not in FOLDED:
             raise ConversionError(f"{path}: the TFLite operator {kind} (operator {n}) is not supported; "
-                                  f"supported: {', '.join(sorted(OPS))} and {', '.join(FOLDED)} of constants")
+                                  f"supported: {', '.join(sorted(READERS))} and {', '.join(FOLDED)} of constants")
         try:
             if kind in FOLDED:
                 folded[op.Outputs(0)] = fold(kind, op)
                 continue
-            opdef = OPS[kind]
-            if opdef.versions is not None and code.Version() not in opdef.versions:
-                raise ValueError(f"version {code.Version()} is not supported (only {list(opdef.versions)})")
-            options, inputs = opdef.read_options(_OperatorReader(op, tflite)), []
+            reading = READERS[kind]
+            if reading.versions is not None and code.Version() not in reading.versions:
+                raise ValueError(f"version {code.Version()} is not supported (only {list(reading.versions)})")
+            options, inputs = reading.read_options(_OperatorReader(op, tflite)), []
             for position, index in enumerate(op.InputsAsNumpy().tolist()):
                 value = None if index < 0 else constant(index)
-                if position in opdef.static_inputs:
+                if position in reading.static_inputs:
                     if value is None or value.dtype != np.int32:
-                        raise ValueError(f"input {position} ({opdef.static_inputs[position]}) is not an int32 constant")
-                    options[opdef.static_inputs[position]] = value.tolist()
+                        raise ValueError(f"input {position} ({reading.static_inputs[position]}) is not an int32 "
+                                         "constant")
+                    options[reading.static_inputs[position]] = value.tolist()
                     continue
                 if value is not None:
                     if value.dtype != np.float32:
                         raise ValueError(f"input {position} is a {value.dtype} constant; only float32 ones are data")
                     float_constants[index] = value
                 inputs.append(index)
-            opdef.check(options)
+            reading.check(options)
             outputs = op.OutputsAsNumpy().tolist()
             for index in outputs:
                 if graph.Tensors(index).Type() != tflite.TensorType.FLOAT32:
@@ -435,88 +411,8 @@ def read_tflite_graph(path: str | Path) -> tuple[dict[str, Any], dict[str, Tenso
     return spec, {f"t{i}": torch.from_numpy(np.array(v, np.float32)) for i, v in float_constants.items()}
 
 
-# --- the module -----------------------------------------------------------------------------------
 
 
-class TFLiteGraph(nn.Module):
-    """A TFLite graph run by PyTorch (see the module docstring for what it covers and its conventions).
-
-    ``forward(*inputs)`` takes the graph's inputs in the file's order, each float32 with the file's
-    shape except a free batch dimension (MediaPipe's models take one NHWC RGB image, (B, H, W, 3):
-    128² in [-1, 1] for the short-range face detector, 192² in [-1, 1] for the full-range one, 192² in
-    [0, 1] for the face meshes, 256² in [0, 1] for selfie segmentation), and returns the tuple of its
-    outputs in the file's order (:attr:`output_names`), shapes as in the file with batch B.
-    """
-
-    def __init__(self, spec: dict[str, Any], constants: dict[str, Tensor]):
-        super().__init__()
-        if spec.get("format") != SPEC_FORMAT or spec.get("version") != SPEC_VERSION:
-            raise ConversionError(f"not a TFLite graph description of version {SPEC_VERSION} "
-                                  f"(format {spec.get('format')!r}, version {spec.get('version')!r})")
-        unknown = sorted({op["type"] for op in spec["ops"]} - set(OPS))
-        if unknown:
-            raise ConversionError(f"{spec.get('source')}: operators {unknown} are not supported")
-        missing = sorted(set(f"t{i}" for i in spec["constants"]) - set(constants))
-        if missing:
-            raise ConversionError(f"{spec.get('source')}: the weights lack the constants {missing}")
-        self._spec = copy.deepcopy(spec)
-        for index, tensor_info in spec["constants"].items():
-            value = constants[f"t{index}"]
-            if list(value.shape) != tensor_info["shape"]:
-                raise ConversionError(f"{spec.get('source')}: constant t{index} has shape {list(value.shape)}, "
-                                      f"the graph says {tensor_info['shape']}")
-            self.register_buffer(f"t{index}", value.detach().to(torch.float32).clone())
-        outputs = set(spec["outputs"])
-        last_read: dict[int, int] = {}
-        for step, op in enumerate(spec["ops"]):
-            last_read.update((i, step) for i in op["inputs"] if str(i) not in spec["constants"] and i >= 0)
-        # Computed tensors are dropped after their last reader, so a forward holds only live activations.
-        self._release: list[list[int]] = [[] for _ in spec["ops"]]
-        for index, step in last_read.items():
-            if index not in outputs:
-                self._release[step].append(index)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> TFLiteGraph:
-        """Read ``path`` (a ``.tflite`` file); ConversionError names what this converter cannot run."""
-        return cls(*read_tflite_graph(path))
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], state_dict: dict[str, Tensor]) -> TFLiteGraph:
-        """Rebuild a module from :meth:`graph_spec` (e.g. after a JSON round trip) and its ``state_dict()``."""
-        return cls(spec, state_dict)
-
-    def graph_spec(self) -> dict[str, Any]:
-        """The graph without its constants, as JSON values: ``format``/``version``, ``source`` (the file's
-        name), ``inputs``/``outputs`` (tensor indices), ``tensors`` and ``constants`` (index -> name,
-        shape), ``ops`` in execution order (``type``, ``inputs`` with -1 for an omitted optional input,
-        ``outputs``, ``options``)."""
-        return copy.deepcopy(self._spec)
-
-    @property
-    def input_names(self) -> list[str]:
-        """The graph's input tensor names, in ``forward``'s order."""
-        return [self._spec["tensors"][str(i)]["name"] for i in self._spec["inputs"]]
-
-    @property
-    def output_names(self) -> list[str]:
-        """The graph's output tensor names, in the order ``forward`` returns them."""
-        return [self._spec["tensors"][str(i)]["name"] for i in self._spec["outputs"]]
-
-    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        spec = self._spec
-        if len(inputs) != len(spec["inputs"]):
-            raise InvalidArgumentError(f"{spec['source']} takes {len(spec['inputs'])} inputs, got {len(inputs)}")
-        values: dict[int, Tensor] = {int(name[1:]): buffer for name, buffer in self.named_buffers()}
-        for index, x in zip(spec["inputs"], inputs):
-            expected = spec["tensors"][str(index)]["shape"]
-            if list(x.shape[1:]) != expected[1:]:
-                raise InvalidArgumentError(f"{spec['source']}: input {spec['tensors'][str(index)]['name']!r} must have "
-                                           f"shape (B, {', '.join(map(str, expected[1:]))}), got {tuple(x.shape)}")
-            values[index] = x
-        for op, release in zip(spec["ops"], self._release):
-            values[op["outputs"][0]] = OPS[op["type"]].run([None if i < 0 else values[i] for i in op["inputs"]],
-                                                           op["options"])
-            for index in release:
-                del values[index]
-        return tuple(values[i] for i in spec["outputs"])
+def load_tflite(path: str | Path) -> TFLiteGraph:
+    """The graph of a ``.tflite`` file as a module; ConversionError names what cannot be run here."""
+    return TFLiteGraph(*read_tflite_graph(path))
