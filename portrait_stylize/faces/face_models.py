@@ -1,0 +1,74 @@
+"""MediaPipe's face models as the package ships them, run in PyTorch (no MediaPipe needed).
+
+``data/face_models/`` holds, for each model, its graph (``NAME.json``) and float16 constants
+(``NAME.safetensors``), converted from MediaPipe 0.10.21's Apache-2.0 TFLite files by
+``tools/make_face_models.py``; ``sources.json`` names the release, each file's sha256 and the licence
+(docs/face-models.md). Each file is checked against that sha256 when first loaded, so a damaged
+installation is named instead of giving wrong faces.
+
+Models (inputs NHWC float32 RGB, free batch; outputs as the TFLite files define them):
+
+* ``face_detection_short_range``: 128² in [-1, 1], faces within about 2 m (BlazeFace);
+* ``face_detection_full_range_sparse``: 192² in [-1, 1], faces within about 5 m;
+* ``face_landmark_with_attention``: 192² in [0, 1] face crop -> 468 mesh points refined around
+  lips, eyes and irises;
+* ``selfie_segmentation``: 256² in [0, 1] -> person probability.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from ..common.style_files import check_safetensors
+from ..errors import InvalidArgumentError, InvalidStyleError
+from ..models.tflite_graph import TFLiteGraph
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "data" / "face_models"
+FACE_MODELS = ("face_detection_short_range", "face_detection_full_range_sparse", "face_landmark_with_attention",
+               "selfie_segmentation")
+
+
+@functools.cache
+def _sources() -> dict:
+    return json.loads((MODELS_DIR / "sources.json").read_text(encoding="utf-8"))
+
+
+def _checked(path: Path, sha256: str) -> Path:
+    """``path`` if its sha256 is the recorded one; else an error naming the file."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InvalidStyleError(f"{path}: the face model cannot be read ({exc}); reinstall portrait-stylize") from None
+    if digest != sha256:
+        raise InvalidStyleError(f"{path}: sha256 {digest} is not the {sha256} it was shipped with; the installation "
+                                "is damaged, reinstall portrait-stylize")
+    return path
+
+
+@functools.cache
+def _load(name: str, device: str) -> TFLiteGraph:
+    from safetensors.torch import load_file
+
+    record = _sources()["models"][name]
+    spec = json.loads(_checked(MODELS_DIR / f"{name}.json", record["json_sha256"]).read_text(encoding="utf-8"))
+    weights = _checked(MODELS_DIR / f"{name}.safetensors", record["safetensors_sha256"])
+    check_safetensors(weights)
+    return TFLiteGraph(spec, load_file(str(weights))).to(device).eval().requires_grad_(False)
+
+
+def load_face_model(name: str, device: str | torch.device | None = None) -> TFLiteGraph:
+    """The shipped model ``name`` (one of :data:`FACE_MODELS`) on ``device`` (default CPU), loaded
+    once per process and device and shared (its forward keeps no state, so threads may share it).
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+        InvalidStyleError: a shipped file is missing or damaged.
+    """
+    if name not in FACE_MODELS:
+        raise InvalidArgumentError(f"unknown face model {name!r}; the package ships {', '.join(FACE_MODELS)}")
+    return _load(name, str(torch.device(device or "cpu")))
