@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python benchmarks/bench_pipeline.py [--repeats 5] [--threads 2] [--backend auto]
       .venv/bin/python benchmarks/bench_pipeline.py --backend all   # one row per backend
+      .venv/bin/python benchmarks/bench_pipeline.py --faces         # the face backend: MediaPipe vs ours
 
 On a 1024² portrait with one face (the public-domain astronaut photo from scikit-image, upscaled),
 a DCT-Net-sized style (random weights: speed does not depend on them) runs
@@ -13,25 +14,38 @@ alternating, and prints the median of each, their ratio and the median time of e
 "added" is the full pipeline's time outside its own whole-image pass (detection, face network,
 parsing, compositing, bookkeeping) relative to the bare pass: the same quantity with the
 machine's noise on the whole-image pass taken out.
+
+``--faces`` times the ``mediapipe`` face backend alone (detection with its mesh, then parsing with
+selfie segmentation) on the same portrait and on a 4K group photo (``../shared/fixtures``'
+``faces/whole/10045.png``, 3 faces, scaled to 3840 px), twice: with the graphs of
+``faces/mediapipe_graphs.py`` (PyTorch) and, while ``mediapipe`` 0.10.21 is installed, with
+MediaPipe's own solutions in their place (the backend as it was before it stopped needing
+MediaPipe), alternating, and prints the medians and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from skimage import data
 
 import portrait_stylize as ps
+from portrait_stylize.faces import mediapipe_graphs as graphs
+from portrait_stylize.faces.mediapipe_backend import MediapipeBackend
 from portrait_stylize.imaging.io import pil_to_tensor
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.runtime.backends import cpu_candidates
 from portrait_stylize.runtime.cpu import cpu_description
 
 REGIONS = ["hair", "skin", "eyes", "lips"]
+GROUP_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "faces" / "whole" / "10045.png"
 
 
 def measure(repeats: int, backend: str) -> dict:
@@ -63,14 +77,104 @@ def measure(repeats: int, backend: str) -> dict:
             "faces": len(details.faces)}
 
 
+class SolutionsBackend(MediapipeBackend):
+    """The backend on MediaPipe 0.10.21's solutions, configured as it configured them before
+    ``faces/mediapipe_graphs.py`` replaced them (same passes, same region code around them)."""
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        super().__init__()
+        s = mp.solutions
+        self._detectors = {graphs.FULL_RANGE: s.face_detection.FaceDetection(model_selection=1),
+                           graphs.SHORT_RANGE: s.face_detection.FaceDetection(model_selection=0)}
+        self._mesh = s.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                          min_detection_confidence=0.3)
+        self._selfie = s.selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def _detections(self, images, detector):
+        found = []
+        for image in images:
+            detections = self._detectors[detector].process(np.ascontiguousarray(image)).detections or []
+            boxes = [(b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height)
+                     for b in (d.location_data.relative_bounding_box for d in detections)]
+            points = [[(k.x, k.y) for k in d.location_data.relative_keypoints] for d in detections]
+            found.append(graphs.Detections(np.array(boxes, np.float32).reshape(-1, 4),
+                                           np.array(points, np.float32).reshape(-1, graphs.NUM_KEYPOINTS, 2),
+                                           np.array([d.score[0] for d in detections], np.float32)))
+        return found
+
+    def _meshes(self, crops):
+        results = [self._mesh.process(crop).multi_face_landmarks for crop in crops]
+        return [None if not r else np.array([(p.x, p.y, p.z) for p in r[0].landmark], np.float32) for r in results]
+
+    def _person(self, image):
+        return self._selfie.process(np.ascontiguousarray(image)).segmentation_mask
+
+
+def measure_faces(repeats: int) -> list[dict]:
+    """Per picture: median seconds of ``detect`` and ``parse`` of the face backend with our graphs and,
+    while MediaPipe is installed, with its solutions (alternating)."""
+    pictures = {"1024x1024 portrait": np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024),
+                                                                                         Image.BICUBIC))}
+    if GROUP_PHOTO.is_file():
+        group = Image.open(GROUP_PHOTO).convert("RGB")
+        scale = 3840 / max(group.size)
+        pictures[f"4K group photo ({GROUP_PHOTO.name} scaled {scale:.2f}x)"] = np.asarray(
+            group.resize((round(group.width * scale), round(group.height * scale)), Image.BICUBIC))
+    backends = {"ours": MediapipeBackend()}
+    if importlib.util.find_spec("mediapipe") is not None:
+        backends["mediapipe"] = SolutionsBackend()
+    rows = []
+    for label, image in pictures.items():
+        times: dict[str, dict[str, list[float]]] = {name: {"detect": [], "parse": []} for name in backends}
+        for backend in backends.values():  # warm-up: models loaded, graphs initialised
+            backend.parse(image, backend.detect(image))
+        for _ in range(repeats):
+            for name, backend in backends.items():
+                start = time.perf_counter()
+                faces = backend.detect(image)
+                middle = time.perf_counter()
+                backend.parse(image, faces)
+                times[name]["detect"].append(middle - start)
+                times[name]["parse"].append(time.perf_counter() - middle)
+        rows.append({"picture": label, "faces": len(faces), **{
+            f"{name} {stage}": statistics.median(values) for name, stages in times.items()
+            for stage, values in stages.items()}})
+    return rows
+
+
+def print_faces(repeats: int, threads: int) -> None:
+    rows = measure_faces(repeats)
+    print(f"face backend mediapipe: detect (passes, tiles, mesh) + parse (selfie segmentation, regions); PyTorch "
+          f"{threads} threads, median of {repeats}\n")
+    if "mediapipe detect" not in rows[0]:
+        print("(mediapipe is not installed: MediaPipe's own solutions cannot be timed beside ours)\n")
+    print("| picture | faces | stage | MediaPipe 0.10.21 solutions ms | ours (PyTorch) ms | ours / MediaPipe |")
+    print("|---|---:|---|---:|---:|---:|")
+    for row in rows:
+        for stage in ("detect", "parse", "total"):
+            ours = row["ours parse"] + row["ours detect"] if stage == "total" else row[f"ours {stage}"]
+            theirs = (row["mediapipe parse"] + row["mediapipe detect"] if stage == "total"
+                      else row[f"mediapipe {stage}"]) if "mediapipe detect" in row else None
+            print(f"| {row['picture']} | {row['faces']} | {stage} | "
+                  f"{'-' if theirs is None else f'{theirs * 1000:.0f}'} | {ours * 1000:.0f} | "
+                  f"{'-' if theirs is None else f'{ours / theirs:.2f}'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", default="auto", help="a backend, auto, or all (every backend installed here)")
+    parser.add_argument("--faces", action="store_true",
+                        help="time the mediapipe face backend alone: MediaPipe's solutions vs our PyTorch graphs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_description()}")
+    if args.faces:
+        print_faces(args.repeats, args.threads)
+        return
     if args.backend == "all":
         print(f"1024x1024 portrait, 1 face, regions {', '.join(REGIONS)}, {args.threads} threads, "
               f"median of {args.repeats}\n")

@@ -2,8 +2,9 @@
 
 Two backends (see :data:`FACE_BACKENDS`):
 
-* ``mediapipe`` (MediaPipe 0.10.21, models inside the wheel, works offline): detection, 478-point
-  mesh, selfie segmentation; regions skin, brows, eyes, nose, lips, mouth, hair, background.
+* ``mediapipe`` (MediaPipe 0.10.21's models and graphs, run in PyTorch from the package's own copy
+  of the models, works offline, needs no ``mediapipe``): detection, 478-point mesh, selfie
+  segmentation; regions skin, brows, eyes, nose, lips, mouth, hair, background.
 * ``facexlib``: RetinaFace + BiSeNet (19 classes); also ears, neck, clothes. Weights download
   from GitHub on first use, or are read from ``PORTRAIT_STYLIZE_FACEXLIB_DIR``.
 

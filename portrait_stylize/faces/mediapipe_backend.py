@@ -1,4 +1,5 @@
-"""Face detection, 478-point mesh and region masks from MediaPipe 0.10.21 (models ship in its wheel).
+"""Face detection, 478-point mesh and region masks with MediaPipe 0.10.21's models and graphs, run
+without MediaPipe (:mod:`.mediapipe_graphs`; the models ship in this package).
 
 * Detection: the full-range BlazeFace model on the image, again on an auto-contrasted copy (faded
   old photos), and on four overlapping zoomed quarters (the detector sees a 192² input, so
@@ -16,23 +17,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import sys
-import threading
-
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
-from . import align
+from . import align, mesh_topology
+from . import mediapipe_graphs as graphs
 from .backend import FaceBackend
 from .face import Face, box_iou, merge_detections
 from .parsing import FaceParse, Parsing
 from .refine import colour_likelihood, guided_refine
-
-logger = logging.getLogger(__name__)
 
 REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background")
 _DETECT_SIDE = 1280
@@ -55,6 +50,8 @@ _CONFIRM_ZOOMS = (4.0, 3.0, 5.0)
 _TILE_TRIGGER = 0.2
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
+#: The face mesh's face detection on that crop (the FaceMesh solution's ``min_detection_confidence``).
+_MESH_MIN_DETECTION = 0.3
 # Eyebrow outlines (upper arc then lower arc back), image-left brow first.
 _BROWS = ([70, 63, 105, 66, 107, 55, 65, 52, 53, 46], [300, 293, 334, 296, 336, 285, 295, 282, 283, 276])
 _NOSE_TIP, _MOUTH_CORNERS, _FOREHEAD, _CHIN = 1, (61, 291), 10, 152
@@ -73,22 +70,8 @@ _HAIR_MARGIN = 0.75
 _MIN_HAIR_SAMPLES = 20
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence MediaPipe's native model-loading chatter (absl writes it straight to fd 2)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _loops(edges) -> list[list[int]]:
-    """Closed vertex loops from an undirected edge set (MediaPipe's FACEMESH_* connections)."""
+    """Closed vertex loops from an undirected edge set (MediaPipe's FACEMESH_* connections, :mod:`.mesh_topology`)."""
     adjacent: dict[int, list[int]] = {}
     for a, b in edges:
         adjacent.setdefault(a, []).append(b)
@@ -130,67 +113,54 @@ def _is_new(face: Face, kept: list[Face]) -> bool:
 
 
 class MediapipeBackend(FaceBackend):
-    """Face detection + parsing with MediaPipe (offline: the models are inside the wheel)."""
+    """Face detection + parsing with MediaPipe's models and graphs (offline: the models ship in the package).
+
+    Args:
+        device: where the networks run (default CPU); the rest is NumPy / OpenCV on the CPU.
+    """
 
     name = "mediapipe"
     regions = REGIONS
 
-    def __init__(self, min_score: float = 0.5) -> None:
-        # MediaPipe graphs are not re-entrant: one image at a time per backend (web servers call
-        # from several threads).
-        self._lock = threading.Lock()
-        self._min_score = min_score
-        with _quiet_native_stderr():
-            self._load(min_score)
+    def __init__(self, device: str | torch.device | None = None) -> None:
+        # The networks keep no state between calls, so threads share one backend without a lock.
+        self._device = device
+        self._oval = max(_loops(mesh_topology.FACEMESH_FACE_OVAL), key=len)
+        self._lips = sorted(_loops(mesh_topology.FACEMESH_LIPS), key=len)  # inner, outer: same length; sorted below
+        self._eyes = (max(_loops(mesh_topology.FACEMESH_RIGHT_EYE), key=len),
+                      max(_loops(mesh_topology.FACEMESH_LEFT_EYE), key=len))
+        self._nose = sorted({i for edge in mesh_topology.FACEMESH_NOSE for i in edge})
 
-    def _guarded(self, work):
-        """Run ``work()`` under the lock; after any error inside MediaPipe, rebuild the graphs
-        before re-raising, because a failed graph stays broken ("Graph has errors") for every
-        later call of the process."""
-        with self._lock:
-            try:
-                return work()
-            except Exception:
-                logger.warning("MediaPipe failed on one image; rebuilding its graphs for the next one")
-                with _quiet_native_stderr():
-                    self._load(self._min_score)
-                raise
+    # --- the three MediaPipe solutions -----------------------------------------------------------
 
-    def _load(self, min_score: float) -> None:
-        import mediapipe as mp
+    def _detections(self, images: list[np.ndarray], detector: graphs.Detector) -> list[graphs.Detections]:
+        """The FaceDetection solution (full range, or short range for the tiles) on each image."""
+        return graphs.detect_faces(images, detector, device=self._device)
 
-        solutions = mp.solutions
-        self._detector = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
-        # Proposes small faces on the tiles (see _TILES).
-        self._tile_detector = solutions.face_detection.FaceDetection(
-            model_selection=0, min_detection_confidence=max(min_score, _TILE_MIN_SCORE))
-        self._mesh = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                                  min_detection_confidence=0.3)
-        self._selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        fm = solutions.face_mesh
-        self._oval = max(_loops(fm.FACEMESH_FACE_OVAL), key=len)
-        self._lips = sorted(_loops(fm.FACEMESH_LIPS), key=len)  # inner, outer: same length; sorted below
-        self._eyes = (max(_loops(fm.FACEMESH_RIGHT_EYE), key=len), max(_loops(fm.FACEMESH_LEFT_EYE), key=len))
-        self._nose = sorted({i for edge in fm.FACEMESH_NOSE for i in edge})
-        blank = np.zeros((48, 64, 3), np.uint8)  # graphs initialise (and log) on first use
-        self._detector.process(blank), self._tile_detector.process(blank)
-        self._mesh.process(blank), self._selfie.process(blank)
+    def _meshes(self, crops: list[np.ndarray]) -> list[np.ndarray | None]:
+        """The FaceMesh solution (one face, irises) on each crop: ``(478, 3)`` normalised landmarks or ``None``."""
+        return graphs.face_mesh(crops, min_detection_confidence=_MESH_MIN_DETECTION, device=self._device)
+
+    def _person(self, image: np.ndarray) -> np.ndarray:
+        """The SelfieSegmentation solution (general model): ``(H, W)`` float32 person probability."""
+        return graphs.selfie_segmentation([image], self._device)[0]
 
     # --- detection ---------------------------------------------------------------------------
 
-    def _detect_pass(self, image: np.ndarray, offset=(0, 0), min_score: float = 0.0, detector=None) -> list[Face]:
-        h, w = image.shape[:2]
-        result = (detector or self._detector).process(np.ascontiguousarray(image))
+    def _detect_windows(self, windows: list[tuple[np.ndarray, tuple[int, int], float]],
+                        detector: graphs.Detector = graphs.FULL_RANGE) -> list[Face]:
+        """Faces of every ``(window, offset, min_score)`` (one batch for the detector), in image
+        pixels (window pixels + ``offset``), those scoring below the window's ``min_score`` left out."""
         faces = []
-        for det in result.detections or []:
-            score = float(det.score[0])
-            if score < min_score:
-                continue
-            rel = det.location_data.relative_bounding_box
-            box = (rel.xmin * w + offset[0], rel.ymin * h + offset[1],
-                   (rel.xmin + rel.width) * w + offset[0], (rel.ymin + rel.height) * h + offset[1])
-            kp = np.array([[k.x * w + offset[0], k.y * h + offset[1]] for k in det.location_data.relative_keypoints])
-            faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=score))
+        for (image, offset, min_score), found in zip(windows, self._detections([w[0] for w in windows], detector)):
+            h, w = image.shape[:2]
+            for rel, points, score in zip(found.boxes, found.keypoints, found.scores):
+                if score < min_score:
+                    continue
+                box = (float(rel[0]) * w + offset[0], float(rel[1]) * h + offset[1],
+                       float(rel[2]) * w + offset[0], float(rel[3]) * h + offset[1])
+                kp = points.astype(np.float64) * (w, h) + offset
+                faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=float(score)))
         return faces
 
     @staticmethod
@@ -203,10 +173,7 @@ class MediapipeBackend(FaceBackend):
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 ``(H, W, 3)`` image, sorted left to right, landmarks from the mesh."""
         if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-            return []  # no face fits; MediaPipe's graphs fail on empty or 1-pixel inputs
-        return self._guarded(lambda: self._detect(image))
-
-    def _detect(self, image: np.ndarray) -> list[Face]:
+            return []  # no face fits
         # The detector sees 192², so passes on a copy of at most _DETECT_SIDE pixels lose nothing.
         factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
         small = Image.fromarray(image)
@@ -214,14 +181,12 @@ class MediapipeBackend(FaceBackend):
             small = small.resize((max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor))),
                                  Image.BILINEAR)
         plain, contrasted = np.asarray(small), np.asarray(ImageOps.autocontrast(small, cutoff=1))
-        candidates = self._detect_pass(plain) + self._detect_pass(contrasted)
         h, w = plain.shape[:2]
         th, tw = int(h * 0.625), int(w * 0.625)
         zooms = [(x, y) for y in (0, h - th) for x in (0, w - tw)] if min(th, tw) >= MIN_IMAGE_SIDE else []
-        for x, y in zooms:
-            # Zoomed passes see more false positives: keep only confident ones.
-            candidates += self._detect_pass(contrasted[y:y + th, x:x + tw], (x, y), min_score=0.8)
-        found = merge_detections(candidates)
+        # Zoomed passes see more false positives: keep only confident ones.
+        found = merge_detections(self._detect_windows([(plain, (0, 0), 0.0), (contrasted, (0, 0), 0.0)] + [
+            (contrasted[y:y + th, x:x + tw], (x, y), 0.8) for x, y in zooms]))
         # Small faces: tiles propose, best first; the full-range model confirms each new proposal
         # (textures, hands and parts of big faces now and then fool one model, rarely both).
         tiled: list[Face] = []
@@ -237,8 +202,8 @@ class MediapipeBackend(FaceBackend):
         for face in found + tiled:
             face.box = tuple(v / factor for v in face.box)
             face.landmarks = face.landmarks / factor
-        faces = merge_detections([self._refine(image, f) for f in found])
-        tiled = [self._refine(image, f) for f in tiled]
+        refined = self._refine(image, found + tiled)
+        faces, tiled = merge_detections(refined[:len(found)]), refined[len(found):]
         return merge_detections(faces + [f for f in tiled if f.mesh is not None])  # the mesh has the last word
 
     def _confirm(self, image: np.ndarray, face: Face) -> Face | None:
@@ -254,7 +219,7 @@ class MediapipeBackend(FaceBackend):
             window = image[y:y + side, x:x + side]
             if min(window.shape[:2]) < MIN_IMAGE_SIDE:
                 return None
-            seen = [f for f in self._detect_pass(window, (x, y), min_score=_TILE_MIN_SCORE)
+            seen = [f for f in self._detect_windows([(window, (x, y), _TILE_MIN_SCORE)])
                     if box_iou(f.box, face.box) >= 0.3]
             if seen:
                 return max(seen, key=lambda f: f.score)
@@ -264,7 +229,7 @@ class MediapipeBackend(FaceBackend):
         """Proposals of the short-range model on the overlapping tiles of :data:`_TILES`, but for
         tiles inside one of ``faces`` (all they could propose would lie inside that face)."""
         h, w = image.shape[:2]
-        found = []
+        tiles = []
         for side, stride in _TILES:
             if side * 1.5 > max(h, w):
                 continue  # the whole-image passes already see faces this small at this scale
@@ -276,22 +241,24 @@ class MediapipeBackend(FaceBackend):
                                  for f in faces)
                     if inside or min(th, tw) < MIN_IMAGE_SIDE:
                         continue
-                    found += self._detect_pass(tile, (x, y), _TILE_MIN_SCORE, self._tile_detector)
-        return found
+                    tiles.append((tile, (x, y), _TILE_MIN_SCORE))
+        return self._detect_windows(tiles, graphs.SHORT_RANGE)
 
-    def _refine(self, image: np.ndarray, face: Face) -> Face:
-        """Run the face mesh on the aligned crop; take the 5 points from it when it succeeds."""
-        matrix = align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE)
-        crop = align.warp_to_crop(image, matrix, _MESH_CROP)
-        with _quiet_native_stderr():  # the mesh warns once about its non-square face ROI
-            result = self._mesh.process(crop)
-        if not result.multi_face_landmarks:
-            return face
-        pts = np.array([[p.x * _MESH_CROP, p.y * _MESH_CROP] for p in result.multi_face_landmarks[0].landmark])
-        mesh = align.apply(align.invert(matrix), pts)
-        five = np.array([mesh[self._eyes[0]].mean(0), mesh[self._eyes[1]].mean(0), mesh[_NOSE_TIP],
-                         mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
-        return Face(box=face.box, landmarks=five, score=face.score, mesh=mesh)
+    def _refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Run the face mesh on each face's aligned crop (one batch); take the 5 points from it where
+        it succeeds, and keep the face as it is where it does not."""
+        matrices = [align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE) for face in faces]
+        meshes = self._meshes([align.warp_to_crop(image, matrix, _MESH_CROP) for matrix in matrices])
+        refined = []
+        for face, matrix, landmarks in zip(faces, matrices, meshes):
+            if landmarks is None:
+                refined.append(face)
+                continue
+            mesh = align.apply(align.invert(matrix), landmarks[:, :2].astype(np.float64) * _MESH_CROP)
+            five = np.array([mesh[self._eyes[0]].mean(0), mesh[self._eyes[1]].mean(0), mesh[_NOSE_TIP],
+                             mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
+            refined.append(Face(box=face.box, landmarks=five, score=face.score, mesh=mesh))
+        return refined
 
     def opening_ratios(self, face: Face) -> np.ndarray | None:
         """``(3,)`` expression values: height / width of the image-left eye, the image-right eye and
@@ -313,9 +280,9 @@ class MediapipeBackend(FaceBackend):
         """Region masks for ``faces`` (from :meth:`detect`) and the whole-image background."""
         h, w = image.shape[:2]
         if min(h, w) < MIN_IMAGE_SIDE:
-            person = np.zeros((h, w), bool)  # too thin to hold a person (and to feed MediaPipe)
+            person = np.zeros((h, w), bool)  # too thin to hold a person
         else:
-            soft = self._guarded(lambda: self._selfie.process(np.ascontiguousarray(image)).segmentation_mask)
+            soft = self._person(image)
             # The segmenter answers at 256²: its edge is a blur that spills onto the background.
             person = guided_refine(image, soft, max(round(_PERSON_EDGE * max(h, w)), 2)) > 0.5
         parsed = [self._parse_face(image, face, person) for face in faces]

@@ -50,9 +50,9 @@ from ..options import BACKENDS
 from . import cpu, ranking
 from .runners import Runners
 
-_MISSING = {"onnx": "the onnx backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime",
-            "onnx-int8": "the onnx-int8 backend needs onnx and onnxruntime: pip install 'onnx<1.20' onnxruntime",
-            "openvino": "the openvino backend needs onnx and openvino: pip install 'onnx<1.20' openvino"}
+_MISSING = {"onnx": "the onnx backend needs onnx and onnxruntime: pip install onnx onnxruntime",
+            "onnx-int8": "the onnx-int8 backend needs onnx and onnxruntime: pip install onnx onnxruntime",
+            "openvino": "the openvino backend needs onnx and openvino: pip install onnx openvino"}
 
 
 def cpu_candidates() -> list[str]:

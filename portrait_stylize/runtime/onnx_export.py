@@ -50,7 +50,7 @@ def onnx_bytes(net: nn.Module, method: str = "forward_aligned") -> bytes:
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it; fail with our message, not torch's)
     except ImportError:
-        raise ExportError("ONNX export needs the 'onnx' package: pip install 'onnx<1.20' onnxruntime") from None
+        raise ExportError("ONNX export needs the 'onnx' package: pip install onnx onnxruntime") from None
     net = copy.deepcopy(net).float().cpu().eval()
     buffer = io.BytesIO()
     dynamic = {0: "batch", 2: "height", 3: "width"}

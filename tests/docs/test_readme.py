@@ -81,7 +81,7 @@ def test_docs_relative_links_point_to_existing_files():
 CLI = "portrait-stylize"
 TRAIN_SCRIPTS = ("train/tttn.py", "train/local.py", "train/calibrate.py")
 # Programs whose options are not ours to check (a line of any other program with options fails).
-EXTERNAL = {"pip", "tensorboard", "python -m pytest", "python -m venv"}
+EXTERNAL = {"pip", "tensorboard", "python -m pytest", "python -m venv", "python3 -m venv"}
 # Sections whose prose names options without naming their command: (page, heading) -> commands.
 PROSE_COMMANDS = {
     ("docs/training.md", "Train your own style"): ("train/tttn.py",),

@@ -16,7 +16,7 @@ from PIL import Image
 
 from helpers import REPO, run_cli
 
-QUICK_START = ("python -m venv", ".venv/bin/python -m pytest")
+QUICK_START = ("python3 -m venv", ".venv/bin/python -m pytest")
 BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)
 
 

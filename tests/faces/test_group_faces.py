@@ -90,7 +90,7 @@ def test_a_face_inside_a_face_or_on_top_of_one_is_not_new():
 
 
 def test_thin_images_and_tile_edges_do_not_break_the_graphs(fixtures, mediapipe):
-    """Images thinner than MIN_IMAGE_SIDE give no faces without reaching MediaPipe; thin strips
+    """Images thinner than MIN_IMAGE_SIDE give no faces without reaching the networks; thin strips
     and sizes just above a tile side (a last tile only a few pixels wide) run fine, and the
     graphs still find a face afterwards."""
     rng = np.random.default_rng(0)
@@ -100,17 +100,20 @@ def test_thin_images_and_tile_edges_do_not_break_the_graphs(fixtures, mediapipe)
     assert len(mediapipe.detect(_rgb(fixtures / "faces" / "cropped" / "Adele_crop.png"))) == 1
 
 
-def test_an_error_in_the_tile_detector_rebuilds_it(fixtures, mediapipe, monkeypatch):
-    old = mediapipe._tile_detector
+def test_an_error_in_the_tile_search_leaves_the_backend_working(fixtures, mediapipe, monkeypatch):
+    """The graphs keep no state: after an error inside one image's tile search, the next image is fine."""
+    real, failed = mpb.graphs.detect_faces, []
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("Graph has errors")
+    def fails_once(images, detector, *args, **kwargs):
+        if detector is mpb.graphs.SHORT_RANGE and not failed:
+            failed.append(detector)
+            raise RuntimeError("tile search failed")
+        return real(images, detector, *args, **kwargs)
 
-    monkeypatch.setattr(old, "process", broken)
+    monkeypatch.setattr(mpb.graphs, "detect_faces", fails_once)
     rgb, boxes = compose_group(fixtures, seed=0, grid=(2, 2), canvas=(400, 320))
-    with pytest.raises(RuntimeError, match="Graph has errors"):
+    with pytest.raises(RuntimeError, match="tile search failed"):
         mediapipe.detect(rgb)
-    assert mediapipe._tile_detector is not old
     assert sorted(_placed_index(f, boxes) for f in mediapipe.detect(rgb)) == [0, 1, 2, 3]  # 4 faces of ~35 px
     assert len(mediapipe.detect(_rgb(fixtures / "faces" / "whole" / "Blake_Lively.jpg"))) == 2
 
