@@ -191,8 +191,9 @@ class Stylizer:
 
     @property
     def face_backend(self) -> FaceBackend:
-        """The face detection/parsing backend (created on first use; see :mod:`portrait_stylize.faces`)."""
-        return get_face_backend(self._face_backend_choice)
+        """The face detection/parsing backend, on this stylizer's device (created on first use; see
+        :mod:`portrait_stylize.faces`)."""
+        return get_face_backend(self._face_backend_choice, self.device)
 
     def __repr__(self) -> str:
         return (f"Stylizer(style={self.spec.name!r}, kind={self.spec.kind!r}, arch={self.model.arch!r}, "

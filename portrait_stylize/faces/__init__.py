@@ -28,6 +28,7 @@ import logging
 import os
 
 import numpy as np
+import torch
 
 from ..errors import InvalidArgumentError
 from ..imaging.io import ImageInput, load_image
@@ -59,21 +60,23 @@ def resolve_face_backend(name: str | None = None) -> str:
     return choice
 
 
-def get_face_backend(name: str | None = None) -> FaceBackend:
-    """The :class:`FaceBackend` for ``name`` (resolved as :func:`resolve_face_backend`); one shared instance
-    per resolved name, so ``None``, ``"auto"`` and the name they resolve to never load the models twice."""
-    return _backend_instance(resolve_face_backend(name))
+def get_face_backend(name: str | None = None, device: str | torch.device | None = None) -> FaceBackend:
+    """The :class:`FaceBackend` for ``name`` (resolved as :func:`resolve_face_backend`) running its
+    networks on ``device`` (default CPU; a stylizer passes its own, so faces are found on its GPU);
+    one shared instance per resolved name and device, so ``None``, ``"auto"`` and the name they
+    resolve to never load the models twice."""
+    return _backend_instance(resolve_face_backend(name), str(torch.device(device or "cpu")))
 
 
 @functools.cache
-def _backend_instance(resolved: str) -> FaceBackend:
+def _backend_instance(resolved: str, device: str) -> FaceBackend:
     if resolved == "facexlib":
         from .facexlib_backend import FacexlibBackend
 
-        return FacexlibBackend()
+        return FacexlibBackend(device=device)
     from .mediapipe_backend import MediapipeBackend
 
-    return MediapipeBackend()
+    return MediapipeBackend(device=device)
 
 
 def _rgb(image: ImageInput) -> np.ndarray:

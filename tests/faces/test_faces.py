@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,22 @@ def test_public_detect_faces(fixtures):
     assert len(faces) == 2
     big = enlarge_box(faces[0].box, 1.25)
     assert big[2] - big[0] == pytest.approx(1.25 * (faces[0].box[2] - faces[0].box[0]))
+
+
+def test_finding_and_parsing_faces_needs_no_mediapipe(portraits):
+    """With the mediapipe package made unimportable, the default backend still finds and parses
+    faces: its models ship with the package and run in PyTorch."""
+    code = ("import importlib.abc, sys\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.partition('.')[0] == 'mediapipe':\n"
+            "            raise ImportError('mediapipe is blocked')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import portrait_stylize as ps\n"
+            f"faces = ps.detect_faces({str(portraits[1])!r}, backend='mediapipe')\n"
+            f"parsing = ps.parse_faces({str(portraits[1])!r}, faces, backend='mediapipe')\n"
+            "print(len(faces), ','.join(sorted(parsing.faces[0].masks)), 'mediapipe' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    count, regions, imported = result.stdout.split()
+    assert count == "2" and {"skin", "lips", "eyes"} <= set(regions.split(",")) and imported == "False"

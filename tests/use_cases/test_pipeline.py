@@ -114,7 +114,7 @@ class FakeFaces:
 @pytest.fixture
 def faces(monkeypatch) -> FakeFaces:
     backend = FakeFaces([face_at()])
-    monkeypatch.setattr(pipeline, "get_face_backend", lambda name=None: backend)
+    monkeypatch.setattr(pipeline, "get_face_backend", lambda name=None, device=None: backend)
     return backend
 
 
@@ -198,7 +198,7 @@ class TestFaces:
             stylizer()(photo(), faces=[5])
 
     def test_style_without_face_pass_never_loads_a_face_backend(self, monkeypatch):
-        def refuse(name=None):
+        def refuse(name=None, device=None):
             raise AssertionError("the face backend was asked for")
 
         monkeypatch.setattr(pipeline, "get_face_backend", refuse)
@@ -474,7 +474,17 @@ class TestCaches:
         monkeypatch.setattr(faces_module, "resolve_face_backend",
                             lambda name=None: "mediapipe" if name in (None, "auto", "mediapipe") else name)
         assert faces_module.get_face_backend(None) is faces_module.get_face_backend("auto")
-        assert faces_module.get_face_backend("auto") is faces_module.get_face_backend("mediapipe")
+        assert faces_module.get_face_backend("auto") is faces_module.get_face_backend("mediapipe", "cpu")
+
+    def test_the_face_backend_runs_on_the_stylizers_device(self, monkeypatch):
+        """One backend per device: a stylizer asks for its own (a GPU stylizer finds faces on the GPU)."""
+        from portrait_stylize import faces as faces_module
+
+        monkeypatch.setattr(faces_module, "_backend_instance", lambda resolved, device: f"{resolved} on {device}")
+        monkeypatch.setattr(pipeline, "get_face_backend", faces_module.get_face_backend)
+        st = stylizer()
+        assert st.face_backend == f"{faces_module.resolve_face_backend(None)} on {st.device}"
+        assert faces_module.get_face_backend("mediapipe", "meta") == "mediapipe on meta"
 
 
 class TestMaxShortSide:
