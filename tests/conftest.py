@@ -40,6 +40,16 @@ def no_ambient_state(monkeypatch):
     assert torch.get_num_threads() == threads, "this test changed torch's thread count for the tests after it"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: small graphs (the face models) run faster so than with two
+    threads fighting a busy 2-core machine; the thread count is restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     """``../shared/fixtures`` (real portraits, references); tests using it skip when it is absent."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from fake_hub import seed_hub_cache
 
@@ -91,6 +92,28 @@ def seed_metric_cache(home: Path) -> None:
         path = folder / METRIC_WEIGHTS[name].filename
         write(path)
         (folder / SOURCE_FILE).write_text(json.dumps({"converted_sha256": sha256_file(path)}))
+
+
+def compose_group(fixtures, seed: int = 0, grid=(6, 5), canvas=(1000, 800), crop_px=(48, 64)):
+    """``(rgb, boxes)``: ``cols x rows`` fixture crops resized to ``crop_px`` pixels (random per
+    crop), one per grid cell with jittered position, on smoothed grey noise. ``boxes`` are the
+    placed crops' ``(x0, y0, x1, y1)``."""
+    rng = np.random.default_rng(seed)
+    (cols, rows), (width, height) = grid, canvas
+    noise = rng.normal(128, 40, (height // 8, width // 8)).clip(0, 255).astype(np.uint8)
+    picture = Image.fromarray(noise).resize((width, height), Image.BICUBIC).convert("RGB")
+    crops = [Image.open(p).convert("RGB") for p in sorted((fixtures / "faces" / "cropped").glob("*.png"))]
+    assert crops, "no fixture face crops"
+    cell_w, cell_h = width / cols, height / rows
+    boxes = []
+    for row in range(rows):
+        for col in range(cols):
+            side = int(rng.integers(crop_px[0], crop_px[1] + 1))
+            x = int(col * cell_w + (cell_w - side) / 2 + rng.uniform(-0.25, 0.25) * (cell_w - side))
+            y = int(row * cell_h + (cell_h - side) / 2 + rng.uniform(-0.25, 0.25) * (cell_h - side))
+            picture.paste(crops[(row * cols + col) % len(crops)].resize((side, side), Image.LANCZOS), (x, y))
+            boxes.append((x, y, x + side, y + side))
+    return np.asarray(picture), boxes
 
 
 # --- registry, Hub and loading tests ---------------------------------------------------------------

@@ -46,14 +46,7 @@ MODELS = {
 ATTENTION = "face_landmark/face_landmark_with_attention.tflite"
 MIN_PSNR = 60.0
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These graphs are small: one thread is faster than two fighting a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache

@@ -16,8 +16,6 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
-from test_group_faces import compose_group
 
 from portrait_stylize.faces import align
 from portrait_stylize.faces import mediapipe_graphs as graphs
@@ -25,19 +23,13 @@ from portrait_stylize.faces.face import box_iou
 from portrait_stylize.faces.mediapipe_backend import MediapipeBackend
 from portrait_stylize.imaging.io import load_image
 
+from helpers import compose_group
+
 needs_mediapipe = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                                      reason="mediapipe 0.10.21 (the oracle these tests compare with) is not installed")
 #: Distances are compared as if each image's longer side were this long.
 SIDE = 512
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These graphs are small: one thread is faster than two fighting a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- hand-made checks (no MediaPipe) ---------------------------------------------------------------
