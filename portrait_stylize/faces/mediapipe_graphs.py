@@ -32,8 +32,10 @@ import torch
 
 from .face_models import load_face_model
 
-#: Images per network run: bounds the activations' memory on long lists (a photo's tiles).
-MAX_BATCH = 64
+#: Images per network run: bounds the activations' memory on long lists (a photo's tiles). On CPU,
+#: chunks of 16 detected a 4K group photo's 152 short-range tiles faster than chunks of 24, 32 or 64
+#: (measured with 2 threads: smaller activations cost fewer fresh memory pages).
+MAX_BATCH = 16
 
 
 @dataclass(frozen=True)

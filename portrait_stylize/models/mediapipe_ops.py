@@ -76,17 +76,16 @@ def transform_tensor_bilinear(inputs: list[Tensor | None], options: dict[str, An
     x, y = torch.where(inside, x, 0.0), torch.where(inside, y, 0.0)
     x0, y0 = x.floor(), y.floor()
     fx, fy = (x - x0)[..., None].to(features.dtype), (y - y0)[..., None].to(features.dtype)
-    flat = features.reshape(n, h * w, c)
-
-    def corner(yy: Tensor, xx: Tensor) -> Tensor:
-        # The +1 neighbours of a sample on the last row or column fall outside and have weight 0.
-        valid = (inside & (xx < w) & (yy < h))[..., None]
-        index = (yy.clamp(max=h - 1) * w + xx.clamp(max=w - 1)).long().reshape(n, -1, 1).expand(-1, -1, c)
-        return torch.where(valid, torch.gather(flat, 1, index).reshape(n, out_h, out_w, c), 0.0)
-
-    top = (1 - fx) * corner(y0, x0) + fx * corner(y0, x0 + 1)
-    bottom = (1 - fx) * corner(y0 + 1, x0) + fx * corner(y0 + 1, x0 + 1)
-    return (1 - fy) * top + fy * bottom
+    # A zero row and column after the last: the +1 neighbours of a sample on the last row or column
+    # (weight 0) read them, so one gather takes all four neighbours of every sample.
+    flat = F.pad(features, (0, 0, 0, 1, 0, 1)).reshape(n, (h + 1) * (w + 1), c)
+    first = (y0 * (w + 1) + x0).long().reshape(n, -1)
+    index = torch.cat([first, first + 1, first + (w + 1), first + (w + 2)], dim=1)[..., None].expand(-1, -1, c)
+    top_left, top_right, bottom_left, bottom_right = torch.gather(flat, 1, index).reshape(
+        n, 4, out_h, out_w, c).unbind(1)
+    top = (1 - fx) * top_left + fx * top_right
+    bottom = (1 - fx) * bottom_left + fx * bottom_right
+    return torch.where(inside[..., None], (1 - fy) * top + fy * bottom, 0.0)
 
 
 def transform_landmarks(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:

@@ -14,6 +14,11 @@ Conventions:
   the custom operators compute one result per batch element (TFLite's kernels read element 0 only).
 * Padding: ``SAME`` is TensorFlow's: ``ceil(size / stride)`` outputs, the odd padding pixel after;
   max pooling ignores padded pixels and average pooling divides by the number of real ones.
+* Fusion: ``forward`` runs the operators of :func:`execution_plan`, the file's with the padding,
+  residual additions and activations around a convolution folded into it, each convolution with a
+  kernel prepared once (:func:`~.tflite_ops.convolution_kernel`): the same values to float rounding,
+  in fewer passes over memory. Activations and additions work in place on tensors nothing else
+  reads, so the module is for inference: gradients through it are not supported.
 
 Serialisation: the module's ``state_dict()`` holds every float constant (buffers ``t<index>``, index =
 the tensor's index in the file) and :meth:`TFLiteGraph.graph_spec` the rest as plain JSON (operators,
@@ -23,7 +28,7 @@ options, tensor indices, names and shapes).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections import Counter
 from typing import Any
 
 import torch
@@ -35,9 +40,8 @@ from . import mediapipe_ops, tflite_ops
 #: ``graph_spec()["format"]`` and ``["version"]``, checked when a module is built from a spec.
 SPEC_FORMAT, SPEC_VERSION = "portrait-stylize/tflite-graph", 1
 
-Kernel = Callable[[list[Tensor | None], dict[str, Any]], Tensor]
 #: Operator name (builtin name, or the custom operator's name) -> ``kernel(inputs, options) -> output``.
-KERNELS: dict[str, Kernel] = {
+KERNELS: dict[str, tflite_ops.Kernel] = {
     "CONV_2D": tflite_ops.conv_2d,
     "DEPTHWISE_CONV_2D": tflite_ops.depthwise_conv_2d,
     "MAX_POOL_2D": tflite_ops.max_pool_2d,
@@ -60,7 +64,97 @@ KERNELS: dict[str, Kernel] = {
     "TransformLandmarks": mediapipe_ops.transform_landmarks,
     "Convolution2DTransposeBias": mediapipe_ops.transpose_conv_bias,
 }
+_CONVOLUTIONS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
+#: Operators whose kernel applies ``options["activation"]`` to its result.
+_WITH_ACTIVATION = _CONVOLUTIONS | {"MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL", "CONCATENATION"}
+#: Activation operators that can become the activation of the operator before them.
+_ACTIVATION_OPERATORS = {"RELU", "HARD_SWISH", "LOGISTIC"}
+#: Operators whose result may share its operand's memory (the other kernels make a new tensor).
+_VIEWS = {"RESHAPE", "STRIDED_SLICE", "DEPTH_TO_SPACE"}
 
+
+def _shapes(spec: dict[str, Any]) -> dict[int, list[int]]:
+    """Tensor index -> its shape in the file (batch 1), computed tensors and constants alike."""
+    shapes = {int(i): t["shape"] for i, t in spec["tensors"].items()}
+    shapes.update((int(i), t["shape"]) for i, t in spec["constants"].items())
+    return shapes
+
+
+def execution_plan(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operators ``forward`` runs: ``spec["ops"]`` rewritten to compute the same values (to float
+    rounding) in fewer passes over memory, each rewrite only where nothing else reads the tensor it
+    removes:
+
+    * a convolution's padding becomes explicit, ``[[top, bottom], [left, right]]``, and takes in a
+      ``PAD`` of the height and width before it (TFLite pads with zeros, as the convolution does);
+    * an ``ADD`` of a convolution's result (activation ``NONE``) and another computed tensor of the
+      same shape, or a ``PAD`` of its channels with zeros after them, becomes the convolution with
+      that tensor (the ``PAD``'s operand) as a fourth input, added in place before the activation,
+      which becomes the ``ADD``'s;
+    * an activation operator (:data:`_ACTIVATION_OPERATORS`) of the result of an operator whose
+      activation is ``NONE`` becomes that activation.
+
+    A fused operator runs where the last operator it replaces ran, when all its inputs exist. A
+    convolution's residual gets ``options["overwrite_residual"]``: true where the convolution may
+    write its result into the residual's memory (a tensor computed here, read by nothing after it and
+    shared with no view), which spares allocating a tensor.
+    """
+    shapes = _shapes(spec)
+    readers = Counter(i for op in spec["ops"] for i in op["inputs"])
+    readers.update(spec["outputs"])
+    # Output tensor -> its operator, in execution order; an operator fused into a later one leaves.
+    plan: dict[int, dict[str, Any]] = {}
+
+    def sole_reader(index: int, types: set[str]) -> dict[str, Any] | None:
+        """The operator of ``types`` that makes tensor ``index`` when the caller is its only reader."""
+        producer = plan.get(index)
+        return producer if producer is not None and producer["type"] in types and readers[index] == 1 else None
+
+    for op in spec["ops"]:
+        op = {**op, "inputs": list(op["inputs"]), "options": dict(op["options"])}
+        if op["type"] in _CONVOLUTIONS:
+            x, weight = op["inputs"][:2]
+            padding = tflite_ops.explicit_padding(op["options"], shapes[x][1:3], shapes[weight][1:3])
+            pad = sole_reader(x, {"PAD"})
+            if pad is not None and pad["options"]["paddings"][0] == pad["options"]["paddings"][3] == [0, 0]:
+                del plan[x]
+                op["inputs"][0] = pad["inputs"][0]
+                padding = [[a + b for a, b in zip(mine, theirs)]
+                           for mine, theirs in zip(padding, pad["options"]["paddings"][1:3])]
+            op["options"]["padding"] = padding
+        elif op["type"] == "ADD":
+            for conv_out, other in (op["inputs"], op["inputs"][::-1]):
+                conv = sole_reader(conv_out, _CONVOLUTIONS)
+                if (conv is None or conv["options"]["activation"] != "NONE" or len(conv["inputs"]) != 3
+                        or str(other) in spec["constants"] or shapes[other] != shapes[conv_out]):
+                    continue
+                pad = sole_reader(other, {"PAD"})
+                if pad is not None and pad["options"]["paddings"][:3] == [[0, 0]] * 3 \
+                        and pad["options"]["paddings"][3][0] == 0:
+                    del plan[other]
+                    other = pad["inputs"][0]
+                del plan[conv_out]
+                op = {**conv, "inputs": conv["inputs"] + [other], "outputs": op["outputs"],
+                      "options": {**conv["options"], "activation": op["options"]["activation"]}}
+                break
+        elif op["type"] in _ACTIVATION_OPERATORS:
+            producer = sole_reader(op["inputs"][0], _WITH_ACTIVATION)
+            if producer is not None and producer["options"]["activation"] == "NONE":
+                del plan[op["inputs"][0]]
+                op = {**producer, "outputs": op["outputs"],
+                      "options": {**producer["options"], "activation": op["type"]}}
+        plan[op["outputs"][0]] = op
+    ops = list(plan.values())
+    last_reader = {i: step for step, op in enumerate(ops) for i in op["inputs"]}
+    viewed = {i for op in ops if op["type"] in _VIEWS for i in op["inputs"]}
+    for step, op in enumerate(ops):
+        if op["type"] in _CONVOLUTIONS and len(op["inputs"]) == 4:
+            residual = op["inputs"][3]
+            producer = plan.get(residual)
+            op["options"]["overwrite_residual"] = (
+                producer is not None and producer["type"] not in _VIEWS and residual not in viewed
+                and last_reader[residual] == step and residual not in spec["outputs"])
+    return ops
 
 
 class TFLiteGraph(nn.Module):
@@ -91,15 +185,25 @@ class TFLiteGraph(nn.Module):
                 raise ConversionError(f"{spec.get('source')}: constant t{index} has shape {list(value.shape)}, "
                                       f"the graph says {tensor_info['shape']}")
             self.register_buffer(f"t{index}", value.detach().to(torch.float32).clone())
+        self._constants = [(int(index), f"t{index}") for index in spec["constants"]]
+        plan = execution_plan(spec)
         outputs = set(spec["outputs"])
         last_read: dict[int, int] = {}
-        for step, op in enumerate(spec["ops"]):
+        for step, op in enumerate(plan):
             last_read.update((i, step) for i in op["inputs"] if str(i) not in spec["constants"] and i >= 0)
         # Computed tensors are dropped after their last reader, so a forward holds only live activations.
-        self._release: list[list[int]] = [[] for _ in spec["ops"]]
+        release: list[list[int]] = [[] for _ in plan]
         for index, step in last_read.items():
             if index not in outputs:
-                self._release[step].append(index)
+                release[step].append(index)
+        shapes = _shapes(spec)
+        #: (kernel, input indices, output index, options, tensors to drop after it) per operator run;
+        #: each convolution has a kernel of its own, with what its options decide worked out here.
+        self._steps = [(tflite_ops.convolution_kernel(op["options"], shapes[op["inputs"][0]], shapes[op["inputs"][1]],
+                                                      op["type"] == "DEPTHWISE_CONV_2D")
+                        if op["type"] in _CONVOLUTIONS else KERNELS[op["type"]],
+                        op["inputs"], op["outputs"][0], op["options"], drop)
+                       for op, drop in zip(plan, release)]
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], state_dict: dict[str, Tensor]) -> TFLiteGraph:
@@ -127,16 +231,16 @@ class TFLiteGraph(nn.Module):
         spec = self._spec
         if len(inputs) != len(spec["inputs"]):
             raise InvalidArgumentError(f"{spec['source']} takes {len(spec['inputs'])} inputs, got {len(inputs)}")
-        values: dict[int, Tensor] = {int(name[1:]): buffer for name, buffer in self.named_buffers()}
+        buffers = self._buffers  # read directly: named_buffers() costs more than a small graph's operator
+        values: dict[int, Tensor] = {index: buffers[name] for index, name in self._constants}
         for index, x in zip(spec["inputs"], inputs):
             expected = spec["tensors"][str(index)]["shape"]
             if list(x.shape[1:]) != expected[1:]:
                 raise InvalidArgumentError(f"{spec['source']}: input {spec['tensors'][str(index)]['name']!r} must have "
                                            f"shape (B, {', '.join(map(str, expected[1:]))}), got {tuple(x.shape)}")
             values[index] = x
-        for op, release in zip(spec["ops"], self._release):
-            values[op["outputs"][0]] = KERNELS[op["type"]]([None if i < 0 else values[i] for i in op["inputs"]],
-                                                           op["options"])
-            for index in release:
+        for kernel, indices, output, options, drop in self._steps:
+            values[output] = kernel([None if i < 0 else values[i] for i in indices], options)
+            for index in drop:
                 del values[index]
         return tuple(values[i] for i in spec["outputs"])

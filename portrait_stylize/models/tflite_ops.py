@@ -2,8 +2,9 @@
 
 Each operator is a function ``(inputs, options) -> Tensor``: ``inputs`` are the operator's input
 tensors in the file's order (``None`` for an absent optional one), ``options`` its options as
-:mod:`.tflite_graph` reads them. Semantics follow TFLite's reference kernels exactly (see
-:mod:`.tflite_graph` for the layout, batch and padding conventions).
+:mod:`.tflite_graph` reads them, or as its execution plan rewrites them (explicit padding, a fused
+residual). Semantics follow TFLite's reference kernels exactly (see :mod:`.tflite_graph` for the
+layout, batch and padding conventions).
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: TFLite's fused activations: ``tflite.ActivationFunctionType`` code -> (name, function).
+#: TFLite's fused activations: ``tflite.ActivationFunctionType`` code -> (name, function). The
+#: operators apply them to the tensor they have just made, so the functions work in place: no second
+#: tensor is allocated (on CPU, a fresh large tensor costs its page faults).
 ACTIVATIONS: dict[int, tuple[str, Callable[[Tensor], Tensor]]] = {  # tflite.ActivationFunctionType
     0: ("NONE", lambda x: x),
-    1: ("RELU", F.relu),
-    2: ("RELU_N1_TO_1", lambda x: x.clamp(-1.0, 1.0)),
-    3: ("RELU6", lambda x: x.clamp(0.0, 6.0)),
-    4: ("TANH", torch.tanh),
+    1: ("RELU", torch.relu_),
+    2: ("RELU_N1_TO_1", lambda x: x.clamp_(-1.0, 1.0)),
+    3: ("RELU6", lambda x: x.clamp_(0.0, 6.0)),
+    4: ("TANH", torch.tanh_),
 }
-ACTIVATION_BY_NAME = dict(ACTIVATIONS.values())
+#: The fused activations by name, and the activation operators that :mod:`.tflite_graph` folds into
+#: the operator before them (as if the file had fused them).
+ACTIVATION_BY_NAME: dict[str, Callable[[Tensor], Tensor]] = {
+    **dict(ACTIVATIONS.values()), "HARD_SWISH": lambda x: F.hardswish(x, inplace=True), "LOGISTIC": torch.sigmoid_}
 
-
-# Each takes the operator's inputs (NHWC tensors, None for an omitted optional input) and its options
-# (JSON values, as graph_spec() holds them) and returns its one output.
+#: An operator: ``kernel(inputs, options) -> output``. Each below takes the operator's inputs (NHWC
+#: tensors, None for an omitted optional input) and its options (JSON values, as graph_spec() holds
+#: them) and returns its one output.
+Kernel = Callable[[list[Tensor | None], dict[str, Any]], Tensor]
 
 
 def nchw(x: Tensor) -> Tensor:
@@ -48,34 +55,91 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
+def explicit_padding(options: dict[str, Any], size: Sequence[int], kernel: Sequence[int]) -> list[list[int]]:
+    """A window operator's padding ``[[top, bottom], [left, right]]`` for an input of ``size`` (H, W):
+    ``options["padding"]`` is ``"VALID"``, ``"SAME"`` or already explicit (as :mod:`.tflite_graph`
+    resolves it, with a PAD folded in)."""
+    padding = options["padding"]
+    if padding == "VALID":
+        return [[0, 0], [0, 0]]
+    if padding == "SAME":
+        dilation = options.get("dilation", [1, 1])
+        return [list(same_padding(size[a], kernel[a], options["stride"][a], dilation[a])) for a in (0, 1)]
+    return padding
+
+
 def _pad_same(x: Tensor, options: dict[str, Any], kernel: Sequence[int], value: float = 0.0) -> Tensor:
-    """Pad an NCHW tensor for a ``SAME`` window op with ``value`` (a no-op for ``VALID``)."""
-    if options["padding"] == "VALID":
-        return x
-    dilation = options.get("dilation", [1, 1])
-    (top, bottom), (left, right) = (same_padding(x.shape[2 + a], kernel[a], options["stride"][a], dilation[a])
-                                    for a in (0, 1))
+    """Pad an NCHW tensor for a window op with ``value`` (a no-op without padding)."""
+    (top, bottom), (left, right) = explicit_padding(options, x.shape[2:], kernel)
     return F.pad(x, (left, right, top, bottom), value=value) if top or bottom or left or right else x
+
+
+#: Up to this many output values, a 1×1 convolution runs as a matrix product on the NHWC tensor:
+#: less fixed cost than oneDNN's convolution, which is faster on larger tensors (the crossover
+#: measured on the face models with 2 threads of an AVX-512 CPU).
+MATMUL_MAX_OUTPUT = 1 << 16
+
+
+def convolution_kernel(options: dict[str, Any], input_shape: Sequence[int], weight_shape: Sequence[int],
+                       depthwise: bool) -> Kernel:
+    """The kernel of one ``CONV_2D`` (or, ``depthwise``, ``DEPTHWISE_CONV_2D``) with everything its
+    options and shapes decide worked out once: :mod:`.tflite_graph` makes one per operator, so that a
+    forward pays for the tensors' work only. ``options["padding"]`` is explicit
+    (:func:`explicit_padding`); ``input_shape`` (B, H, W, C), ``weight_shape`` in TFLite's layout.
+
+    The kernel computes ``activation(conv(x) + bias + residual)`` from x, weight, bias (or None) and,
+    where :mod:`.tflite_graph` fused an ``ADD``, its other operand, the residual: NHWC, the output's
+    shape or fewer channels (the operand of a ``PAD`` of the channels with zeros, fused too). With
+    ``options["overwrite_residual"]`` the result may take the residual's memory.
+    """
+    (top, bottom), (left, right) = options["padding"]
+    stride, dilation = options["stride"], options["dilation"]
+    activation = ACTIVATION_BY_NAME[options["activation"]]
+    groups = input_shape[3] if depthwise else input_shape[3] // weight_shape[3]
+    # PyTorch pads both sides alike: an odd padding pixel is padded beforehand.
+    pad = (left, right, top, bottom) if top != bottom or left != right else None
+    padding = (0, 0) if pad else (top, left)
+    pointwise = (weight_shape[1] == weight_shape[2] == 1 and groups == 1 and not depthwise and stride == [1, 1]
+                 and not (top or bottom or left or right))
+    overwrite = pointwise and options.get("overwrite_residual", False)
+    cout, cin = weight_shape[0], weight_shape[3]
+
+    def kernel(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
+        x, weight, bias, *residual = inputs
+        if overwrite and residual[0].shape[3] == cout and residual[0].is_contiguous():
+            # residual += x · weightᵀ in one matrix product, in the residual's memory: no new tensor.
+            y = residual[0]
+            y.view(-1, cout).addmm_(x.reshape(-1, cin), weight.view(cout, cin).t())
+            if bias is not None:
+                y += bias
+            return activation(y)
+        if pointwise and x.numel() // cin * cout <= MATMUL_MAX_OUTPUT:
+            y = F.linear(x, weight.view(cout, cin), bias)
+        else:
+            x = nchw(x) if pad is None else F.pad(nchw(x), pad)
+            weight = weight.permute(3, 0, 1, 2) if depthwise else weight.permute(0, 3, 1, 2)
+            y = nhwc(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+        if residual:
+            y[..., :residual[0].shape[3]] += residual[0]  # fewer channels: the rest are a PAD's zeros
+        return activation(y)
+
+    return kernel
 
 
 def conv_2d(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
     """``CONV_2D``: input (B, H, W, Cin), weight OHWI (Cout, kh, kw, Cin / groups), optional bias (Cout,)
-    -> (B, H', W', Cout), then the fused activation."""
-    x, weight, bias = inputs
-    w = weight.permute(0, 3, 1, 2)
-    x = _pad_same(nchw(x), options, w.shape[2:])
-    y = F.conv2d(x, w, bias, options["stride"], dilation=options["dilation"], groups=x.shape[1] // w.shape[1])
-    return ACTIVATION_BY_NAME[options["activation"]](nhwc(y))
+    -> (B, H', W', Cout), then the fused activation (a fourth input: see :func:`convolution_kernel`)."""
+    x, weight = inputs[:2]
+    options = {**options, "padding": explicit_padding(options, x.shape[1:3], weight.shape[1:3])}
+    return convolution_kernel(options, x.shape, weight.shape, depthwise=False)(inputs, options)
 
 
 def depthwise_conv_2d(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
     """``DEPTHWISE_CONV_2D``: input (B, H, W, C), weight (1, kh, kw, C * multiplier) (output channel
     ``c * multiplier + m`` reads input channel ``c``), optional bias -> (B, H', W', C * multiplier)."""
-    x, weight, bias = inputs
-    w = weight.permute(3, 0, 1, 2)
-    x = _pad_same(nchw(x), options, w.shape[2:])
-    y = F.conv2d(x, w, bias, options["stride"], dilation=options["dilation"], groups=x.shape[1])
-    return ACTIVATION_BY_NAME[options["activation"]](nhwc(y))
+    x, weight = inputs[:2]
+    options = {**options, "padding": explicit_padding(options, x.shape[1:3], weight.shape[1:3])}
+    return convolution_kernel(options, x.shape, weight.shape, depthwise=True)(inputs, options)
 
 
 def max_pool_2d(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
@@ -131,19 +195,20 @@ def logistic(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
 def prelu(inputs: list[Tensor | None], options: dict[str, Any]) -> Tensor:
     """``PRELU``: ``x`` where ``x >= 0``, else ``alpha * x``; alpha broadcasts (e.g. (1, 1, C))."""
     x, alpha = inputs
+    if x.ndim > 1 and alpha.ndim and alpha.numel() == alpha.shape[-1] == x.shape[-1]:
+        # One slope per channel: PyTorch's own kernel, one pass instead of where's three.
+        return F.prelu(x.movedim(-1, 1), alpha.reshape(-1)).movedim(1, -1)
     return torch.where(x >= 0, x, x * alpha)
 
 
-def _bilinear_axis(x: Tensor, dim: int, size: int, align_corners: bool, half_pixel_centers: bool) -> Tensor:
-    """Resize one axis as TFLite's reference ``RESIZE_BILINEAR`` does (bilinear is separable)."""
+def _legacy_bilinear_axis(x: Tensor, dim: int, size: int) -> Tensor:
+    """Resize one axis as TFLite's reference ``RESIZE_BILINEAR`` does with neither ``align_corners`` nor
+    ``half_pixel_centers``: output pixel ``i`` samples ``i · n / size`` (bilinear is separable)."""
     n = x.shape[dim]
-    scale = (n - 1) / (size - 1) if align_corners and size > 1 else n / size
-    position = torch.arange(size, device=x.device, dtype=torch.float32)
-    source = (position + 0.5) * scale - 0.5 if half_pixel_centers else position * scale
-    low = source.floor().clamp(min=0)
+    source = torch.arange(size, device=x.device, dtype=torch.float32) * (n / size)
+    low = source.floor()
+    # Past the last pixel both neighbours are the last one, and the weights still sum to one.
     high = source.ceil().clamp(max=n - 1)
-    # The weight is measured from the clamped lower neighbour, as TFLite does; where both neighbours
-    # are clamped to the same pixel the weights still sum to one.
     weight = (source - low).to(x.dtype).view([size if d == dim % x.ndim else 1 for d in range(x.ndim)])
     return x.index_select(dim, low.long()) * (1 - weight) + x.index_select(dim, high.long()) * weight
 
@@ -152,8 +217,13 @@ def resize_bilinear(inputs: list[Tensor | None], options: dict[str, Any]) -> Ten
     """``RESIZE_BILINEAR`` of (B, H, W, C) to (B, ``size[0]``, ``size[1]``, C) with TFLite's three
     coordinate conventions: ``align_corners``, ``half_pixel_centers`` or neither (legacy TF 1)."""
     x = inputs[0]
+    if options["align_corners"] or options["half_pixel_centers"]:
+        # PyTorch's kernel has these two: its align_corners=False is half-pixel centres with sources
+        # before the first pixel clamped to it, which is what TFLite's clamped neighbours give.
+        return nhwc(F.interpolate(nchw(x), size=options["size"], mode="bilinear",
+                                  align_corners=options["align_corners"]))
     for dim, size in ((1, options["size"][0]), (2, options["size"][1])):
-        x = _bilinear_axis(x, dim, size, options["align_corners"], options["half_pixel_centers"])
+        x = _legacy_bilinear_axis(x, dim, size)
     return x
 
 
