@@ -277,8 +277,7 @@ def _in_image(mask: np.ndarray, window, shape) -> np.ndarray:
 
 
 def _same_region(a: np.ndarray, b: np.ndarray) -> tuple[float, bool]:
-    """``(IoU, whether they differ only along their edges)``: every pixel of one lies within 1 px of the other.
-    Thin regions (a closed mouth, a few pixels high) lose IoU to sub-pixel shifts of the mesh alone."""
+    """``(IoU, whether they differ only along their edges)``: every pixel of one lies within 1 px of the other."""
     iou = (a & b).sum() / max((a | b).sum(), 1)
     kernel = np.ones((3, 3), np.uint8)
     near = not (a & ~cv2.dilate(b.astype(np.uint8), kernel).astype(bool)).any() and \
@@ -286,29 +285,58 @@ def _same_region(a: np.ndarray, b: np.ndarray) -> tuple[float, bool]:
     return float(iou), near
 
 
-@needs_mediapipe
-def test_backend_gives_the_previous_faces_and_regions(photos):
-    ours, previous = MediapipeBackend(), SolutionsBackend()
+class NudgedSolutionsBackend(SolutionsBackend):
+    """The previous implementation with each face's 5 points moved by 1e-4 px before its mesh crop: the
+    noise floor of the comparison (our detections match MediaPipe's to about 1e-7 of the image, which
+    moves the points by about that much)."""
+
+    def _refine(self, image, faces):
+        for face in faces:
+            face.landmarks = face.landmarks + 1e-4
+        return super()._refine(image, faces)
+
+
+def _region_ious(backend: MediapipeBackend, reference: SolutionsBackend, photos: dict) -> dict[str, list[float]]:
+    """Per region, the IoU of ``backend``'s mask with ``reference``'s for every face of every photo (and the
+    whole-image background), after checking that both find the same faces, boxes, points and meshes."""
     ious: dict[str, list[float]] = {}
     for name, image in photos.items():
-        faces, expected = ours.detect(image), previous.detect(image)
+        faces, expected = backend.detect(image), reference.detect(image)
         assert len(faces) == len(expected), name
-        parsing, expected_parsing = ours.parse(image, faces), previous.parse(image, expected)
+        parsing, expected_parsing = backend.parse(image, faces), reference.parse(image, expected)
         background, expected_background = parsing.image_masks["background"], expected_parsing.image_masks["background"]
         ious.setdefault("background", []).append(_same_region(background, expected_background)[0])
-        for face, reference, parsed, reference_parsed in zip(faces, expected, parsing.faces, expected_parsing.faces):
-            assert box_iou(face.box, reference.box) >= 0.95, name
-            assert (face.mesh is None) == (reference.mesh is None), name
+        for face, ref, parsed, ref_parsed in zip(faces, expected, parsing.faces, expected_parsing.faces):
+            assert box_iou(face.box, ref.box) >= 0.95, name
+            assert (face.mesh is None) == (ref.mesh is None), name
             scale = SIDE / max(image.shape[:2])
-            assert np.abs(face.landmarks - reference.landmarks).max() * scale <= 1.0, name
+            assert np.abs(face.landmarks - ref.landmarks).max() * scale <= 1.0, name
             if face.mesh is not None:
-                assert np.abs(face.mesh - reference.mesh).max() * scale <= 1.0, name
-            assert set(parsed.masks) == set(reference_parsed.masks), name
+                assert np.abs(face.mesh - ref.mesh).max() * scale <= 1.0, name
+            assert set(parsed.masks) == set(ref_parsed.masks), name
             for region, mask in parsed.masks.items():
                 iou, near = _same_region(_in_image(mask, parsed.window, image.shape[:2]),
-                                         _in_image(reference_parsed.masks[region], reference_parsed.window,
-                                                   image.shape[:2]))
+                                         _in_image(ref_parsed.masks[region], ref_parsed.window, image.shape[:2]))
+                assert near or iou >= 0.95, (name, region, iou)
                 ious.setdefault(region, []).append(iou)
-                assert iou >= 0.95 or near, (name, region, iou)
-    assert min(ious["background"]) >= 0.95, ious["background"]
+    return ious
+
+
+@needs_mediapipe
+def test_backend_gives_the_previous_faces_and_regions(photos):
+    """Every region of every face within 0.95 IoU of the previous implementation's where MediaPipe itself
+    holds that: a closed mouth, or the brows and lips of a 30-px face, are one or two pixels thin,
+    and MediaPipe's own mesh moves their edges by a tenth of a pixel when its crop moves by 1e-4 px
+    (a different rounding of a few crop pixels), which costs them up to 18 % IoU against
+    themselves. Such regions are held to that floor: per region, the worst and the mean IoU no worse
+    than the previous implementation's against itself nudged by 1e-4 px, and masks only ever
+    differing along their edges."""
+    previous = SolutionsBackend()
+    ious = _region_ious(MediapipeBackend(), previous, photos)
     assert set(ious) == {"background", "skin", "brows", "eyes", "nose", "lips", "mouth", "hair"}
+    floor = _region_ious(NudgedSolutionsBackend(), previous, photos)
+    for region, values in ious.items():
+        print(f"{region}: ours min {min(values):.3f} mean {np.mean(values):.4f}; "
+              f"MediaPipe nudged min {min(floor[region]):.3f} mean {np.mean(floor[region]):.4f}")
+        assert min(values) >= min(0.95, min(floor[region])), (region, values, floor[region])
+        assert np.mean(values) >= min(0.99, np.mean(floor[region]) - 0.01), (region, values, floor[region])
