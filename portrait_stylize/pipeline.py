@@ -51,7 +51,13 @@ class Smoother(Protocol):
     (:class:`portrait_stylize.video.TemporalState`)."""
 
     def track_faces(self, detect: Callable[[], list[Face]]) -> list[Face]:
-        """This frame's faces: from ``detect()`` (when due), smoothed, or carried over."""
+        """This frame's faces: from ``detect()`` (when due; or found ahead), smoothed, or carried over."""
+
+    def due_frames(self, count: int) -> list[int]:
+        """Which of the next ``count`` frames (0 = the next one) are due for a detection on schedule."""
+
+    def found_ahead(self, offset: int, faces: list[Face]) -> None:
+        """Faces detected ahead for the frame ``offset`` frames on (see :meth:`Stylizer.detect_ahead`)."""
 
     def smooth_coverage(self, coverage: np.ndarray) -> np.ndarray: ...
 
@@ -289,8 +295,8 @@ class Stylizer:
                    temporal: Smoother | None) -> list[Face]:
         """Detect faces (only when regions or the style's face pass need them), smooth them over
         video frames, and return the chosen ones that are large enough (``details`` records all)."""
-        if request.faces == [] or (request.regions is None and request.faces is None and not self.model.has_face_pass):
-            return []  # none chosen, or none needed
+        if not self._needs_faces(request):
+            return []
         backend = self.face_backend
         details.face_backend = backend.name
         with details.timed("detect faces"):
@@ -300,6 +306,24 @@ class Stylizer:
         for _, reason in details.skipped:
             logger.warning(reason)
         return [details.faces[i] for i in details.stylized_faces]
+
+    def _needs_faces(self, request: Request) -> bool:
+        """Whether a call finds faces: not when none are chosen, nor when neither regions nor the
+        style's face pass need them."""
+        return request.faces != [] and not (request.regions is None and request.faces is None
+                                            and not self.model.has_face_pass)
+
+    def detect_ahead(self, frames: list[ImageInput], temporal: Smoother, regions: list[str] | str | None = None,
+                     faces: list[int] | None = None) -> None:
+        """Video: find the faces of those of the next ``frames`` that ``temporal`` will detect on, in
+        one batch for the face backend (:meth:`FaceBackend.detect_many`), and leave them in
+        ``temporal`` for those frames' calls (with the same ``regions`` and ``faces``)."""
+        if not self._needs_faces(self.check_inputs(regions, 1.0, 0.0, faces, None)):
+            return
+        due = temporal.due_frames(len(frames))
+        rgbs = [Picture.read(frames[i], self.max_pixels, self.max_short_side).rgb for i in due]
+        for offset, found in zip(due, self.face_backend.detect_many(rgbs)):
+            temporal.found_ahead(offset, found)
 
     def stylize_image(self, photo: torch.Tensor, reference: torch.Tensor | None, progress: bool,
                       temporal: Smoother | None = None,

@@ -30,6 +30,11 @@ class FaceBackend(ABC):
         """Every face in ``image`` (``(H, W, 3)`` uint8 RGB), sorted left to right, each with its
         box, five alignment landmarks and score."""
 
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """:meth:`detect` on each of ``images`` (video frames); a backend whose networks take batches
+        runs them once for all the images."""
+        return [self.detect(image) for image in images]
+
     @abstractmethod
     def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:
         """Binary region masks of ``faces`` (as :meth:`detect` returned them) in ``image``:

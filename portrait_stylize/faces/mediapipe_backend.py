@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from . import align, mesh_topology
 from . import mediapipe_graphs as graphs
@@ -112,6 +112,64 @@ def _is_new(face: Face, kept: list[Face]) -> bool:
     return all(box_iou(face.box, k.box) < 0.3 and not centre_in(face, k) and not centre_in(k, face) for k in kept)
 
 
+def _autocontrast(image: np.ndarray, cutoff: int = 1) -> np.ndarray:
+    """PIL's ``ImageOps.autocontrast(cutoff=cutoff)`` of an ``(H, W, 3)`` uint8 array, bit for bit,
+    with OpenCV's histograms and lookup (PIL's own, round trips included, took 6 ms on a 1024²
+    photo): per channel, ``cutoff`` % of the pixels are cut from each end of the histogram and
+    the rest stretched linearly over 0-255."""
+    luts = []
+    for channel in range(3):
+        counts = cv2.calcHist([image], [channel], None, [256], [0, 256])[:, 0].astype(np.int64)
+        total = int(counts.sum())
+        for order in (range(256), range(255, -1, -1)):  # low end, then high end
+            cut = int(total * cutoff // 100)
+            for level in order:
+                taken = min(cut, int(counts[level]))
+                counts[level] -= taken
+                cut -= taken
+                if cut <= 0:
+                    break
+        present = np.flatnonzero(counts)
+        lo, hi = (int(present[0]), int(present[-1])) if len(present) else (0, 0)
+        if hi <= lo:
+            luts.append(np.arange(256, dtype=np.uint8))
+            continue
+        scale = 255.0 / (hi - lo)
+        luts.append(np.clip(np.trunc(np.arange(256) * scale - lo * scale), 0, 255).astype(np.uint8))
+    return cv2.LUT(np.ascontiguousarray(image), np.stack(luts, axis=1)[:, None, :])
+
+
+def _detection_copies(image: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """``(factor, plain, contrasted)``: ``image`` scaled by ``factor`` to at most :data:`_DETECT_SIDE`
+    pixels, as it is and auto-contrasted (faded old photos); ``None`` when no face fits in it."""
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        return None
+    factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
+    plain = image
+    if factor < 1.0:
+        plain = np.asarray(Image.fromarray(image).resize(
+            (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor))), Image.BILINEAR))
+    return factor, plain, _autocontrast(plain)
+
+
+#: A detection window: ``(pixels, their offset in the image (x, y), the score a face there needs)``.
+Window = tuple[np.ndarray, tuple[int, int], float]
+
+
+def _whole_windows(copies: tuple[float, np.ndarray, np.ndarray] | None) -> list[Window]:
+    """The full-range passes' windows ``(window, offset, min_score)`` of one image's detection copies:
+    both whole copies and the contrasted copy's four zoomed quarters (the detector sees 192², so
+    zooming is what makes a face bigger), which see more false positives: only confident ones count."""
+    if copies is None:
+        return []
+    _, plain, contrasted = copies
+    h, w = plain.shape[:2]
+    th, tw = int(h * 0.625), int(w * 0.625)
+    zooms = [(x, y) for y in (0, h - th) for x in (0, w - tw)] if min(th, tw) >= MIN_IMAGE_SIDE else []
+    return [(plain, (0, 0), 0.0), (contrasted, (0, 0), 0.0)] + [
+        (contrasted[y:y + th, x:x + tw], (x, y), 0.8) for x, y in zooms]
+
+
 class MediapipeBackend(FaceBackend):
     """Face detection + parsing with MediaPipe's models and graphs (offline: the models ship in the package).
 
@@ -147,13 +205,14 @@ class MediapipeBackend(FaceBackend):
 
     # --- detection ---------------------------------------------------------------------------
 
-    def _detect_windows(self, windows: list[tuple[np.ndarray, tuple[int, int], float]],
-                        detector: graphs.Detector = graphs.FULL_RANGE) -> list[Face]:
-        """Faces of every ``(window, offset, min_score)`` (one batch for the detector), in image
-        pixels (window pixels + ``offset``), those scoring below the window's ``min_score`` left out."""
-        faces = []
+    def _detect_windows(self, windows: list[Window],
+                        detector: graphs.Detector = graphs.FULL_RANGE) -> list[list[Face]]:
+        """Faces of every ``(window, offset, min_score)`` (one batch for the detector), per window, in
+        image pixels (window pixels + ``offset``), those scoring below the window's ``min_score`` left out."""
+        per_window = []
         for (image, offset, min_score), found in zip(windows, self._detections([w[0] for w in windows], detector)):
             h, w = image.shape[:2]
+            faces = []
             for rel, points, score in zip(found.boxes, found.keypoints, found.scores):
                 if score < min_score:
                     continue
@@ -161,7 +220,15 @@ class MediapipeBackend(FaceBackend):
                        float(rel[2]) * w + offset[0], float(rel[3]) * h + offset[1])
                 kp = points.astype(np.float64) * (w, h) + offset
                 faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=float(score)))
-        return faces
+            per_window.append(faces)
+        return per_window
+
+    def _batched_windows(self, windows: list[list[Window]],
+                         detector: graphs.Detector = graphs.FULL_RANGE) -> list[list[Face]]:
+        """:meth:`_detect_windows` on several images' windows in one batch: the faces per image."""
+        found = self._detect_windows([w for image_windows in windows for w in image_windows], detector)
+        starts = np.cumsum([0] + [len(w) for w in windows])
+        return [[face for faces in found[a:b] for face in faces] for a, b in zip(starts[:-1], starts[1:])]
 
     @staticmethod
     def _five_from_keypoints(kp: np.ndarray) -> np.ndarray:
@@ -172,39 +239,40 @@ class MediapipeBackend(FaceBackend):
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 ``(H, W, 3)`` image, sorted left to right, landmarks from the mesh."""
-        if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-            return []  # no face fits
-        # The detector sees 192², so passes on a copy of at most _DETECT_SIDE pixels lose nothing.
-        factor = min(1.0, _DETECT_SIDE / max(image.shape[:2]))
-        small = Image.fromarray(image)
-        if factor < 1.0:
-            small = small.resize((max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor))),
-                                 Image.BILINEAR)
-        plain, contrasted = np.asarray(small), np.asarray(ImageOps.autocontrast(small, cutoff=1))
-        h, w = plain.shape[:2]
-        th, tw = int(h * 0.625), int(w * 0.625)
-        zooms = [(x, y) for y in (0, h - th) for x in (0, w - tw)] if min(th, tw) >= MIN_IMAGE_SIDE else []
-        # Zoomed passes see more false positives: keep only confident ones.
-        found = merge_detections(self._detect_windows([(plain, (0, 0), 0.0), (contrasted, (0, 0), 0.0)] + [
-            (contrasted[y:y + th, x:x + tw], (x, y), 0.8) for x, y in zooms]))
-        # Small faces: tiles propose, best first; the full-range model confirms each new proposal
-        # (textures, hands and parts of big faces now and then fool one model, rarely both).
-        tiled: list[Face] = []
-        # The tile search costs more than the other passes together; a photo whose faces are all big (a portrait,
-        # a selfie) has no room for small ones in practice, so it runs only where faces are small or missing.
-        small_or_none = not found or max(f.size for f in found) < _TILE_TRIGGER * min(h, w)
-        proposals = self._tiled_passes(contrasted, found) if small_or_none else []
-        for proposal in sorted(proposals, key=lambda f: -f.score):
-            if _is_new(proposal, found + tiled):
-                confirmed = self._confirm(contrasted, proposal)
-                if confirmed is not None and _is_new(confirmed, found + tiled):
-                    tiled.append(confirmed)
-        for face in found + tiled:
-            face.box = tuple(v / factor for v in face.box)
-            face.landmarks = face.landmarks / factor
-        refined = self._refine(image, found + tiled)
-        faces, tiled = merge_detections(refined[:len(found)]), refined[len(found):]
-        return merge_detections(faces + [f for f in tiled if f.mesh is not None])  # the mesh has the last word
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """:meth:`detect` on each of ``images`` (video frames), each network run once per step for all of them."""
+        # 1. Passes on each image's detection copy: plain, auto-contrasted, four zoomed quarters. The
+        #    detector sees 192², so a copy of at most _DETECT_SIDE pixels loses nothing.
+        copies = [_detection_copies(image) for image in images]
+        found = [merge_detections(faces) for faces in self._batched_windows([_whole_windows(c) for c in copies])]
+        # 2. Small faces: tiles propose, best first; the full-range model confirms each new proposal
+        #    (textures, hands and parts of big faces now and then fool one model, rarely both). The tile
+        #    search costs more than the other passes together; a photo whose faces are all big (a
+        #    portrait, a selfie) has no room for small ones in practice, so it runs only where faces are
+        #    small or missing.
+        searched = [c is not None and (not faces or max(f.size for f in faces) < _TILE_TRIGGER * min(c[1].shape[:2]))
+                    for c, faces in zip(copies, found)]
+        proposals = self._batched_windows([self._tiles(c[2], faces) if search else []
+                                           for c, faces, search in zip(copies, found, searched)], graphs.SHORT_RANGE)
+        tiled: list[list[Face]] = []
+        for scaled, faces, image_proposals in zip(copies, found, proposals):
+            kept: list[Face] = []
+            for proposal in sorted(image_proposals, key=lambda f: -f.score):
+                if _is_new(proposal, faces + kept):
+                    confirmed = self._confirm(scaled[2], proposal)
+                    if confirmed is not None and _is_new(confirmed, faces + kept):
+                        kept.append(confirmed)
+            tiled.append(kept)
+            for face in faces + kept:  # back to the image's pixels
+                face.box = tuple(v / scaled[0] for v in face.box)
+                face.landmarks = face.landmarks / scaled[0]
+        # 3. The face mesh on every face's aligned crop (one batch); it has the last word on tiled faces.
+        refined = self._refine(images, [faces + kept for faces, kept in zip(found, tiled)])
+        return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
+                                                                          if f.mesh is not None])
+                for faces, first in zip(refined, found)]
 
     def _confirm(self, image: np.ndarray, face: Face) -> Face | None:
         """The full-range detection of ``face`` in a window around it, or ``None``. The window is
@@ -219,14 +287,15 @@ class MediapipeBackend(FaceBackend):
             window = image[y:y + side, x:x + side]
             if min(window.shape[:2]) < MIN_IMAGE_SIDE:
                 return None
-            seen = [f for f in self._detect_windows([(window, (x, y), _TILE_MIN_SCORE)])
+            seen = [f for f in self._detect_windows([(window, (x, y), _TILE_MIN_SCORE)])[0]
                     if box_iou(f.box, face.box) >= 0.3]
             if seen:
                 return max(seen, key=lambda f: f.score)
         return None
 
-    def _tiled_passes(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Proposals of the short-range model on the overlapping tiles of :data:`_TILES`, but for
+    @staticmethod
+    def _tiles(image: np.ndarray, faces: list[Face]) -> list[Window]:
+        """The overlapping tiles of :data:`_TILES` for the short-range model, as windows, but for
         tiles inside one of ``faces`` (all they could propose would lie inside that face)."""
         h, w = image.shape[:2]
         tiles = []
@@ -242,22 +311,27 @@ class MediapipeBackend(FaceBackend):
                     if inside or min(th, tw) < MIN_IMAGE_SIDE:
                         continue
                     tiles.append((tile, (x, y), _TILE_MIN_SCORE))
-        return self._detect_windows(tiles, graphs.SHORT_RANGE)
+        return tiles
 
-    def _refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Run the face mesh on each face's aligned crop (one batch); take the 5 points from it where
-        it succeeds, and keep the face as it is where it does not."""
-        matrices = [align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE) for face in faces]
-        meshes = self._meshes([align.warp_to_crop(image, matrix, _MESH_CROP) for matrix in matrices])
+    def _refine(self, images: list[np.ndarray], faces: list[list[Face]]) -> list[list[Face]]:
+        """Run the face mesh on each face's aligned crop (one batch for all images' faces); take the
+        5 points from it where it succeeds, and keep the face as it is where it does not."""
+        matrices = [[align.crop_transform(face.landmarks, _MESH_CROP, _MESH_SCALE) for face in image_faces]
+                    for image_faces in faces]
+        meshes = iter(self._meshes([align.warp_to_crop(image, matrix, _MESH_CROP)
+                                    for image, image_matrices in zip(images, matrices) for matrix in image_matrices]))
         refined = []
-        for face, matrix, landmarks in zip(faces, matrices, meshes):
-            if landmarks is None:
-                refined.append(face)
-                continue
-            mesh = align.apply(align.invert(matrix), landmarks[:, :2].astype(np.float64) * _MESH_CROP)
-            five = np.array([mesh[self._eyes[0]].mean(0), mesh[self._eyes[1]].mean(0), mesh[_NOSE_TIP],
-                             mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
-            refined.append(Face(box=face.box, landmarks=five, score=face.score, mesh=mesh))
+        for image_faces, image_matrices in zip(faces, matrices):
+            kept = []
+            for face, matrix, landmarks in zip(image_faces, image_matrices, meshes):
+                if landmarks is None:
+                    kept.append(face)
+                    continue
+                mesh = align.apply(align.invert(matrix), landmarks[:, :2].astype(np.float64) * _MESH_CROP)
+                five = np.array([mesh[self._eyes[0]].mean(0), mesh[self._eyes[1]].mean(0), mesh[_NOSE_TIP],
+                                 mesh[_MOUTH_CORNERS[0]], mesh[_MOUTH_CORNERS[1]]])
+                kept.append(Face(box=face.box, landmarks=five, score=face.score, mesh=mesh))
+            refined.append(kept)
         return refined
 
     def opening_ratios(self, face: Face) -> np.ndarray | None:

@@ -45,6 +45,39 @@ def test_face_counts_on_every_fixture_photo(fixtures, mediapipe):
     assert len(photos) == 18 and all(found == n for found, n in counts.values()), counts
 
 
+def test_detect_many_finds_what_detect_finds_on_each_image(fixtures, mediapipe):
+    """Video frames are detected together: the same faces as one by one (networks in one batch
+    round differently, by far less than a pixel), also with an image too small for any face."""
+    images = [_rgb(path) for path, _ in _whole_photos(fixtures)]
+    images += [_rgb(fixtures / "faces" / "selfies" / "a.jpg"), np.zeros((10, 12, 3), np.uint8)]
+    together = mediapipe.detect_many(images)
+    assert [len(faces) for faces in together] == [len(mediapipe.detect(image)) for image in images]
+    assert [len(faces) for faces in together] == [count for _, count in _whole_photos(fixtures)] + [1, 0]
+    for image, faces in zip(images, together):
+        for face, alone in zip(faces, mediapipe.detect(image)):
+            assert np.abs(np.subtract(face.box, alone.box)).max() < 0.01
+            assert np.abs(face.landmarks - alone.landmarks).max() < 0.01
+            assert np.abs(face.mesh - alone.mesh).max() < 0.01
+
+
+def test_autocontrast_is_pils_bit_for_bit(fixtures):
+    """The detection pass on a faded copy uses its own auto-contrast (OpenCV's histograms and lookup):
+    PIL's ``ImageOps.autocontrast(cutoff=1)``, as the backend used before, on every fixture photo, on
+    noise, on a low-contrast picture, on a flat one and on one with a single bright pixel."""
+    from PIL import Image, ImageOps
+
+    from portrait_stylize.faces.mediapipe_backend import _autocontrast
+
+    rng = np.random.default_rng(0)
+    spot = np.zeros((16, 17, 3), np.uint8)
+    spot[3, 4] = 255
+    images = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), rng.integers(100, 140, (300, 200, 3), dtype=np.uint8),
+              np.full((20, 20, 3), 7, np.uint8), spot]
+    images += [_rgb(p) for p in sorted((fixtures / "faces").glob("*/*.*g"))[::3]]
+    for image in images:
+        assert np.array_equal(_autocontrast(image), np.asarray(ImageOps.autocontrast(Image.fromarray(image), cutoff=1)))
+
+
 def test_faces_left_to_right_with_unswapped_landmarks(fixtures, mediapipe):
     for path, count in _whole_photos(fixtures):
         faces = mediapipe.detect(_rgb(path))

@@ -290,10 +290,10 @@ class NudgedSolutionsBackend(SolutionsBackend):
     noise floor of the comparison (our detections match MediaPipe's to about 1e-7 of the image, which
     moves the points by about that much)."""
 
-    def _refine(self, image, faces):
-        for face in faces:
+    def _refine(self, images, faces):
+        for face in (face for image_faces in faces for face in image_faces):
             face.landmarks = face.landmarks + 1e-4
-        return super()._refine(image, faces)
+        return super()._refine(images, faces)
 
 
 def _region_ious(backend: MediapipeBackend, reference: SolutionsBackend, photos: dict) -> dict[str, list[float]]:

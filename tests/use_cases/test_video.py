@@ -86,12 +86,29 @@ def test_temporal_state_detects_every_nth_frame_and_carries_faces_over():
     assert len(calls) == 3 + 4  # while no face is tracked, every frame looks for one
 
 
-def test_video_detects_every_4th_frame_and_runs_small_frames_untiled(clip, tmp_path, monkeypatch):
+def test_temporal_state_uses_faces_found_ahead():
+    face = Face(box=(30.0, 35.0, 80.0, 90.0), landmarks=np.zeros((5, 2)), score=0.9)
+    state = TemporalState(smoothing=0.0, detect_every=3)
+    assert state.due_frames(7) == [0, 3, 6]
+    state.found_ahead(0, [face])
+    state.found_ahead(3, [])
+
+    def not_called():
+        raise AssertionError("faces were found ahead")
+
+    assert state.track_faces(not_called) == [face]
+    assert state.due_frames(4) == [2]  # frame 3, from frame 1 on
+    assert [state.track_faces(not_called) for _ in range(2)] == [[face], [face]]  # carried over
+    assert state.track_faces(lambda: [face]) == [] and not state.ahead  # frame 3: none found ahead
+
+
+def test_video_detects_every_4th_frame_in_batches_and_runs_small_frames_untiled(clip, tmp_path, monkeypatch):
     st = ps.load_style("toon")
     backend = st.face_backend
     detections, tiles = [], []
-    real_detect = backend.detect
-    monkeypatch.setattr(backend, "detect", lambda rgb: detections.append(1) or real_detect(rgb))
+    real_detect_many = backend.detect_many
+    # A backend's detect() is detect_many() on one image: every detection shows here, with its batch size.
+    monkeypatch.setattr(backend, "detect_many", lambda rgbs: detections.append(len(rgbs)) or real_detect_many(rgbs))
     from portrait_stylize import pipeline
 
     real_run_tiled = pipeline.run_tiled
@@ -99,7 +116,8 @@ def test_video_detects_every_4th_frame_and_runs_small_frames_untiled(clip, tmp_p
                         lambda fn, x, tile, *a: tiles.append(tile) or real_run_tiled(fn, x, tile, *a))
     st.tile_size = 64  # smaller than the clip's frames: a still image of this size would tile
     info = stylize_video(clip, tmp_path / "out.mp4", st, regions=["lips"], progress=False)
-    assert len(detections) == -(-info.frames // 4) and set(tiles) == {None} and st.tile_size == 64
+    assert info.frames == 16 and detections == [4]  # frames 0, 4, 8 and 12 in one batch
+    assert set(tiles) == {None} and st.tile_size == 64
 
 
 def test_long_or_unreadable_clips_are_refused(clip, tmp_path):

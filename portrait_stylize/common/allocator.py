@@ -1,0 +1,49 @@
+"""The C allocator's settings for this process: freed network activations kept for the next pass.
+
+glibc's ``malloc`` hands large freed blocks back to the system at once (its trim threshold follows
+the largest block freed, at most 64 MB). A network pass on the CPU allocates and frees tens of
+megabytes of activations, so every pass faults all those pages in again, and for the small face
+networks that costs as much as their arithmetic: on a 1024² portrait, face detection with its mesh
+and the region parsing took 90 ms with glibc's defaults and 80 ms with :func:`keep_freed_memory`
+(2-core Xeon, AVX-512; ``benchmarks/bench_pipeline.py --faces`` times both engines under it).
+
+:func:`keep_freed_memory` serves blocks up to :data:`MMAP_THRESHOLD` from the heap and keeps up to
+:data:`TRIM_THRESHOLD` of freed heap for reuse: the process holds at most that much more memory
+than it uses. The package applies it once, when it is imported, and only on glibc in a process
+that has no allocator settings of its own (a ``MALLOC_*`` variable of glibc's, or another
+allocator preloaded); ``PORTRAIT_STYLIZE_KEEP_FREED_MEMORY=0`` leaves the allocator alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+#: Blocks up to this size come from the heap (glibc's own default grows to 32 MB as blocks are freed).
+MMAP_THRESHOLD = 32 << 20
+#: Freed memory at the top of the heap is returned to the system only beyond this much.
+TRIM_THRESHOLD = 128 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+_GLIBC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
+                   "GLIBC_TUNABLES")
+SWITCH = "PORTRAIT_STYLIZE_KEEP_FREED_MEMORY"
+
+
+def _glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (AttributeError, ValueError, OSError):  # not glibc (macOS, Windows, musl)
+        return False
+
+
+def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
+    """Set glibc's mmap and trim thresholds (see the module docstring), unless the process chose
+    its allocator's settings itself or ``PORTRAIT_STYLIZE_KEEP_FREED_MEMORY=0``; whether they were set."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SWITCH, "1") == "0" or environ.get("LD_PRELOAD") or any(k in environ for k in _GLIBC_SETTINGS):
+        return False
+    if not _glibc():
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                        TRIM_THRESHOLD))
