@@ -242,6 +242,8 @@ class Stylizer:
                 ``regions``, only these faces' heads change (the style's head paste mask). An
                 index not in the picture raises :class:`InvalidArgumentError` naming the faces
                 found. Faces smaller than ``min_face_size`` pixels are skipped and reported.
+                ``[]`` without ``regions`` or ``harmonize`` changes nothing: the picture comes back
+                as it is (upright), at once.
             return_details: also return a :class:`StylizeDetails` (faces, masks, crops, timings).
             progress: show a progress bar over tiles for large images.
             temporal: for video frames: a :class:`~portrait_stylize.video.TemporalState` carried
@@ -257,6 +259,10 @@ class Stylizer:
         # 1. Check inputs (before any image is decoded) and read the image.
         request = self.check_inputs(regions, strength, harmonize, faces, style_image)
         details = StylizeDetails()
+        if request.faces == [] and request.regions is None and not request.harmonize:
+            # Nothing chosen to change: the picture as it is, without running any network.
+            unchanged = load_image(image, self.max_pixels)  # upright, RGB or RGBA
+            return (unchanged, details) if return_details else unchanged
         picture = Picture.read(image, self.max_pixels, self.max_short_side)
         rgb, photo = picture.rgb, picture.array
         # 2. Faces: detect, smooth over time, choose.

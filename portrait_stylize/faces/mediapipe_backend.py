@@ -119,7 +119,8 @@ def _autocontrast(image: np.ndarray, cutoff: int = 1) -> np.ndarray:
     the rest stretched linearly over 0-255."""
     luts = []
     for channel in range(3):
-        counts = cv2.calcHist([image], [channel], None, [256], [0, 256])[:, 0].astype(np.int64)
+        # (256, 1) before OpenCV 5, (256,) from it on.
+        counts = cv2.calcHist([image], [channel], None, [256], [0, 256]).reshape(-1).astype(np.int64)
         total = int(counts.sum())
         for order in (range(256), range(255, -1, -1)):  # low end, then high end
             cut = int(total * cutoff // 100)

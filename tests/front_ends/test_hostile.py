@@ -205,7 +205,7 @@ class TestBrokenStyles:
             model.head.conv_out.bias.fill_(float("inf"))  # as NaN weights that slipped past loading would
         st = ps.Stylizer(model, ps.StyleSpec(name="inf", kind="local"), backend="torch")
         with pytest.raises(InvalidStyleError, match="produced NaN or infinite values"):
-            st(np.full((32, 32, 3), 100, np.uint8), faces=[])
+            st(np.full((32, 32, 3), 100, np.uint8))
 
 
 class TestNetworkFaults:

@@ -215,13 +215,13 @@ class TestInt8:
         spec = ps.StyleSpec(name="t", kind="local")
         image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
         with pytest.raises(quantize.QuantizationError, match=r"dB from float32 .*the floor is 99 dB.*onnx or openvino"):
-            ps.Stylizer(model, spec, backend="onnx-int8", face_backend="mediapipe")(image, faces=[])
+            ps.Stylizer(model, spec, backend="onnx-int8", face_backend="mediapipe")(image)
         monkeypatch.setattr(ranking, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
         st = ps.Stylizer(model, spec, face_backend="mediapipe")
         assert st.backend == "onnx-int8"
-        out = st(image, faces=[])
+        out = st(image)
         assert st.backend == "onnx"
-        expected = ps.Stylizer(model, spec, backend="onnx", face_backend="mediapipe")(image, faces=[])
+        expected = ps.Stylizer(model, spec, backend="onnx", face_backend="mediapipe")(image)
         assert np.array_equal(np.asarray(out), np.asarray(expected))
 
     def test_only_an_auto_choice_of_int8_gets_a_fallback(self, small_ttn, monkeypatch):

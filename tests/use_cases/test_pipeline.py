@@ -170,11 +170,14 @@ class TestFaces:
         assert faces.detect_calls == 1 and details.face_backend == "fake"
         assert details.stylized_faces == [0] and len(details.faces) == 1 and details.skipped == []
 
-    def test_no_faces_chosen_means_no_detection_and_no_change(self, faces):
+    def test_no_faces_chosen_means_no_detection_no_network_and_no_change(self, faces):
         model = Flat()
-        out = np.asarray(stylizer(model)(photo(), faces=[]))
+        out, details = stylizer(model)(photo(), faces=[], return_details=True)
+        assert faces.detect_calls == 0 and model.calls == [] and details.faces == []
+        assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(photo()))
+        # With harmonize the untouched picture moves towards the style's colours: the network runs.
+        stylizer(model)(photo(), faces=[], harmonize=0.5)
         assert faces.detect_calls == 0 and [c[0] for c in model.calls] == ["image"]
-        assert np.array_equal(out, np.asarray(photo()))
 
     @pytest.mark.parametrize("model", [Flat(), FlatNoFaces()], ids=["face pass", "no face pass"])
     def test_faces_alone_change_only_those_heads(self, faces, model):
