@@ -128,6 +128,32 @@ def _cmd_styles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backends(args: argparse.Namespace) -> int:
+    """``backends``: what ``auto`` chooses among here and the ranking it remembers; ``--measure`` times them now."""
+    import torch
+
+    from .runtime import cpu, ranking
+    from .runtime.backends import cpu_candidates
+
+    candidates, threads = tuple(cpu_candidates()), torch.get_num_threads()
+    print(f"CPU: {cpu.cpu_description()}\nthreads: {threads}\ncandidates: {', '.join(candidates)}")
+    entry = (ranking.measure_ranking(candidates, threads) if args.measure
+             else ranking.remembered_ranking(candidates, threads))
+    if entry is None:
+        print("ranking: not measured yet on this machine (the first style loaded with backend auto measures it; "
+              "or run: portrait-stylize backends --measure)")
+        return 0
+    share = entry.get("others_share")
+    print(f"ranking (fastest first), measured {entry.get('measured', '?')}"
+          + ("" if share is None else f", other processes using {100 * share:.0f}% of the CPU meanwhile") + ":")
+    for backend in entry["ranking"]:
+        print(f"  {backend:<11} {1000 * entry['seconds'][backend]:8.1f} ms  (a 384x384 DCT-Net-shaped network)")
+    if args.measure:
+        print(f"remembered in {ranking.choice_file()}" if entry["remembered"]
+              else "not remembered: the machine was busy; measure again when it is quiet")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     """``run`` and ``batch``: the same work; ``batch`` splits it over launched processes, skips
     results that exist (resume) and needs a folder output."""
@@ -319,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("styles", help="list registered styles (name, kind, licence, cached)")
     p.add_argument("pattern", nargs="?", default="*", help="glob on style names, e.g. '*toon*'")
     p.set_defaults(func=_cmd_styles)
+
+    p = sub.add_parser("backends", help="show the CPU backends auto chooses among and their measured ranking")
+    p.add_argument("--measure", action="store_true",
+                   help="time the backends now (a few seconds) and remember the ranking if the machine was quiet")
+    p.set_defaults(func=_cmd_backends)
 
     for command, summary in (("run", "stylize images or folders of images"),
                              ("batch", "stylize many images, split across processes/GPUs under 'accelerate launch', "

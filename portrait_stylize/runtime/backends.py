@@ -23,8 +23,9 @@ speed and in the last bits of precision:
   the White-box network); compiled once per input shape on first use.
 
 ``auto`` (the default) on the CPU measures the backends installed here once per machine (a
-DCT-Net-shaped TTN at 384², a few runs each; seconds, once: docs/performance.md) and remembers
-the ranking in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags
+DCT-Net-shaped TTN at 384², interleaved rounds; seconds, once: docs/performance.md) and remembers
+the ranking, unless other processes kept the CPU busy meanwhile (:mod:`.ranking`), in
+``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags
 (and the kernels the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count and
 the runtimes' versions; ``torch-bf16`` is a candidate only where bf16 is native (emulated it is
 several times slower), ``onnx-int8`` only where int8 units are. When ``auto`` picked

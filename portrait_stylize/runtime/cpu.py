@@ -1,13 +1,16 @@
 """What this CPU and installation offer the backends: the CPU's feature flags and a one-line
-description of it, whether it has bfloat16 or int8 units, and which optional runtimes are
-installed."""
+description of it, whether it has bfloat16 or int8 units, which optional runtimes are
+installed, and how much of the CPU other processes are using."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import platform
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -66,3 +69,41 @@ def has_onnxruntime() -> bool:
 def has_openvino() -> bool:
     """Whether the OpenVINO backend's packages (``onnx`` to export, ``openvino`` to run) are installed."""
     return _installed("onnx", "openvino")
+
+
+#: The shortest block :func:`others_share` measures.
+MIN_SHARE_SECONDS = 0.25
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (``/proc/stat``: all but idle and
+    iowait), or ``None`` where that cannot be read."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError, IndexError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def others_share() -> Iterator[Callable[[], float | None]]:
+    """Measure how busy other processes keep the CPU during a block::
+
+        with others_share() as share:
+            ...  # e.g. time the backends
+        share()  # CPU time of other processes / (wall time x cores), in [0, 1]; None: unknown
+
+    The machine's busy time (``/proc/stat``) less this process's own CPU time: whatever else ran
+    while this process measured, which would have slowed some of its runs and not others. Unknown
+    where ``/proc/stat`` cannot be read, or for blocks under :data:`MIN_SHARE_SECONDS` (the kernel
+    counts in 10-ms ticks)."""
+    start_busy, start_own, start = _busy_seconds(), sum(os.times()[:2]), time.perf_counter()
+    result: list[float | None] = [None]
+    try:
+        yield lambda: result[0]
+    finally:
+        end_busy, end_own, wall = _busy_seconds(), sum(os.times()[:2]), time.perf_counter() - start
+        if start_busy is not None and end_busy is not None and wall >= MIN_SHARE_SECONDS:
+            others = (end_busy - start_busy) - (end_own - start_own)
+            result[0] = min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)

@@ -1,14 +1,16 @@
-"""``auto``'s ranking of the CPU backends: measured once per machine and remembered in
-``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by what the measurement depends on."""
+"""``auto``'s ranking of the CPU backends: measured once per machine in interleaved rounds and
+remembered in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by what the measurement
+depends on; a ranking measured while other processes kept the CPU busy is used by that process
+only (``portrait-stylize backends`` shows the ranking, ``--measure`` measures again)."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.metadata
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -22,9 +24,13 @@ from .runners import int8_runner, make_runner
 
 logger = logging.getLogger(__name__)
 
-#: Side of the square test image ``auto`` times the backends on, and runs per backend (the
-#: first, a warm-up, is not counted; the fastest of the rest is).
-_PROBE_SIDE, _PROBE_RUNS = 384, 4
+#: Side of the square test image ``auto`` times the backends on, and timed rounds: each round runs
+#: every backend once, in a rotated order, after one warm-up run each; the fastest run counts.
+#: Interleaving spreads a passing burst of other work over all backends instead of one.
+_PROBE_SIDE, _PROBE_ROUNDS = 384, 4
+#: A measurement during which other processes used more than this share of the CPU is not
+#: remembered (a busy machine ranked openvino first where torch-bf16 is 2.6x faster when quiet).
+BUSY_SHARE = 0.15
 
 
 def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
@@ -65,47 +71,92 @@ def _remember(key: str, entry: dict) -> None:
 
 
 def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE,
-                     runs: int = _PROBE_RUNS) -> dict[str, float]:
-    """Fastest of ``runs - 1`` timed runs (seconds) of each backend on a DCT-Net-shaped TTN with
-    seeded random weights and a ``side``² input, on the current thread count."""
+                     rounds: int = _PROBE_ROUNDS) -> dict[str, float]:
+    """Fastest of ``rounds`` interleaved timed runs (seconds) of each backend on a DCT-Net-shaped TTN
+    with seeded random weights and a ``side``² input, on the current thread count."""
     net = TTN().eval()
     with torch.random.fork_rng():
         torch.manual_seed(0)
         for parameter in net.parameters():
             parameter.data.normal_(0.0, 0.05)
         x = torch.rand(1, 3, side, side) * 2 - 1
-    seconds = {}
+    seconds: dict[str, float] = {}
     with torch.inference_mode():
-        for backend in candidates:
-            # Random weights say nothing about int8 precision: time it without the floor.
-            if backend == "onnx-int8":
-                runner = int8_runner(net, None)
-            else:
-                runner = make_runner(net, backend, torch.device("cpu"))
-            times = []
-            for _ in range(runs):
+        # Random weights say nothing about int8 precision: int8 is timed without the floor.
+        runners = {b: int8_runner(net, None) if b == "onnx-int8" else make_runner(net, b, torch.device("cpu"))
+                   for b in candidates}
+        for runner in runners.values():
+            runner(x)  # warm-up: exported, compiled, caches filled
+        for round_ in range(rounds):
+            for backend in candidates[round_ % len(candidates):] + candidates[:round_ % len(candidates)]:
                 start = time.perf_counter()
-                runner(x)
-                times.append(time.perf_counter() - start)
-            seconds[backend] = min(times[1:])
-    return seconds
+                runners[backend](x)
+                seconds[backend] = min(seconds.get(backend, float("inf")), time.perf_counter() - start)
+    return {b: seconds[b] for b in candidates}
 
 
-@functools.cache
+def remembered_ranking(candidates: tuple[str, ...], threads: int) -> dict | None:
+    """The remembered entry for ``candidates`` at ``threads`` threads on this machine (see
+    :func:`measure_ranking`), or ``None``."""
+    entry = _remembered().get(machine_key(threads, candidates))
+    if isinstance(entry, dict) and sorted(entry.get("ranking") or []) == sorted(candidates) \
+            and isinstance(entry.get("seconds"), dict):
+        return entry
+    return None
+
+
+def measure_ranking(candidates: tuple[str, ...], threads: int, remember: bool = True) -> dict:
+    """Measure ``candidates`` now (:func:`measure_backends`) and, when the machine was quiet
+    meanwhile and ``remember``, remember the ranking for :func:`ranked_cpu_backends`.
+
+    Returns:
+        the entry: ``ranking`` (fastest first), ``seconds`` per backend, ``measured`` (local time),
+        ``others_share`` (the CPU share other processes used meanwhile; ``None``: unknown) and
+        ``remembered``.
+    """
+    with cpu.others_share() as share:
+        seconds = measure_backends(candidates)
+    busy = share() is not None and share() > BUSY_SHARE
+    entry = {"ranking": sorted(seconds, key=seconds.get), "seconds": {b: round(t, 4) for b, t in seconds.items()},
+             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+             "others_share": None if share() is None else round(share(), 3), "remembered": remember and not busy}
+    if busy:
+        logger.warning("other processes used %.0f%% of the CPU while the backends were timed: this ranking (%s) "
+                       "serves this process only and is measured again next time", 100 * share(),
+                       ", ".join(entry["ranking"]))
+    elif remember:
+        _remember(machine_key(threads, candidates), {k: v for k, v in entry.items() if k != "remembered"})
+    return entry
+
+
+#: Rankings this process settled on, by (candidates, threads): read from the file or measured on a
+#: quiet machine. A busy measurement is used once and not kept, so the next style loaded measures again.
+_SETTLED: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
+#: One measurement at a time: two at once would slow each other down.
+_MEASURING = threading.Lock()
+
+
+def forget() -> None:
+    """Forget the rankings this process settled on (the file stays): the next load reads or measures anew."""
+    _SETTLED.clear()
+
+
 def ranked_cpu_backends(candidates: tuple[str, ...], threads: int) -> tuple[str, ...]:
-    """``candidates``, fastest first here at ``threads`` threads: remembered, or measured once
-    (:func:`measure_backends`) and remembered in :func:`choice_file`."""
+    """``candidates``, fastest first here at ``threads`` threads: remembered, or measured
+    (:func:`measure_ranking`; kept only when measured on a quiet machine)."""
     if len(candidates) == 1:
         return candidates
-    key = machine_key(threads, candidates)
-    remembered = _remembered().get(key)
-    if isinstance(remembered, dict) and sorted(remembered.get("ranking") or []) == sorted(candidates):
-        return tuple(remembered["ranking"])
-    logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
-    seconds = measure_backends(candidates)
-    ranking = tuple(sorted(seconds, key=seconds.get))
-    _remember(key, {"ranking": list(ranking), "seconds": {b: round(t, 4) for b, t in seconds.items()},
-                    "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
-    logger.info("fastest backend here: %s (%s)", ranking[0],
-                ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in seconds.items()))
-    return ranking
+    with _MEASURING:
+        if (candidates, threads) in _SETTLED:
+            return _SETTLED[candidates, threads]
+        remembered = remembered_ranking(candidates, threads)
+        if remembered is not None:
+            _SETTLED[candidates, threads] = tuple(remembered["ranking"])
+            return _SETTLED[candidates, threads]
+        logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
+        entry = measure_ranking(candidates, threads)
+        logger.info("fastest backend here: %s (%s)", entry["ranking"][0],
+                    ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items()))
+        if entry["remembered"]:
+            _SETTLED[candidates, threads] = tuple(entry["ranking"])
+        return tuple(entry["ranking"])

@@ -3,9 +3,14 @@ against the TFLite runtime."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,7 +87,7 @@ class TestAutoMeasuresOnce:
     @pytest.fixture
     def measured(self, tmp_path, monkeypatch):
         monkeypatch.setenv("HF_HOME", str(tmp_path))
-        ranking.ranked_cpu_backends.cache_clear()
+        ranking.forget()
         calls = []
 
         def fake(candidates):
@@ -92,7 +97,7 @@ class TestAutoMeasuresOnce:
 
         monkeypatch.setattr(ranking, "measure_backends", fake)
         yield calls
-        ranking.ranked_cpu_backends.cache_clear()
+        ranking.forget()
 
     def test_the_fastest_is_picked_and_remembered_on_disk(self, measured):
         candidates = ("torch", "onnx", "openvino")
@@ -101,7 +106,7 @@ class TestAutoMeasuresOnce:
         (entry,) = saved.values()
         assert entry["ranking"] == ["openvino", "onnx", "torch"]
         assert entry["seconds"] == {"torch": 0.9, "onnx": 0.5, "openvino": 0.4}
-        ranking.ranked_cpu_backends.cache_clear()  # a new process: read from disk, not measured again
+        ranking.forget()  # a new process: read from disk, not measured again
         assert ranking.ranked_cpu_backends(candidates, 2)[0] == "openvino" and len(measured) == 1
         assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
         assert ranking.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
@@ -117,8 +122,79 @@ class TestAutoMeasuresOnce:
         assert json.loads(ranking.choice_file().read_text())  # valid again
 
     def test_the_real_measurement_times_every_candidate(self):
-        seconds = ranking.measure_backends(tuple(backends.cpu_candidates()), side=64, runs=2)
+        seconds = ranking.measure_backends(tuple(backends.cpu_candidates()), side=64, rounds=2)
         assert list(seconds) == backends.cpu_candidates() and all(t > 0 for t in seconds.values())
+
+    def test_rounds_interleave_the_backends_and_keep_each_ones_fastest(self, monkeypatch):
+        order, times = [], {"a": iter([9, 5, 3, 4]), "b": iter([9, 2, 6, 7]), "c": iter([9, 8, 8, 1])}
+        clock = [0.0]
+
+        def runner(backend):
+            def run(x):
+                order.append(backend)
+                clock[0] += next(times[backend])
+            return run
+
+        monkeypatch.setattr(ranking, "make_runner", lambda net, backend, device: runner(backend))
+        monkeypatch.setattr(ranking.time, "perf_counter", lambda: clock[0])
+        seconds = ranking.measure_backends(("a", "b", "c"), side=8, rounds=3)
+        assert order == ["a", "b", "c"] + ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"]  # warm-up, 3 rounds
+        assert seconds == {"a": 3, "b": 2, "c": 1}  # the warm-up (9) never counts
+
+    def test_a_ranking_measured_while_the_machine_was_busy_is_not_kept(self, measured, monkeypatch, caplog):
+        @contextlib.contextmanager
+        def busy():
+            yield lambda: 0.6
+
+        monkeypatch.setattr(ranking.cpu, "others_share", busy)
+        with caplog.at_level(logging.WARNING):
+            assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx"
+        assert "other processes used 60% of the CPU" in caplog.text and not ranking.choice_file().exists()
+        ranking.ranked_cpu_backends(("torch", "onnx"), 2)
+        assert len(measured) == 2  # measured again at the next load
+        @contextlib.contextmanager
+        def quiet():
+            yield lambda: 0.02
+
+        monkeypatch.setattr(ranking.cpu, "others_share", quiet)
+        entry = ranking.measure_ranking(("torch", "onnx"), 2)
+        assert entry["remembered"] and entry["others_share"] == 0.02
+        assert json.loads(ranking.choice_file().read_text())
+
+
+def test_backends_command_shows_the_remembered_ranking_and_measures_on_request(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx"])
+    assert main(["backends"]) == 0
+    assert "candidates: torch, onnx" in capsys.readouterr().out.splitlines()[2]
+    monkeypatch.setattr(ranking, "measure_backends", lambda candidates: {"torch": 0.9, "onnx": 0.25})
+
+    @contextlib.contextmanager
+    def quiet():
+        yield lambda: 0.03
+
+    monkeypatch.setattr(ranking.cpu, "others_share", quiet)
+    assert main(["backends", "--measure"]) == 0
+    measured = capsys.readouterr().out
+    assert "  onnx" in measured and "250.0 ms" in measured and "remembered in" in measured
+    assert main(["backends"]) == 0  # read back from the file
+    shown = capsys.readouterr().out
+    assert shown.index("  onnx") < shown.index("  torch") and "3% of the CPU" in shown and "not measured" not in shown
+
+
+def test_others_share_sees_a_busy_neighbour():
+    """One process spinning on one of the machine's cores: about 1 / cores of its time."""
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)  # started
+        with cpu.others_share() as share:
+            time.sleep(1.0)
+    finally:
+        spin.kill()
+    assert share() is not None and share() >= 0.7 / (os.cpu_count() or 1), share()
+    with cpu.others_share() as instant:
+        pass
+    assert instant() is None  # too short to measure
 
 
 def test_export_onnx_runs_at_any_size(tmp_path):
