@@ -52,6 +52,7 @@ def test_tflite_matches_reference_runtime(fixtures, model, reference, min_psnr):
     assert min(scores) >= min_psnr, scores
 
 
+@pytest.mark.slow
 def test_float32_tflite_matches_its_runtime_and_the_graph(tf_fixtures):
     """A plain float32 TFLite file (TFLite's converter, no optimisation) reads to the frozen
     graph's exact weights and reproduces the TFLite interpreter's output."""

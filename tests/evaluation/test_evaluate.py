@@ -52,6 +52,7 @@ def tiny_networks(tmp_path) -> MetricNetworks:
                           {"lpips": "random", "fid_kid": "random", "identity": "random"})
 
 
+@pytest.mark.slow
 def test_report_has_each_metric_and_an_unchanged_style_scores_perfectly(photos, registry, tiny_networks, tmp_path,
                                                                       fixtures):
     exemplars = tmp_path / "anime"

@@ -173,6 +173,7 @@ def facexlib_random_weights(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_facexlib_backend_wiring_offline(fixtures, facexlib_random_weights, monkeypatch):
     monkeypatch.delenv("PORTRAIT_STYLIZE_FACE_BACKEND", raising=False)
     assert resolve_face_backend("auto") == "facexlib"

@@ -222,6 +222,7 @@ def test_short_range_detection_on_tiles_matches_mediapipe(photos):
     assert faces >= 20
 
 
+@pytest.mark.slow
 @needs_mediapipe
 def test_face_mesh_matches_mediapipe(photos):
     """On every photo as it is and on the backend's 256² aligned crop of each face it finds."""
@@ -322,6 +323,7 @@ def _region_ious(backend: MediapipeBackend, reference: SolutionsBackend, photos:
     return ious
 
 
+@pytest.mark.slow
 @needs_mediapipe
 def test_backend_gives_the_previous_faces_and_regions(photos):
     """Every region of every face within 0.95 IoU of the previous implementation's where MediaPipe itself

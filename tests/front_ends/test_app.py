@@ -79,6 +79,7 @@ def _call(client, path, regions=(), faces=(), style="toon", max_side=1024):
                           list(faces), None, api_name="/stylize")
 
 
+@pytest.mark.slow
 def test_cold_start_costs_little_beyond_importing_gradio_and_torch(server):
     """Process start to the first HTTP 200, against the bare imports it cannot avoid, measured
     now on the same machine (absolute seconds depend on the machine and its load)."""
@@ -89,6 +90,7 @@ def test_cold_start_costs_little_beyond_importing_gradio_and_torch(server):
     assert server[1] < 3.0 * imports + 5.0, (server[1], imports)
 
 
+@pytest.mark.slow
 def test_analytics_and_telemetry_are_off_unless_the_user_says_otherwise():
     code = "import os, app; print(os.environ['GRADIO_ANALYTICS_ENABLED'], os.environ['HF_HUB_DISABLE_TELEMETRY'])"
     env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_DISABLE_TELEMETRY")}
@@ -122,6 +124,7 @@ def test_lips_only_through_the_api(client, fixtures):
     assert "2 face(s) found" in status and Image.open(overlay).size == Image.open(src).size
 
 
+@pytest.mark.slow
 def test_eight_concurrent_calls_each_get_their_own_answer(client, fixtures):
     """Eight different requests at once (four photos, each at two sizes): every answer is the one a
     call on its own gives for that request, so swapped, duplicated or mixed-up answers fail."""
@@ -215,6 +218,7 @@ def test_a_style_that_cannot_be_downloaded_gives_a_message(client, fixtures):
     assert Image.open(_call(client, fixtures / "faces" / "cropped" / "Adele_crop.png")[2]).size == (512, 512)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (.ci/run installs it)")
 def test_browser_upload_tick_run_changes_only_the_ticked_regions(server, tmp_path):
     """Upload, tick lips and hair, press Stylize: the 'after' picture the page shows differs from the

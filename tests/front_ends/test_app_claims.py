@@ -79,6 +79,7 @@ def test_bad_per_region_strength_strings_get_a_message(text, regions, message):
     assert str(info.value) == message
 
 
+@pytest.mark.slow
 def test_lips_at_half_and_hair_at_0_8_change_half_and_0_8_as_much_as_at_full_strength():
     """"lips=0.5, hair=0.8" against both at 1.0, region by region (the library's masks of the photo):
     the change from the photo is half as large on the lips and 0.8 times as large on the hair."""
@@ -99,6 +100,7 @@ def test_lips_at_half_and_hair_at_0_8_change_half_and_0_8_as_much_as_at_full_str
 # --- face gallery and face picker (group photos) --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_group_photo_shows_one_gallery_item_and_one_checkbox_per_face(app, fixtures):
     """app.find_faces (run on upload): a thumbnail captioned 'face i' per face found, left to right,
     each showing its own face; the 'Faces to stylize' picker offers the same labels, none picked (= all)."""
@@ -124,12 +126,14 @@ def _small(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB").resize((32, 32)), np.float64)
 
 
+@pytest.mark.slow
 def test_one_face_or_no_photo_hides_the_gallery(app):
     for path in (str(REPO / "examples" / "astronaut.jpg"), None):
         gallery, checkboxes = app.find_faces(path, "mediapipe", 1024)
         assert gallery["visible"] is False and checkboxes["visible"] is False, path
 
 
+@pytest.mark.slow
 def test_the_face_checkboxes_pick_which_faces_change(fixtures):
     from portrait_stylize.faces import enlarge_box
 
@@ -163,6 +167,7 @@ def _frames(path) -> tuple[dict, np.ndarray]:
     return meta, np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]).astype(np.float64)
 
 
+@pytest.mark.slow
 def test_the_video_tab_estimates_the_work_before_starting_and_stylizes_the_clip(tmp_path):
     """Upload: the estimate from the first frames is shown; Stylize: the clip is done (audio kept)
     and each frame reports progress with that estimate; the estimate is within 3x of the real time."""
@@ -230,6 +235,7 @@ def test_the_library_ui_has_no_limits_of_its_own(tmp_path):
 # --- the queue ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_queue_runs_two_jobs_at_a_time_and_holds_32_more(app, monkeypatch):
     """The real demo (create_demo) on a local port with ui.run_photo held until released: 36 calls
     at once give 2 running, 32 waiting and 2 refused with Gradio's 'Queue is full' message."""
@@ -304,6 +310,7 @@ def test_facexlib_is_offered_only_once_its_weights_are_on_disk(tmp_path, monkeyp
 # --- style previews -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_offline_style_has_a_preview_beside_the_dropdown(app):
     """A preview of the chosen style on a bundled portrait: shown at start and on every change;
     styles that would download first get none (nothing is fetched for a thumbnail)."""

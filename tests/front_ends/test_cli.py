@@ -25,6 +25,7 @@ def test_styles_lists_builtins_as_offline():
     assert rows["toon"] == ["builtin", "apache-2.0", "yes"] and rows["sketch"] == ["builtin", "apache-2.0", "yes"]
 
 
+@pytest.mark.slow
 def test_console_script_runs_one_portrait(fixtures, tmp_path):
     assert CLI.exists(), "the console script is not installed (pip install -e .)"
     src = fixtures / "faces" / "cropped" / "Julia_Roberts_crop.png"
@@ -36,6 +37,7 @@ def test_console_script_runs_one_portrait(fixtures, tmp_path):
     assert np.abs(gray(art) - gray(photo)).mean() > 20
 
 
+@pytest.mark.slow
 def test_batch_continues_past_bad_file(fixtures, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -66,6 +68,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_run_with_regions_faces_and_masks(fixtures, tmp_path):
     src = fixtures / "faces" / "whole" / "Blake_Lively.jpg"
     out, masks = tmp_path / "lips.png", tmp_path / "masks"
@@ -91,6 +94,7 @@ def test_one_unreadable_image_is_one_line_naming_it_once(tmp_path):
     assert result.stderr.startswith("error: ") and result.stderr.count("broken.png") == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_one_progress_display_tiles_for_one_image_the_batch_bar_for_several(tmp_path):
     for name in ("a.png", "b.png"):
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 700, 3), np.uint8)).save(tmp_path / name)

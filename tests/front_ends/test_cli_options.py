@@ -190,6 +190,7 @@ def test_max_pixels_limits_and_0_lifts_the_limit(tmp_path, capsys, monkeypatch):
             _assert_same_pixels(_pixels(out), expected)
 
 
+@pytest.mark.slow
 def test_verbose_logs_what_happens(tmp_path):
     photo = _photo(tmp_path / "p.png", 40, 30)
     runs = {flags: subprocess.Popen([sys.executable, "-m", "portrait_stylize", *flags, "run", str(photo), "-o",

@@ -69,6 +69,7 @@ class TestDegenerateImages:
         monkeypatch.undo()
         assert len(ps.detect_faces(portraits[1], backend="mediapipe")) == 2
 
+    @pytest.mark.slow
     def test_a_cli_folder_run_goes_on_after_a_thin_image(self, portraits, tmp_path):
         folder = tmp_path / "in"
         folder.mkdir()
@@ -92,6 +93,7 @@ class TestNeverOverwriteInputs:
         assert result.returncode == 2 and "is the input image itself" in result.stderr
         assert result.stderr.count("\n") == 1 and photo.read_bytes() == before
 
+    @pytest.mark.slow
     def test_in_place_folder_run_keeps_every_input_and_every_result(self, tmp_path):
         folder = tmp_path / "photos"
         folder.mkdir()
@@ -106,6 +108,7 @@ class TestNeverOverwriteInputs:
                                                            "b.png", "b.toon.png"]
         assert result.stderr.count("so that no input") == 1 and "a.png -> " in result.stderr
 
+    @pytest.mark.slow
     def test_two_styles_into_one_folder_keep_both_results(self, tmp_path):
         photo = tmp_path / "p.png"
         Image.new("RGB", (40, 30), (120, 90, 60)).save(photo)

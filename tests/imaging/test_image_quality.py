@@ -171,6 +171,7 @@ def test_faces_smaller_than_a_portraits_set_the_scale():
     assert measure(picture, [30]).scale == 0.5
 
 
+@pytest.mark.slow
 def test_the_pipeline_scales_builtin_styles_with_the_faces_it_finds():
     """The astronaut (a half-length shot, 512 px): her face is ~105 px, so toon runs at the
     scale of her face, not of the picture, and the pipeline's result is that style's."""

@@ -33,6 +33,7 @@ def photo_1024(fixtures):
     return ps.load_image(fixtures / "faces" / "whole" / "Blake_Lively.jpg").resize((1024, 1024))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["toon", "sketch"])
 def test_cross_faded_tiles_match_untiled(style, photo_1024):
     """Styles without a known reach (built-in filters) are cross-faded from overlapping tiles."""
@@ -77,6 +78,7 @@ class TestExactTiling:
             # 8 px per block, 2 per filter radius
             assert TTN(num_blocks=2, gf_radius=3).receptive_radius() == 63 - 16 + 4
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
     @pytest.mark.parametrize("pad", [0, 16])
     def test_tiled_equals_untiled(self, backend, pad):

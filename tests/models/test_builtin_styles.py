@@ -51,6 +51,7 @@ def _blockiness(luma: np.ndarray) -> float:
 BLOCKINESS_SPREAD = 0.08
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_builtin_looks_like_art_on_degraded_copies(style, portraits):
     """Issue 18: on each portrait 512 px wide and its downscaled, blurred and JPEG-20 copies, the
@@ -80,6 +81,7 @@ def test_builtin_looks_like_art_on_degraded_copies(style, portraits):
                 assert before > 1.5 and after < before, (case, before, after)
 
 
+@pytest.mark.slow
 def test_kernels_scale_with_the_picture(fixtures):
     """The same photo at 1536 and at 512 px looks the same: the 1536-px result scaled down to
     512 has SSIM > 0.95 to the 512-px result for every style (0.97-1.00 measured). With the
@@ -109,6 +111,7 @@ def test_kernels_scale_with_the_picture(fixtures):
         assert adaptive > 0.95 and control < adaptive - 0.03, (name, adaptive, control)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sketch", "watercolour"])
 def test_large_pictures_tile_exactly(name, fixtures):
     """Filters as wide as a 3x scale needs tile with their measured reach: the tiled result of
@@ -134,6 +137,7 @@ def test_large_pictures_tile_exactly(name, fixtures):
     assert float((short - whole).abs().max()) > 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_builtin_changes_portrait_but_keeps_structure(style, portraits):
     st = ps.load_style(style, device="cpu")
@@ -183,6 +187,7 @@ def test_builtin_params_override_and_validation():
         BuiltinStyle("toon", {"level": 3})
 
 
+@pytest.mark.slow
 def test_no_two_styles_are_near_duplicates(portraits):
     """Each built-in style looks like itself: SSIM between any two styles' outputs < 0.85, on
     portraits 512 px wide and on their degraded copies (at most 0.80 measured)."""

@@ -123,6 +123,7 @@ def trained(fixtures, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_lowers_the_reconstruction_loss_and_writes_a_style(trained, fixtures):
     """The content reconstruction L1 (a term of the generator loss) on a fixed batch of 8 photos, before
     and after the 8 steps: lower for every photo and by over 8 % on average (measured: 0.537 -> 0.467).
@@ -148,6 +149,7 @@ def test_training_lowers_the_reconstruction_loss_and_writes_a_style(trained, fix
     assert config["arch"] == "u2lffm" and (trained / "sample.png").is_file()
 
 
+@pytest.mark.slow
 def test_trained_style_in_the_pipeline_with_regions_and_in_the_app(trained, fixtures):
     from portrait_stylize import ui
 

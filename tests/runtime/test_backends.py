@@ -51,6 +51,7 @@ def test_fast_backends_match_float32(whitebox, backend, min_psnr, tmp_path, monk
     assert psnr(out.numpy(), reference.numpy()) >= min_psnr
 
 
+@pytest.mark.slow
 def test_stylizer_backends_agree_on_a_portrait(portraits):
     model = lively_style_model(channel_order="bgr")
     outputs = {b: np.asarray(ps.Stylizer(model, ps.StyleSpec(name="t", kind="local"), backend=b)(portraits[0]),
@@ -265,6 +266,7 @@ class TestInt8:
     """The int8 U-Net: calibrated on portraits, cached, refused under the floor, and replaced by
     the next fastest backend when `auto` had picked it."""
 
+    @pytest.mark.slow
     def test_quantized_once_then_read_from_the_cache(self, whitebox, tmp_path, monkeypatch):
         from portrait_stylize.runtime import quantize
 
@@ -282,6 +284,7 @@ class TestInt8:
         monkeypatch.setenv("HF_HOME", str(tmp_path))
         assert quantize.quantized_unet(whitebox).psnr == made.psnr  # made again, same result
 
+    @pytest.mark.slow
     def test_under_the_floor_it_is_refused_or_auto_falls_back(self, tmp_path, monkeypatch):
         from portrait_stylize.runtime import quantize
 

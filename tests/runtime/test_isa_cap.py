@@ -43,6 +43,7 @@ SEEN = """
 """
 
 
+@pytest.mark.slow
 def test_runtimes_see_an_avx2_cpu(capped_env):
     capped = json.loads(run_python(SEEN, capped_env).stdout)
     assert capped["torch"] == "AVX2" and not capped["bf16"] and not capped["amx"], capped

@@ -483,6 +483,7 @@ print(st.spec.kind, st.model.arch)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_converting_at_once(msenv):
     python = REPO / ".venv" / "bin" / "python"
     python = str(python) if python.is_file() else sys.executable

@@ -319,6 +319,7 @@ def test_conversion_options_match_convert():
     assert set(registry.CONVERSION_OPTIONS) <= accepted - {"sources", "output", "ttn_overrides"}
 
 
+@pytest.mark.slow
 def test_the_users_own_settings_do_not_steer_the_tests(tmp_path):
     """A user's ``PORTRAIT_STYLIZE_*`` settings (an extra registry with a style "skx", offline mode, another
     cache) leave the registry tests' results unchanged (``conftest.no_ambient_state``)."""

@@ -265,6 +265,7 @@ def test_an_intact_checkpoint_of_another_model_is_an_error_not_a_fallback(run, t
     assert len(common.checkpoint_dirs(out)) == 3
 
 
+@pytest.mark.slow
 def test_explicit_corrupt_or_missing_checkpoint_ends_the_script_with_one_line(tmp_path):
     good = _images(tmp_path / "good")
     bad = tmp_path / "OUT" / "checkpoints" / "checkpoint-5"

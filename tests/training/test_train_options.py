@@ -110,6 +110,7 @@ def hub(monkeypatch, request):
     return request.getfixturevalue("online")
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_style_and_prints_an_entry_pinned_to_the_new_commit(hub, tmp_path):
     out = tmp_path / "OUT"
     result = _tttn(tmp_path, "--max-steps", "2", "--name", "my-style", "--licence", "cc-by-4.0",
@@ -141,6 +142,7 @@ def test_push_to_hub_uploads_the_style_and_prints_an_entry_pinned_to_the_new_com
 # ---------------------------------------------------------------------------- --calibrated
 
 
+@pytest.mark.slow
 def test_calibrated_folders_add_their_images_to_the_style_set(tmp_path):
     result = _tttn(tmp_path, "--calibrated", str(_images(tmp_path / "calibrated_a", 2, seed=20)),
                    "--calibrated", str(_images(tmp_path / "calibrated_b", 4, seed=30)), "--max-steps", "1")
@@ -184,6 +186,7 @@ def test_align_faces_makes_training_crops_of_the_aligned_face(portrait):
     assert load_set([portrait], "--photos", side, progress=False).samples[0].image.shape == (kept, 241, 3)
 
 
+@pytest.mark.slow
 def test_align_faces_skips_photos_without_a_face_and_says_so(portrait, tmp_path):
     _images(portrait, 2)  # noise: no face
     result = _tttn(tmp_path, "--align-faces", "--max-steps", "1", photos=portrait)
@@ -197,6 +200,7 @@ def test_align_faces_skips_photos_without_a_face_and_says_so(portrait, tmp_path)
 # ---------------------------------------------------------------------------- checkpoints, flag table
 
 
+@pytest.mark.slow
 def test_checkpoints_total_limit_keeps_only_the_newest(tmp_path):
     out = tmp_path / "OUT"
     result = _tttn(tmp_path, "--max-steps", "4", "--checkpointing-steps", "1", "--checkpoints-total-limit", "2")

@@ -34,6 +34,7 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@pytest.mark.slow
 def test_documented_command_trains_a_loadable_style(fixtures, tmp_path):
     accelerate = [str(REPO / ".venv" / "bin" / "accelerate") if (REPO / ".venv" / "bin" / "accelerate").exists()
                   else shutil.which("accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
@@ -59,6 +60,7 @@ def test_documented_command_trains_a_loadable_style(fixtures, tmp_path):
     assert result.size == photo.size and np.abs(np.asarray(result, float) - np.asarray(photo, float)).mean() > 5
 
 
+@pytest.mark.slow
 def test_resume_is_exact(fixtures, tmp_path):
     common = ["--photos", str(fixtures / "train" / "photos"), "--styles", str(fixtures / "train" / "anime"),
               "--resolution", "32", "--batch-size", "2", "--content-net", "random", "--checkpointing-steps", "5",

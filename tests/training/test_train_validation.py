@@ -40,6 +40,7 @@ def offline_metrics(tmp_path):
     return home, photos, env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["tttn.py", "local.py"])
 def test_training_logs_validation_metrics_and_the_card_tables_them(script, fixtures, offline_metrics, tmp_path):
     home, photos, env = offline_metrics

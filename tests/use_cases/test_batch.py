@@ -73,6 +73,7 @@ class TestRunPairs:
         assert len(run_pairs(stylize, pairs, overwrite=True).written) == 3
 
 
+@pytest.mark.slow
 def test_batch_resumes_after_a_crash_without_redoing_finished_files(tmp_path):
     _photos(tmp_path / "in", 4)
     (tmp_path / "in" / "p99.jpg").write_bytes(b"truncated")
@@ -97,6 +98,7 @@ def test_batch_resumes_after_a_crash_without_redoing_finished_files(tmp_path):
     assert refused.returncode == 2 and "batch writes to a folder" in refused.stderr
 
 
+@pytest.mark.slow
 def test_two_launched_processes_split_the_folder(tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2 -m portrait_stylize batch`` (torchrun under
     the hood; on a machine without GPUs both processes use the CPU): each file is written once,

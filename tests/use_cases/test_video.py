@@ -131,6 +131,7 @@ def test_long_or_unreadable_clips_are_refused(clip, tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.slow
 def test_cli_video(clip, tmp_path):
     out = tmp_path / "cli.mp4"
     result = run_cli("video", str(clip), "-o", str(out), "--style", "sketch", "--regions", "hair", "--face-backend",
