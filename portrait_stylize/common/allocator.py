@@ -10,8 +10,9 @@ and the region parsing took 90 ms with glibc's defaults and 80 ms with :func:`ke
 :func:`keep_freed_memory` serves blocks up to :data:`MMAP_THRESHOLD` from the heap and keeps up to
 :data:`TRIM_THRESHOLD` of freed heap for reuse: the process holds at most that much more memory
 than it uses. The package applies it once, when it is imported, and only on glibc in a process
-that has no allocator settings of its own (a ``MALLOC_*`` variable of glibc's, or another
-allocator preloaded); ``PORTRAIT_STYLIZE_KEEP_FREED_MEMORY=0`` leaves the allocator alone.
+that has no allocator settings of its own (a ``MALLOC_*`` variable or a ``glibc.malloc``
+tunable, or another allocator preloaded: jemalloc, tcmalloc, mimalloc);
+``PORTRAIT_STYLIZE_KEEP_FREED_MEMORY=0`` leaves the allocator alone.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ MMAP_THRESHOLD = 32 << 20
 #: Freed memory at the top of the heap is returned to the system only beyond this much.
 TRIM_THRESHOLD = 128 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
-_GLIBC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
-                   "GLIBC_TUNABLES")
+_GLIBC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 SWITCH = "PORTRAIT_STYLIZE_KEEP_FREED_MEMORY"
 
 
@@ -40,7 +40,10 @@ def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
     """Set glibc's mmap and trim thresholds (see the module docstring), unless the process chose
     its allocator's settings itself or ``PORTRAIT_STYLIZE_KEEP_FREED_MEMORY=0``; whether they were set."""
     environ = os.environ if environ is None else environ
-    if environ.get(SWITCH, "1") == "0" or environ.get("LD_PRELOAD") or any(k in environ for k in _GLIBC_SETTINGS):
+    # Another allocator preloaded (jemalloc, tcmalloc, mimalloc: all named *malloc*) has its own policy.
+    preloaded_allocator = "malloc" in environ.get("LD_PRELOAD", "")
+    tuned = any(k in environ for k in _GLIBC_SETTINGS) or "glibc.malloc." in environ.get("GLIBC_TUNABLES", "")
+    if environ.get(SWITCH, "1") == "0" or preloaded_allocator or tuned:
         return False
     if not _glibc():
         return False

@@ -43,7 +43,9 @@ def test_importing_the_package_keeps_freed_blocks_for_reuse():
 @glibc_only
 def test_a_process_with_allocator_settings_of_its_own_is_left_alone():
     assert keep_freed_memory({}) is True
+    # benchmarks/isa_cap.py's CPUID shim and glibc CPU tunable are no allocator settings
+    assert keep_freed_memory({"LD_PRELOAD": "/tmp/isa_cap-0123.so", "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F"})
     for environ in ({SWITCH: "0"}, {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, {"MALLOC_TRIM_THRESHOLD_": "0"},
-                    {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}):
+                    {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.trim_threshold=0"}):
         assert keep_freed_memory(environ) is False, environ
     assert _mb_returned(MALLOC_TRIM_THRESHOLD_="0", MALLOC_MMAP_THRESHOLD_="131072") > 23
