@@ -1,5 +1,6 @@
-"""benchmarks/isa_cap.py: a process that every runtime sees as an AVX2-only CPU (how the AVX2
-figures in docs/performance.md are measured on machines with wider units), and in it the
+"""benchmarks/isa_cap.py: a process that every runtime sees as an AVX2-only CPU, or as one of the
+AVX-512 classes without AMX (how the figures of narrower CPUs in docs/performance.md are measured
+on machines with wider units), and in the AVX2 one the
 Winograd OpenVINO backend ahead of the float32 runtimes and the TFLite runtime."""
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ def test_runtimes_see_an_avx2_cpu(capped_env):
     # The control: on a CPU with AVX-512 the same code outside the cap sees it.
     if "avx512f" in Path("/proc/cpuinfo").read_text():
         assert json.loads(run_python(SEEN).stdout)["torch"] != "AVX2"
+
+
+@pytest.mark.parametrize("level,bf16", [("avx512-vnni", False), ("avx512-bf16", True)])
+def test_avx512_levels_keep_avx512_and_hide_amx(level, bf16, capped_env):
+    """The AVX-512 classes: PyTorch still runs its AVX-512 kernels, and sees BF16 only at the Zen 4
+    level; AMX and AVX512-FP16 are gone at both (needs a CPU that has them all: AMX)."""
+    flags = Path("/proc/cpuinfo").read_text()
+    if not all(f in flags for f in ("avx512_vnni", "avx512_bf16", "amx_tile")):
+        pytest.skip("the AVX-512 levels are made from a CPU with AVX-512 VNNI, BF16 and AMX")
+    env = isa_cap.capped_environment(Path(capped_env["LD_PRELOAD"].split()[0]), level=level)
+    code = """
+        import json, torch
+        print(json.dumps({"torch": torch.backends.cpu.get_cpu_capability(),
+                          "bf16": torch.cpu._is_avx512_bf16_supported(), "amx": torch.cpu._is_amx_tile_supported()}))
+    """
+    seen = json.loads(run_python(code, env).stdout)
+    assert seen["torch"] == "AVX512" and seen["bf16"] is bf16 and not seen["amx"], seen
+    assert isa_cap.main(["--level", "avx9", "--", "true"]) == 2  # an unknown level is refused
 
 
 def test_other_crashes_still_crash_as_before(capped_env):
