@@ -26,6 +26,7 @@ benchmarks print it with the CPU line (``portrait_stylize.runtime.cpu.cpu_descri
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -94,20 +95,21 @@ def capped_environment(library: Path | None, env: dict[str, str] | None = None,
 
 
 def main(argv: list[str]) -> int:
-    level = "avx2"
-    if argv[:1] == ["--level"] and len(argv) > 1:
-        level, argv = argv[1], argv[2:]
-    command = argv[1:] if argv[:1] == ["--"] else argv
-    if not command or level not in LEVELS:
-        print(__doc__ if not command else f"isa_cap: unknown level {level!r}; choose one of {', '.join(LEVELS)}",
-              file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="isa_cap.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--level", choices=LEVELS, default="avx2", help="the CPU class to make (default avx2)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.print_help(sys.stderr)
         return 2
     try:
-        library = None if level == "native" else build()
+        library = None if args.level == "native" else build()
     except IsaCapError as exc:
         print(f"isa_cap: {exc}", file=sys.stderr)
         return 2
-    os.execvpe(command[0], command, capped_environment(library, level=level))
+    os.execvpe(command[0], command, capped_environment(library, level=args.level))
 
 
 if __name__ == "__main__":

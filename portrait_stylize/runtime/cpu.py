@@ -32,14 +32,18 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_description() -> str:
     """The CPU model, core count, the vector/matrix extensions that decide speed and the widest
-    vector instruction set the runtimes use, e.g. ``"AMD EPYC; 2 cores; avx avx2 avx512_bf16 ...
-    fma; kernels: AVX512"`` (printed with every benchmark figure). The flags are the hardware's
-    (``/proc/cpuinfo``); the kernels are what PyTorch found by asking the CPU itself, so a run
-    capped to AVX2 (``benchmarks/isa_cap.py``) says ``kernels: AVX2``."""
+    vector instruction set the runtimes use with the int8/bf16/matrix units they see, e.g. ``"AMD
+    EPYC; 2 cores; avx avx2 avx512_bf16 ... fma; kernels: AVX512 (VNNI, BF16)"`` (printed with every
+    benchmark figure). The flags are the hardware's (``/proc/cpuinfo``); the kernels and units are
+    what PyTorch found by asking the CPU itself, so a run capped by ``benchmarks/isa_cap.py`` says
+    ``kernels: AVX2`` or ``kernels: AVX512 (VNNI)``."""
     model = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "")
     wanted = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "asimd", "sve")) or f in ("fma", "f16c"))
+    # The units the runtimes see (CPUID, capped or not), beside the vector width of the kernels.
+    units = [name for name, probe in (("VNNI", "_is_vnni_supported"), ("BF16", "_is_avx512_bf16_supported"),
+                                      ("AMX", "_is_amx_tile_supported")) if getattr(torch.cpu, probe, lambda: False)()]
     return (f"{model or platform.processor() or platform.machine()}; {os.cpu_count()} cores; {' '.join(wanted)}; "
-            f"kernels: {torch.backends.cpu.get_cpu_capability()}")
+            f"kernels: {torch.backends.cpu.get_cpu_capability()}" + (f" ({', '.join(units)})" if units else ""))
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -53,7 +57,13 @@ def has_native_bf16(device: torch.device) -> bool:
 
 
 def has_int8_units() -> bool:
-    """Whether the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX int8)."""
+    """Whether the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX int8), as
+    the CPUID instruction reports them (so a process capped by ``benchmarks/isa_cap.py`` sees what
+    its runtimes see; ``/proc/cpuinfo`` lists the hardware's flags), or ``/proc/cpuinfo`` where
+    PyTorch has no probe."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_vnni_supported", "_is_amx_tile_supported")]
+    if all(probe is not None for probe in probes):
+        return any(probe() for probe in probes)
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
