@@ -51,7 +51,7 @@ if args["photos"]:
 else:
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8))
 torch.manual_seed(0)
-st = Stylizer(TTNStyle(), StyleSpec(name="bench", kind="local"), device=args["device"])
+st = Stylizer(TTNStyle(), StyleSpec(name="bench", kind="local"), device=args["device"], backend=args["backend"])
 start = time.perf_counter()
 out, details = st(img, regions=args["regions"], harmonize=args["harmonize"], return_details=True)
 assert out.size == img.size, out.size
@@ -61,19 +61,20 @@ print(json.dumps({"seconds": time.perf_counter() - start, "size": list(img.size)
 
 
 def measure_4k(device: str = "cpu", photos: list[str] | None = None, regions: list[str] | None = None,
-               harmonize: float = 0.0) -> dict:
+               harmonize: float = 0.0, backend: str = "auto") -> dict:
     """Stylize one 4K picture with a TTN style (face pass included) in a fresh subprocess.
 
     Args:
         photos: photos composed side by side into a 3840×2926 group picture; ``None``: random
             3840×2160 pixels (no faces).
         regions, harmonize: passed to the :class:`~portrait_stylize.pipeline.Stylizer` call.
+        backend: the stylizer's backend (default ``auto``).
 
     Returns ``{"seconds", "size", "faces", "peak_mb"}``: the call's wall time, the picture's size,
     the faces found and the subprocess's peak RSS (imports and the input picture included).
     """
     args = json.dumps({"device": device, "photos": [str(p) for p in photos or []], "regions": regions,
-                       "harmonize": harmonize})
+                       "harmonize": harmonize, "backend": backend})
     out = subprocess.run([sys.executable, "-c", _4K_SCRIPT, args], capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
