@@ -55,6 +55,23 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
+@pytest.mark.parametrize("length", [700, 1080, 1100, 1200, 1536, 2926, 3840, 3841])
+@pytest.mark.parametrize("core,halo,align", [(512, 64, 16), (512, 64, 4), (256, 28, 4)])
+def test_exact_windows_cover_every_core_with_context_in_at_most_two_shapes(length, core, halo, align):
+    from portrait_stylize.imaging.tiling import _cores
+
+    plan = _cores(length, core, halo, align)
+    assert [c[0] for c in plan][0] == 0 and plan[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))  # the cores tile the axis
+    for start, end, first, last in plan:
+        assert 0 <= first <= start < end <= last <= length and first % align == 0
+        assert first == 0 or start - first >= halo  # context before, or the image's start
+        assert last == length or last - end >= halo  # context after, or the image's end
+    shapes = {last - first for _, _, first, last in plan}
+    assert len(shapes) <= 2 and all(core + 2 * halo <= s < core + 2 * halo + align or s == length for s in shapes)
+    assert len({(first, last) for _, _, first, last in plan}) == len(plan)  # no window computed twice
+
+
 class TestExactTiling:
     """Network styles: tiles with the network's whole reach as context give the untiled result."""
 
