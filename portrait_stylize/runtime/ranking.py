@@ -1,7 +1,8 @@
 """``auto``'s ranking of the CPU backends: measured once per machine in interleaved rounds and
 remembered in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by what the measurement
-depends on; a ranking measured while other processes kept the CPU busy is used by that process
-only (``portrait-stylize backends`` shows the ranking, ``--measure`` measures again)."""
+depends on; a ranking measured while other processes kept the CPU busy is not remembered, and
+that process measures again after :data:`PROVISIONAL_SECONDS` (``portrait-stylize backends``
+shows the ranking, ``--measure`` measures again)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -105,9 +107,9 @@ def remembered_ranking(candidates: tuple[str, ...], threads: int) -> dict | None
     return None
 
 
-def measure_ranking(candidates: tuple[str, ...], threads: int, remember: bool = True) -> dict:
+def measure_ranking(candidates: tuple[str, ...], threads: int) -> dict:
     """Measure ``candidates`` now (:func:`measure_backends`) and, when the machine was quiet
-    meanwhile and ``remember``, remember the ranking for :func:`ranked_cpu_backends`.
+    meanwhile, remember the ranking for :func:`ranked_cpu_backends`.
 
     Returns:
         the entry: ``ranking`` (fastest first), ``seconds`` per backend, ``measured`` (local time),
@@ -119,19 +121,22 @@ def measure_ranking(candidates: tuple[str, ...], threads: int, remember: bool = 
     busy = share() is not None and share() > BUSY_SHARE
     entry = {"ranking": sorted(seconds, key=seconds.get), "seconds": {b: round(t, 4) for b, t in seconds.items()},
              "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-             "others_share": None if share() is None else round(share(), 3), "remembered": remember and not busy}
+             "others_share": None if share() is None else round(share(), 3), "remembered": not busy}
     if busy:
         logger.warning("other processes used %.0f%% of the CPU while the backends were timed: this ranking (%s) "
-                       "serves this process only and is measured again next time", 100 * share(),
-                       ", ".join(entry["ranking"]))
-    elif remember:
+                       "is not remembered; styles loaded in the next %d minutes use it, later ones measure again",
+                       100 * share(), ", ".join(entry["ranking"]), PROVISIONAL_SECONDS // 60)
+    else:
         _remember(machine_key(threads, candidates), {k: v for k, v in entry.items() if k != "remembered"})
     return entry
 
 
-#: Rankings this process settled on, by (candidates, threads): read from the file or measured on a
-#: quiet machine. A busy measurement is used once and not kept, so the next style loaded measures again.
-_SETTLED: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
+#: How long a process keeps using a ranking measured on a busy machine before measuring again
+#: (measuring takes seconds: a busy server loading many styles should not pay it at every load).
+PROVISIONAL_SECONDS = 600
+#: Rankings this process settled on, by (candidates, threads), with when they expire: read from the
+#: file or measured on a quiet machine (never), or measured on a busy one (PROVISIONAL_SECONDS on).
+_SETTLED: dict[tuple[tuple[str, ...], int], tuple[tuple[str, ...], float]] = {}
 #: One measurement at a time: two at once would slow each other down.
 _MEASURING = threading.Lock()
 
@@ -147,16 +152,17 @@ def ranked_cpu_backends(candidates: tuple[str, ...], threads: int) -> tuple[str,
     if len(candidates) == 1:
         return candidates
     with _MEASURING:
-        if (candidates, threads) in _SETTLED:
-            return _SETTLED[candidates, threads]
+        settled, expires = _SETTLED.get((candidates, threads), ((), 0.0))
+        if settled and time.monotonic() < expires:
+            return settled
         remembered = remembered_ranking(candidates, threads)
         if remembered is not None:
-            _SETTLED[candidates, threads] = tuple(remembered["ranking"])
-            return _SETTLED[candidates, threads]
+            _SETTLED[candidates, threads] = tuple(remembered["ranking"]), math.inf
+            return _SETTLED[candidates, threads][0]
         logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
         entry = measure_ranking(candidates, threads)
         logger.info("fastest backend here: %s (%s)", entry["ranking"][0],
                     ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items()))
-        if entry["remembered"]:
-            _SETTLED[candidates, threads] = tuple(entry["ranking"])
+        expires = math.inf if entry["remembered"] else time.monotonic() + PROVISIONAL_SECONDS
+        _SETTLED[candidates, threads] = tuple(entry["ranking"]), expires
         return tuple(entry["ranking"])
