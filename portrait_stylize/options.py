@@ -7,7 +7,9 @@ The modules that use each value import it from here: this is their one definitio
 from __future__ import annotations
 
 #: How network styles run (``backend=``; ``"auto"`` picks one of these).
-BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
+#: The backends that run a U-Net in int8 (refused for a style too far from float32 in int8).
+INT8_BACKENDS = ("onnx-int8", "openvino-int8")
 #: Face detectors/parsers (``face_backend=``).
 FACE_BACKENDS = ("auto", "mediapipe", "facexlib")
 #: Every region name the library knows; each face backend sees a subset (its ``regions``).

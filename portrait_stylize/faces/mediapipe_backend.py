@@ -4,8 +4,9 @@ without MediaPipe (:mod:`.mediapipe_graphs`; the models ship in this package).
 * Detection: the full-range BlazeFace model on the image, again on an auto-contrasted copy (faded
   old photos), and on four overlapping zoomed quarters (the detector sees a 192² input, so
   zooming is what makes a small face bigger); overlapping boxes are merged. Small faces (group
-  photos, down to about 24 px): the short-range model on overlapping 128- and 224-px tiles
-  proposes, the full-range model on a window around each proposal and then the face mesh confirm.
+  photos, down to about 24 px): the short-range model, slid over the whole picture at two scales
+  (as if on every 128- and 224-px window), proposes, the full-range model on a window around each
+  proposal and then the face mesh confirm.
 * Landmarks: the face mesh (with irises) runs on each face's aligned crop, so small and tilted
   faces are seen upright at a good size; the 5 alignment points come from it.
 * Regions: polygons of the mesh give skin, brows, eyes, nose, lips and mouth; selfie segmentation
@@ -33,21 +34,22 @@ REGIONS = ("skin", "brows", "eyes", "nose", "lips", "mouth", "hair", "background
 _DETECT_SIDE = 1280
 #: Images (and zoomed detection windows) with a shorter side hold no detectable face.
 MIN_IMAGE_SIDE = 16
-#: Small faces: the short-range model (128² input, a third of the full-range model's time; it
-#: finds faces from about 24 px of its input, wherever they are in it) on overlapping square tiles
-#: of the detection copy, as (side, stride) in pixels: 128-px tiles propose faces of about 24-60
-#: px, 224-px tiles faces of about 42-100 px; the whole-image and zoomed passes find larger ones.
-#: On a 1024² image that is 136 runs of the short-range model.
-_TILES = ((128, 104), (224, 176))
-#: A proposal from the tiles needs this score; then the full-range model must find the face again,
+#: Small faces: the short-range model (128² input; it finds faces from about 24 px of its input,
+#: wherever they are in it) slid over the detection copy (it is fully convolutional:
+#: :func:`graphs.detect_faces_dense`) at the scales where windows of these sides fill its input:
+#: 128-px windows propose faces of about 24-60 px, 224-px windows faces of about 42-100 px; the
+#: whole-image and zoomed passes find larger ones. On a 1024² image that is the work of 85 of its
+#: 128² inputs (overlapping tiles took 136, and warps to cut them out).
+_WINDOW_SIDES = (128, 224)
+#: A proposal from the sliding windows needs this score; then the full-range model must find the face again,
 #: with this score too, in a window of _CONFIRM_ZOOMS times its size around it (the next size is
 #: tried when it misses), and the face mesh must find it on the aligned crop. Below 0.65, bits of
 #: gravel and a cameraman's ear passed all three (skimage's test photos).
-_TILE_MIN_SCORE = 0.65
+_SMALL_FACE_MIN_SCORE = 0.65
 _CONFIRM_ZOOMS = (4.0, 3.0, 5.0)
-#: The tile search runs when no face is found, or when the largest one is smaller than this
+#: The small-face search runs when no face is found, or when the largest one is smaller than this
 #: fraction of the detection copy's short side (group photos).
-_TILE_TRIGGER = 0.2
+_SMALL_FACE_TRIGGER = 0.2
 _MESH_CROP = 256
 _MESH_SCALE = 0.6
 #: The face mesh's face detection on that crop (the FaceMesh solution's ``min_detection_confidence``).
@@ -93,17 +95,9 @@ def _loops(edges) -> list[list[int]]:
     return loops
 
 
-def _tile_starts(length: int, side: int, stride: int) -> list[int]:
-    """Start offsets of tiles of ``side`` covering ``length`` with steps of at most ``stride``."""
-    if length <= side:
-        return [0]
-    count = -(-(length - side) // stride) + 1
-    return [round(i * (length - side) / (count - 1)) for i in range(count)]
-
-
 def _is_new(face: Face, kept: list[Face]) -> bool:
     """``face`` overlaps no face of ``kept`` (IoU < 0.3), and neither holds the other's box
-    centre: a tile that shows part of a bigger face can take an eye or a mouth for a face."""
+    centre: a window that shows part of a bigger face can take an eye or a mouth for a face."""
 
     def centre_in(a: Face, b: Face) -> bool:
         cx, cy = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
@@ -193,7 +187,7 @@ class MediapipeBackend(FaceBackend):
     # --- the three MediaPipe solutions -----------------------------------------------------------
 
     def _detections(self, images: list[np.ndarray], detector: graphs.Detector) -> list[graphs.Detections]:
-        """The FaceDetection solution (full range, or short range for the tiles) on each image."""
+        """The FaceDetection solution (full range unless told) on each image."""
         return graphs.detect_faces(images, detector, device=self._device)
 
     def _meshes(self, crops: list[np.ndarray]) -> list[np.ndarray | None]:
@@ -210,19 +204,40 @@ class MediapipeBackend(FaceBackend):
                         detector: graphs.Detector = graphs.FULL_RANGE) -> list[list[Face]]:
         """Faces of every ``(window, offset, min_score)`` (one batch for the detector), per window, in
         image pixels (window pixels + ``offset``), those scoring below the window's ``min_score`` left out."""
-        per_window = []
-        for (image, offset, min_score), found in zip(windows, self._detections([w[0] for w in windows], detector)):
-            h, w = image.shape[:2]
-            faces = []
-            for rel, points, score in zip(found.boxes, found.keypoints, found.scores):
-                if score < min_score:
-                    continue
-                box = (float(rel[0]) * w + offset[0], float(rel[1]) * h + offset[1],
-                       float(rel[2]) * w + offset[0], float(rel[3]) * h + offset[1])
-                kp = points.astype(np.float64) * (w, h) + offset
-                faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=float(score)))
-            per_window.append(faces)
-        return per_window
+        return [self._faces(found, image.shape[:2], offset, min_score)
+                for (image, offset, min_score), found in zip(windows, self._detections([w[0] for w in windows],
+                                                                                       detector))]
+
+    def _faces(self, found: graphs.Detections, shape: tuple[int, int], offset: tuple[int, int],
+               min_score: float) -> list[Face]:
+        """Detections normalised to a window of ``shape`` (height, width) as faces in image pixels
+        (window pixels + ``offset``), those scoring below ``min_score`` left out."""
+        h, w = shape
+        faces = []
+        for rel, points, score in zip(found.boxes, found.keypoints, found.scores):
+            if score < min_score:
+                continue
+            box = (float(rel[0]) * w + offset[0], float(rel[1]) * h + offset[1],
+                   float(rel[2]) * w + offset[0], float(rel[3]) * h + offset[1])
+            kp = points.astype(np.float64) * (w, h) + offset
+            faces.append(Face(box=box, landmarks=self._five_from_keypoints(kp), score=float(score)))
+        return faces
+
+    def _small_face_proposals(self, image: np.ndarray) -> list[Face]:
+        """Faces the short-range model sees in ``image`` (a detection copy) slid over it at each
+        scale of :data:`_WINDOW_SIDES`, scoring at least :data:`_SMALL_FACE_MIN_SCORE`, in its pixels.
+        A scale whose windows would not be much smaller than the image is left out: the
+        whole-image passes already see faces that small there."""
+        h, w = image.shape[:2]
+        scaled = []
+        for side in _WINDOW_SIDES:
+            factor = graphs.SHORT_RANGE.size / side
+            size = (round(w * factor), round(h * factor))
+            if side * 1.5 <= max(h, w) and min(size) >= MIN_IMAGE_SIDE:
+                scaled.append(image if factor == 1 else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
+        found = graphs.detect_faces_dense(scaled, graphs.SHORT_RANGE, device=self._device)
+        # Normalised coordinates are the image's at every scale: each resize maps its extent to the image's.
+        return [face for detections in found for face in self._faces(detections, (h, w), (0, 0), _SMALL_FACE_MIN_SCORE)]
 
     def _batched_windows(self, windows: list[list[Window]],
                          detector: graphs.Detector = graphs.FULL_RANGE) -> list[list[Face]]:
@@ -248,71 +263,61 @@ class MediapipeBackend(FaceBackend):
         #    detector sees 192², so a copy of at most _DETECT_SIDE pixels loses nothing.
         copies = [_detection_copies(image) for image in images]
         found = [merge_detections(faces) for faces in self._batched_windows([_whole_windows(c) for c in copies])]
-        # 2. Small faces: tiles propose, best first; the full-range model confirms each new proposal
-        #    (textures, hands and parts of big faces now and then fool one model, rarely both). The tile
-        #    search costs more than the other passes together; a photo whose faces are all big (a
-        #    portrait, a selfie) has no room for small ones in practice, so it runs only where faces are
-        #    small or missing.
-        searched = [c is not None and (not faces or max(f.size for f in faces) < _TILE_TRIGGER * min(c[1].shape[:2]))
+        # 2. Small faces: the sliding short-range model proposes, best first; the full-range model
+        #    confirms each new proposal (textures, hands and parts of big faces now and then fool one
+        #    model, rarely both). This search costs about as much as the other passes together; a photo
+        #    whose faces are all big (a portrait, a selfie) has no room for small ones in practice, so
+        #    it runs only where faces are small or missing.
+        searched = [c is not None and (not faces or max(f.size for f in faces) < _SMALL_FACE_TRIGGER * min(c[1].shape[:2]))
                     for c, faces in zip(copies, found)]
-        proposals = self._batched_windows([self._tiles(c[2], faces) if search else []
-                                           for c, faces, search in zip(copies, found, searched)], graphs.SHORT_RANGE)
+        proposals = [sorted((p for p in self._small_face_proposals(c[2]) if _is_new(p, faces)), key=lambda f: -f.score)
+                     if search else [] for c, faces, search in zip(copies, found, searched)]
+        confirmed = iter(self._confirmed([(c[2], p) for c, image_proposals in zip(copies, proposals)
+                                          for p in image_proposals]))
         tiled: list[list[Face]] = []
         for scaled, faces, image_proposals in zip(copies, found, proposals):
             kept: list[Face] = []
-            for proposal in sorted(image_proposals, key=lambda f: -f.score):
-                if _is_new(proposal, faces + kept):
-                    confirmed = self._confirm(scaled[2], proposal)
-                    if confirmed is not None and _is_new(confirmed, faces + kept):
-                        kept.append(confirmed)
+            for proposal, face in zip(image_proposals, confirmed):
+                if face is not None and _is_new(proposal, faces + kept) and _is_new(face, faces + kept):
+                    kept.append(face)
             tiled.append(kept)
             for face in faces + kept:  # back to the image's pixels
                 face.box = tuple(v / scaled[0] for v in face.box)
                 face.landmarks = face.landmarks / scaled[0]
-        # 3. The face mesh on every face's aligned crop (one batch); it has the last word on tiled faces.
+        # 3. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
         refined = self._refine(images, [faces + kept for faces, kept in zip(found, tiled)])
         return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
                                                                           if f.mesh is not None])
                 for faces, first in zip(refined, found)]
 
-    def _confirm(self, image: np.ndarray, face: Face) -> Face | None:
-        """The full-range detection of ``face`` in a window around it, or ``None``. The window is
-        _CONFIRM_ZOOMS times the face's size (so the face fills a third to a fifth of the
-        detector's input); the next size is tried when the detector misses the face in one."""
-        h, w = image.shape[:2]
-        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+    def _confirmed(self, pending: list[tuple[np.ndarray, Face]]) -> list[Face | None]:
+        """For each ``(image, proposal)``: the full-range detection of the proposed face in a window
+        around it, or ``None``. The window is _CONFIRM_ZOOMS times the face's size (so the face
+        fills a third to a fifth of the detector's input); the next size is tried where the
+        detector misses the face in one. One batch per size for all proposals."""
+        results: list[Face | None] = [None] * len(pending)
+        todo = list(range(len(pending)))
         for zoom in _CONFIRM_ZOOMS:
-            side = max(round(zoom * face.size), 2 * MIN_IMAGE_SIDE)
-            x = int(min(max(cx - side / 2, 0), max(w - side, 0)))
-            y = int(min(max(cy - side / 2, 0), max(h - side, 0)))
-            window = image[y:y + side, x:x + side]
-            if min(window.shape[:2]) < MIN_IMAGE_SIDE:
-                return None
-            seen = [f for f in self._detect_windows([(window, (x, y), _TILE_MIN_SCORE)])[0]
-                    if box_iou(f.box, face.box) >= 0.3]
-            if seen:
-                return max(seen, key=lambda f: f.score)
-        return None
-
-    @staticmethod
-    def _tiles(image: np.ndarray, faces: list[Face]) -> list[Window]:
-        """The overlapping tiles of :data:`_TILES` for the short-range model, as windows, but for
-        tiles inside one of ``faces`` (all they could propose would lie inside that face)."""
-        h, w = image.shape[:2]
-        tiles = []
-        for side, stride in _TILES:
-            if side * 1.5 > max(h, w):
-                continue  # the whole-image passes already see faces this small at this scale
-            for y in _tile_starts(h, side, stride):
-                for x in _tile_starts(w, side, stride):
-                    tile = image[y:y + side, x:x + side]
-                    th, tw = tile.shape[:2]
-                    inside = any(f.box[0] <= x and f.box[1] <= y and x + tw <= f.box[2] and y + th <= f.box[3]
-                                 for f in faces)
-                    if inside or min(th, tw) < MIN_IMAGE_SIDE:
-                        continue
-                    tiles.append((tile, (x, y), _TILE_MIN_SCORE))
-        return tiles
+            windows, asked = [], []
+            for i in todo:
+                image, face = pending[i]
+                h, w = image.shape[:2]
+                cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+                side = max(round(zoom * face.size), 2 * MIN_IMAGE_SIDE)
+                x = int(min(max(cx - side / 2, 0), max(w - side, 0)))
+                y = int(min(max(cy - side / 2, 0), max(h - side, 0)))
+                window = image[y:y + side, x:x + side]
+                if min(window.shape[:2]) >= MIN_IMAGE_SIDE:  # else: too close to nothing to confirm
+                    windows.append((window, (x, y), _SMALL_FACE_MIN_SCORE))
+                    asked.append(i)
+            todo = []
+            for i, found in zip(asked, self._detect_windows(windows)):
+                seen = [f for f in found if box_iou(f.box, pending[i][1].box) >= 0.3]
+                if seen:
+                    results[i] = max(seen, key=lambda f: f.score)
+                else:
+                    todo.append(i)
+        return results
 
     def _refine(self, images: list[np.ndarray], faces: list[list[Face]]) -> list[list[Face]]:
         """Run the face mesh on each face's aligned crop (one batch for all images' faces); take the

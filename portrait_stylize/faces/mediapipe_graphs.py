@@ -173,23 +173,29 @@ NMS_THRESHOLD = 0.3
 
 
 @functools.cache
-def ssd_anchors(detector: Detector) -> np.ndarray:
+def ssd_anchors(detector: Detector, height: int | None = None, width: int | None = None) -> np.ndarray:
     """``(N, 4)`` float32 anchors, one per model output, ``(x_center, y_center, w, h)``, normalised to the input
     (``SsdAnchorsCalculator``, ``fixed_anchor_size: true``: w = h = 1, so the scales
     ``min_scale: 0.1484375``, ``max_scale: 0.75`` do not enter). Layers of equal stride share one
     grid of ``ceil(size / stride)`` cells, row by row, each cell with one anchor per aspect ratio and
-    one more for ``interpolated_scale_aspect_ratio`` > 0, per layer."""
+    one more for ``interpolated_scale_aspect_ratio`` > 0, per layer.
+
+    ``height`` x ``width`` (default: the model's square input) gives the anchors of a fully
+    convolutional detector run on a bigger input (:func:`detect_faces_dense`): the grids grow with
+    it, and each anchor keeps the size of the model's input, ``size / width`` by ``size / height``."""
+    height, width = height or detector.size, width or detector.size
     anchors, layer, strides = [], 0, detector.strides
     while layer < len(strides):
         same = layer
         while same < len(strides) and strides[same] == strides[layer]:
             same += 1
         per_cell = (same - layer) * (len(ANCHOR_ASPECT_RATIOS) + (detector.interpolated_scale_aspect_ratio > 0))
-        cells = math.ceil(detector.size / strides[layer])
-        centres = (np.arange(cells, dtype=np.float32) + ANCHOR_OFFSET) / cells
-        yy, xx = np.meshgrid(centres, centres, indexing="ij")
+        rows, cols = math.ceil(height / strides[layer]), math.ceil(width / strides[layer])
+        yy, xx = np.meshgrid((np.arange(rows, dtype=np.float32) + ANCHOR_OFFSET) / rows,
+                             (np.arange(cols, dtype=np.float32) + ANCHOR_OFFSET) / cols, indexing="ij")
         grid = np.stack([xx.ravel(), yy.ravel()], axis=1).repeat(per_cell, axis=0)
-        anchors.append(np.concatenate([grid, np.ones_like(grid)], axis=1))
+        sizes = np.broadcast_to(np.float32([detector.size / width, detector.size / height]), grid.shape)
+        anchors.append(np.concatenate([grid, sizes], axis=1))
         layer = same
     return np.concatenate(anchors).astype(np.float32)
 
@@ -285,17 +291,55 @@ def detect_faces(images: Sequence[np.ndarray], detector: Detector, min_score: fl
     made = [image_to_tensor(image, None, detector.size, detector.size, (-1.0, 1.0), keep_aspect_ratio=True)
             for image in images]
     raw_boxes, raw_scores = _run(detector.model, [tensor for tensor, _ in made], device)
-    anchors, scores = ssd_anchors(detector), detection_scores(raw_scores)
+    found = _suppressed(raw_boxes, raw_scores, ssd_anchors(detector), detector, min_score)
+    return [project_detections(merged, roi_to_image_matrix(roi, image.shape[1], image.shape[0]))
+            for image, (_, roi), merged in zip(images, made, found)]
+
+
+def _suppressed(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, detector: Detector,
+                min_score: float | None) -> list[Detections]:
+    """Per batch element: boxes decoded on ``anchors``, those under ``min_score`` (``None``: the
+    detector's) or of negative size dropped, :func:`weighted_nms`; normalised to the model's input."""
+    scores = detection_scores(raw_scores)
     # MediaPipe compares float32 scores with the float32 threshold.
     passed = scores >= np.float32(detector.min_score if min_score is None else min_score)
     results = []
-    for i, (image, (_, roi)) in enumerate(zip(images, made)):
+    for i in range(len(raw_boxes)):
         # Only the boxes that scored are decoded (each alone, so the same numbers as decoding them all).
         boxes, keypoints = decode_boxes(raw_boxes[i][passed[i]], anchors[passed[i]], detector.scale)
         # NaN sizes fail ">= 0" as in MediaPipe's "< 0 or NaN".
         sized = (boxes[:, 2] - boxes[:, 0] >= 0) & (boxes[:, 3] - boxes[:, 1] >= 0)
-        merged = weighted_nms(boxes[sized], keypoints[sized], scores[i][passed[i]][sized])
-        results.append(project_detections(merged, roi_to_image_matrix(roi, image.shape[1], image.shape[0])))
+        results.append(weighted_nms(boxes[sized], keypoints[sized], scores[i][passed[i]][sized]))
+    return results
+
+
+def detect_faces_dense(images: Sequence[np.ndarray], detector: Detector, min_score: float | None = None,
+                       device: str | torch.device | None = None) -> list[Detections]:
+    """A fully convolutional ``detector`` (the short-range one) over each whole image at the image's
+    own scale, one run per image (:meth:`TFLiteGraph.forward_any_size
+    <portrait_stylize.models.tflite_graph.TFLiteGraph.forward_any_size>`): the same as its square
+    input slid over the image at every multiple of its coarsest stride, without cutting the image
+    into overlapping tiles (faces of about 24-60 px for the short-range model). The image is padded
+    black at the bottom and right to that multiple, mapped to [-1, 1] as :func:`detect_faces` does;
+    scores, decoding and suppression as there, on :func:`ssd_anchors` of the padded size.
+
+    Returns:
+        one :class:`Detections` per image, normalised coordinates of that image.
+    """
+    model = load_face_model(detector.model, device)
+    multiple = max(detector.strides)
+    results = []
+    for image in images:
+        h, w = image.shape[:2]
+        ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        x = torch.from_numpy(padded.astype(np.float32) * np.float32(2 / 255) - np.float32(1))[None]
+        with torch.inference_mode():
+            raw_boxes, raw_scores = (out.float().cpu().numpy() for out in
+                                     model.forward_any_size(x.to(torch.device(device or "cpu"))))
+        (found,) = _suppressed(raw_boxes, raw_scores, ssd_anchors(detector, ph, pw), detector, min_score)
+        # From the padded input's normalised coordinates to the image's.
+        results.append(project_detections(found, np.array([[pw / w, 0, 0], [0, ph / h, 0]])))
     return results
 
 

@@ -71,6 +71,9 @@ _WITH_ACTIVATION = _CONVOLUTIONS | {"MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MU
 _ACTIVATION_OPERATORS = {"RELU", "HARD_SWISH", "LOGISTIC"}
 #: Operators whose result may share its operand's memory (the other kernels make a new tensor).
 _VIEWS = {"RESHAPE", "STRIDED_SLICE", "DEPTH_TO_SPACE"}
+#: Operators that compute the same at any input size (a ``RESHAPE`` too when it keeps a -1).
+_SIZE_FREE = _CONVOLUTIONS | {"MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "ADD", "MUL", "CONCATENATION", "PRELU",
+                              *_ACTIVATION_OPERATORS}
 
 
 def _shapes(spec: dict[str, Any]) -> dict[int, list[int]]:
@@ -78,6 +81,23 @@ def _shapes(spec: dict[str, Any]) -> dict[int, list[int]]:
     shapes = {int(i): t["shape"] for i, t in spec["tensors"].items()}
     shapes.update((int(i), t["shape"]) for i, t in spec["constants"].items())
     return shapes
+
+
+def size_multiple(spec: dict[str, Any]) -> int | None:
+    """The multiple of which a fully convolutional graph takes any input height and width (its
+    largest stride from the input), or ``None`` when the graph is not fully convolutional (a
+    resize to a fixed size, a custom operator, a ``RESHAPE`` to a fixed shape).
+
+    On sides that are multiples of every stride, ``SAME`` padding is the same at any size
+    (``kernel - stride`` in all), so the padding worked out for the file's shapes holds."""
+    strides = {i: 1 for i in spec["inputs"]}
+    for op in spec["ops"]:
+        if op["type"] not in _SIZE_FREE and not (op["type"] == "RESHAPE" and -1 in op["options"]["shape"]):
+            return None
+        stride = max((strides[i] for i in op["inputs"] if i in strides), default=1)
+        for output in op["outputs"]:
+            strides[output] = stride * max(op["options"].get("stride", [1]))
+    return max(strides.values())
 
 
 def execution_plan(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,6 +185,7 @@ class TFLiteGraph(nn.Module):
     128² in [-1, 1] for the short-range face detector, 192² in [-1, 1] for the full-range one, 192² in
     [0, 1] for the face meshes, 256² in [0, 1] for selfie segmentation), and returns the tuple of its
     outputs in the file's order (:attr:`output_names`), shapes as in the file with batch B.
+    :meth:`forward_any_size` runs a fully convolutional graph on other heights and widths.
     """
 
     def __init__(self, spec: dict[str, Any], constants: dict[str, Tensor]):
@@ -186,6 +207,7 @@ class TFLiteGraph(nn.Module):
                                       f"the graph says {tensor_info['shape']}")
             self.register_buffer(f"t{index}", value.detach().to(torch.float32).clone())
         self._constants = [(int(index), f"t{index}") for index in spec["constants"]]
+        self._size_multiple = size_multiple(spec)
         plan = execution_plan(spec)
         outputs = set(spec["outputs"])
         last_read: dict[int, int] = {}
@@ -228,16 +250,40 @@ class TFLiteGraph(nn.Module):
         return [self._spec["tensors"][str(i)]["name"] for i in self._spec["outputs"]]
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        return self._run(inputs, any_size=False)
+
+    def forward_any_size(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        """``forward`` on NHWC inputs of any height and width that are multiples of
+        :func:`size_multiple`, for a fully convolutional graph: the same as sliding the file's
+        input window over the picture at every multiple of that stride, each window seeing the
+        picture around it where the file's input would see padding. Outputs whose ``RESHAPE``
+        keeps a -1 grow with the picture (the short-range face detector's anchors: row by row
+        over the bigger grids).
+
+        Raises:
+            InvalidArgumentError: the graph is not fully convolutional, or a side is no multiple.
+        """
+        return self._run(inputs, any_size=True)
+
+    def _run(self, inputs: tuple[Tensor, ...], any_size: bool) -> tuple[Tensor, ...]:
         spec = self._spec
         if len(inputs) != len(spec["inputs"]):
             raise InvalidArgumentError(f"{spec['source']} takes {len(spec['inputs'])} inputs, got {len(inputs)}")
+        multiple = self._size_multiple
+        if any_size and multiple is None:
+            raise InvalidArgumentError(f"{spec['source']} is not fully convolutional: it takes only its own input size")
         buffers = self._buffers  # read directly: named_buffers() costs more than a small graph's operator
         values: dict[int, Tensor] = {index: buffers[name] for index, name in self._constants}
         for index, x in zip(spec["inputs"], inputs):
             expected = spec["tensors"][str(index)]["shape"]
-            if list(x.shape[1:]) != expected[1:]:
+            if any_size:
+                fits = x.ndim == 4 and x.shape[3] == expected[3] and x.shape[1] % multiple == 0 == x.shape[2] % multiple
+                wanted = f"(B, H, W, {expected[3]}) with H and W multiples of {multiple}"
+            else:
+                fits, wanted = list(x.shape[1:]) == expected[1:], f"(B, {', '.join(map(str, expected[1:]))})"
+            if not fits:
                 raise InvalidArgumentError(f"{spec['source']}: input {spec['tensors'][str(index)]['name']!r} must have "
-                                           f"shape (B, {', '.join(map(str, expected[1:]))}), got {tuple(x.shape)}")
+                                           f"shape {wanted}, got {tuple(x.shape)}")
             values[index] = x
         for kernel, indices, output, options, drop in self._steps:
             values[output] = kernel([None if i < 0 else values[i] for i in indices], options)

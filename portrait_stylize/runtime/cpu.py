@@ -67,18 +67,9 @@ def has_int8_units() -> bool:
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-def _installed(*names: str) -> bool:
+def has_packages(*names: str) -> bool:
+    """Whether every one of the packages ``names`` is installed (e.g. ``"onnx", "openvino"``)."""
     return all(importlib.util.find_spec(name) is not None for name in names)
-
-
-def has_onnxruntime() -> bool:
-    """Whether the ONNX backend's packages (``onnx`` to export, ``onnxruntime`` to run) are installed."""
-    return _installed("onnx", "onnxruntime")
-
-
-def has_openvino() -> bool:
-    """Whether the OpenVINO backend's packages (``onnx`` to export, ``openvino`` to run) are installed."""
-    return _installed("onnx", "openvino")
 
 
 #: The shortest block :func:`others_share` measures.

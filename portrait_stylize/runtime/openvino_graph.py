@@ -16,16 +16,20 @@ OPENVINO_SHAPES = 4
 
 class OpenVINOGraph:
     """An ONNX graph compiled by OpenVINO for the CPU, once per input shape (the first call at a
-    new shape compiles; :data:`OPENVINO_SHAPES` shapes are kept), float32, ``threads`` threads
-    (default: ``torch.get_num_threads()``). Calls from several threads are safe."""
+    new shape compiles; :data:`OPENVINO_SHAPES` shapes are kept), ``threads`` threads (default:
+    ``torch.get_num_threads()``). Calls from several threads are safe.
 
-    def __init__(self, onnx: bytes, threads: int | None = None) -> None:
+    ``precision`` is OpenVINO's inference-precision hint: ``"f32"`` (set, so that CPUs with bf16
+    units do not silently drop to bf16) or ``"bf16"`` (fast where AMX is). An int8 (QDQ) graph
+    runs its quantized operations in int8 either way."""
+
+    def __init__(self, onnx: bytes, threads: int | None = None, precision: str = "f32") -> None:
         import openvino
 
         self._core = openvino.Core()
         self._onnx = onnx
         self._config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "NUM_STREAMS": 1,
-                        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+                        "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         self._compiled: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 

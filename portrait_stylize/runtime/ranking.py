@@ -22,6 +22,7 @@ from ..common.data_home import data_home
 from ..common.files import write_atomically
 from ..models.ttn import TTN
 from . import cpu
+from ..options import INT8_BACKENDS
 from .runners import int8_runner, make_runner
 
 logger = logging.getLogger(__name__)
@@ -84,9 +85,9 @@ def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE,
         x = torch.rand(1, 3, side, side) * 2 - 1
     seconds: dict[str, float] = {}
     with torch.inference_mode():
-        # Random weights say nothing about int8 precision: int8 is timed without the floor.
-        runners = {b: int8_runner(net, None) if b == "onnx-int8" else make_runner(net, b, torch.device("cpu"))
-                   for b in candidates}
+        # Random weights say nothing about int8 precision: int8 is timed without the floors.
+        runners = {b: int8_runner(net, b, checked=False) if b in INT8_BACKENDS
+                   else make_runner(net, b, torch.device("cpu")) for b in candidates}
         for runner in runners.values():
             runner(x)  # warm-up: exported, compiled, caches filled
         for round_ in range(rounds):

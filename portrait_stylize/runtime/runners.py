@@ -1,5 +1,6 @@
-"""A runner per backend (``torch``, ``torch-bf16``, ``onnx``, ``onnx-int8``, ``openvino``) for one
-sub-network, and :class:`Runners`, a style's runners made on first use."""
+"""A runner per backend (``torch``, ``torch-bf16``, ``onnx``, ``onnx-int8``, ``openvino``,
+``openvino-bf16``, ``openvino-int8``) for one sub-network, and :class:`Runners`, a style's runners
+made on first use."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 from ..errors import InvalidArgumentError
 from ..imaging.ops import pad_to_multiple
 from ..models.base import Runner
-from ..options import BACKENDS
+from ..options import BACKENDS, INT8_BACKENDS
 from .openvino_graph import OpenVINOGraph
 from .quantize import QuantizationError
 from .winograd import with_winograd_convolutions
@@ -34,19 +35,29 @@ def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
     return runner
 
 
-def int8_runner(net: nn.Module, min_psnr: float | None) -> Runner:
-    """The U-Net in int8 under ONNX Runtime, the guided filter in float32 (``net.finish``);
-    refused below ``min_psnr`` dB from float32 (``None``: timing runs, any precision)."""
-    from .onnx_export import onnx_session
-    from .quantize import quantized_unet
-
-    session = onnx_session(quantized_unet(net, min_psnr).onnx)
+def _unet_then_filter(net: nn.Module, unet: Callable[[np.ndarray], np.ndarray]) -> Runner:
+    """A TTN whose U-Net runs as the numpy graph ``unet`` (in int8 or bfloat16), then its guided
+    filter in float32 PyTorch (``net.finish``: the filter's variance terms need the precision)."""
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return net.finish(torch.from_numpy(x), torch.from_numpy(session.run(None, {"image": x})[0])).numpy()
+            return net.finish(torch.from_numpy(x), torch.from_numpy(unet(x))).numpy()
 
     return _padded(run, net.size_multiple)
+
+
+def int8_runner(net: nn.Module, backend: str, checked: bool = True) -> Runner:
+    """The U-Net in int8 (:func:`.quantize.quantized_unet`, refused under its floors unless not
+    ``checked``: timing runs on random weights) run by ONNX Runtime (``onnx-int8``) or OpenVINO
+    (``openvino-int8``), the guided filter in float32."""
+    from .onnx_export import onnx_session
+    from .quantize import quantized_unet
+
+    model = quantized_unet(net, checked).onnx
+    if backend == "openvino-int8":
+        return _unet_then_filter(net, OpenVINOGraph(model))
+    session = onnx_session(model)
+    return _unet_then_filter(net, lambda x: session.run(None, {"image": x})[0])
 
 
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
@@ -59,14 +70,14 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("torch", "torch-bf16"):
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if backend == "onnx-int8":
-        from .quantize import MIN_INT8_PSNR
-
-        return int8_runner(net, MIN_INT8_PSNR)
-    if backend in ("onnx", "openvino"):
+    if backend in INT8_BACKENDS:
+        return int8_runner(net, backend)
+    if backend in ("onnx", "openvino", "openvino-bf16"):
         from .onnx_export import onnx_bytes, onnx_session
         from .onnx_layout import without_transpose_round_trips
 
+        if backend == "openvino-bf16":
+            return _unet_then_filter(net, OpenVINOGraph(onnx_bytes(net, "unet"), precision="bf16"))
         if backend == "openvino":
             graph = without_transpose_round_trips(onnx_bytes(with_winograd_convolutions(net)))
             return _padded(OpenVINOGraph(graph), net.size_multiple)

@@ -1,5 +1,5 @@
-"""Small faces in group photos: the MediaPipe backend's tiled detection finds them, and adds no
-false faces on the real photos in ../shared/fixtures/faces.
+"""Small faces in group photos: the MediaPipe backend's sliding short-range detector finds them,
+and adds no false faces on the real photos in ../shared/fixtures/faces.
 
 The group pictures are composed from the fixture face crops: 30 crops of 48-64 px (faces of about
 29-38 px, as in a wide group shot) on a textured grey background, so every true face is known.
@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from portrait_stylize.faces import mediapipe_backend as mpb
@@ -38,19 +39,51 @@ def mediapipe():
     return mpb.MediapipeBackend()
 
 
-# --- geometry of the tiles (no models) --------------------------------------------------------
+# --- the sliding short-range detector -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("length", [16, 100, 128, 129, 224, 700, 1000, 1280])
-@pytest.mark.parametrize("side,stride", mpb._TILES)
-def test_tiles_cover_the_image_with_the_promised_overlap(length, side, stride):
-    starts = mpb._tile_starts(length, side, stride)
-    assert starts[0] == 0 and starts == sorted(set(starts))
-    if length <= side:
-        assert starts == [0]
-        return
-    assert starts[-1] + side == length  # the last tile ends at the image edge
-    assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))  # overlap >= side - stride
+class TestDetectFacesDense:
+    """graphs.detect_faces_dense: the short-range model slid over a whole picture."""
+
+    def test_on_the_models_own_input_size_it_is_the_solution(self, fixtures):
+        rgb, _ = compose_group(fixtures, seed=3, grid=(2, 2), canvas=(128, 128), crop_px=(40, 48))
+        (dense,), (solution,) = (mpb.graphs.detect_faces_dense([rgb], mpb.graphs.SHORT_RANGE),
+                                 mpb.graphs.detect_faces([rgb], mpb.graphs.SHORT_RANGE))
+        assert len(dense.scores) >= 2
+        for name in ("boxes", "keypoints", "scores"):
+            np.testing.assert_allclose(getattr(dense, name), getattr(solution, name), atol=1e-6)
+
+    def test_every_window_sees_what_the_model_sees_on_it(self, fixtures):
+        """Each face the model finds on a 128-px window of a group (at a multiple of the stride) is
+        found in the same place by the sliding detector; it sees the picture around the window
+        where the window's run sees padding, so the boxes agree closely, not exactly."""
+        rgb, boxes = compose_group(fixtures, seed=0, grid=(4, 3), canvas=(464, 352))
+        (dense,) = mpb.graphs.detect_faces_dense([rgb], mpb.graphs.SHORT_RANGE)
+        dense_boxes = dense.boxes * [464, 352, 464, 352]
+        compared = 0
+        for y in range(0, 352 - 128 + 1, 32):
+            for x in range(0, 464 - 128 + 1, 32):
+                (found,) = mpb.graphs.detect_faces([rgb[y:y + 128, x:x + 128]], mpb.graphs.SHORT_RANGE)
+                for box, score in zip(found.boxes * 128 + [x, y, x, y], found.scores):
+                    if box.min() < 0 or box.max() > 128 + max(x, y) or score < 0.8:
+                        continue  # cut by the window's edge, or unsure: context may tip it either way
+                    assert mpb.graphs.box_iou(box, dense_boxes).max() >= 0.8, (x, y, box)
+                    compared += 1
+        assert compared >= 20
+        assert all(_placed_index(Face(box=tuple(b), landmarks=np.zeros((5, 2)), score=1.0), boxes) is not None
+                   for b, s in zip(dense_boxes, dense.scores) if s >= 0.8)
+
+    def test_sizes_it_refuses(self):
+        model = mpb.graphs.load_face_model("face_detection_short_range")
+        with pytest.raises(ValueError, match=r"with H and W multiples of 16, got \(1, 120, 128, 3\)"):
+            model.forward_any_size(torch.zeros(1, 120, 128, 3))
+        full = mpb.graphs.load_face_model("face_detection_full_range_sparse")
+        with pytest.raises(ValueError, match="is not fully convolutional"):
+            full.forward_any_size(torch.zeros(1, 192, 192, 3))
+        # Any picture size: padded to the multiple, nothing found on black.
+        for shape in [(16, 16), (17, 300), (129, 131)]:
+            (found,) = mpb.graphs.detect_faces_dense([np.zeros((*shape, 3), np.uint8)], mpb.graphs.SHORT_RANGE)
+            assert found.boxes.shape == (0, 4)
 
 
 def test_a_face_inside_a_face_or_on_top_of_one_is_not_new():
@@ -58,9 +91,9 @@ def test_a_face_inside_a_face_or_on_top_of_one_is_not_new():
         return Face(box=box, landmarks=np.zeros((5, 2)), score=score)
 
     big, small = face((100, 100, 300, 300)), face((400, 100, 440, 140))
-    assert not mpb._is_new(face((140, 150, 180, 190)), [big, small])  # an eye of the big face, seen by a tile
+    assert not mpb._is_new(face((140, 150, 180, 190)), [big, small])  # an eye of the big face, seen by a small window
     assert not mpb._is_new(face((80, 80, 320, 320)), [small, big])  # the big face again
-    assert not mpb._is_new(face((405, 95, 445, 135)), [big, small])  # the small face found by another tile
+    assert not mpb._is_new(face((405, 95, 445, 135)), [big, small])  # the small face found again at the other scale
     assert not mpb._is_new(face((410, 115, 500, 205)), [small])  # holds the small face's centre
     assert mpb._is_new(face((441, 100, 481, 140)), [big, small])  # a neighbour
     assert mpb._is_new(face((600, 600, 640, 640)), [big, small])
@@ -69,10 +102,10 @@ def test_a_face_inside_a_face_or_on_top_of_one_is_not_new():
 # --- real detection -----------------------------------------------------------------------------
 
 
-def test_thin_images_and_tile_edges_do_not_break_the_graphs(fixtures, mediapipe):
+def test_thin_images_and_odd_sizes_do_not_break_the_graphs(fixtures, mediapipe):
     """Images thinner than MIN_IMAGE_SIDE give no faces without reaching the networks; thin strips
-    and sizes just above a tile side (a last tile only a few pixels wide) run fine, and the
-    graphs still find a face afterwards."""
+    and sizes just above a window side or a stride multiple run fine, and the graphs still find a
+    face afterwards."""
     rng = np.random.default_rng(0)
     for shape in [(mpb.MIN_IMAGE_SIDE - 1, 2000), (2000, 3), (mpb.MIN_IMAGE_SIDE, 2000), (300, 17), (129, 4000),
                   (20, 20), (257, 385)]:
@@ -80,19 +113,19 @@ def test_thin_images_and_tile_edges_do_not_break_the_graphs(fixtures, mediapipe)
     assert len(mediapipe.detect(_rgb(fixtures / "faces" / "cropped" / "Adele_crop.png"))) == 1
 
 
-def test_an_error_in_the_tile_search_leaves_the_backend_working(fixtures, mediapipe, monkeypatch):
-    """The graphs keep no state: after an error inside one image's tile search, the next image is fine."""
-    real, failed = mpb.graphs.detect_faces, []
+def test_an_error_in_the_small_face_search_leaves_the_backend_working(fixtures, mediapipe, monkeypatch):
+    """The graphs keep no state: after an error inside one image's small-face search, the next image is fine."""
+    real, failed = mpb.graphs.detect_faces_dense, []
 
     def fails_once(images, detector, *args, **kwargs):
-        if detector is mpb.graphs.SHORT_RANGE and not failed:
+        if not failed:
             failed.append(detector)
-            raise RuntimeError("tile search failed")
+            raise RuntimeError("small-face search failed")
         return real(images, detector, *args, **kwargs)
 
-    monkeypatch.setattr(mpb.graphs, "detect_faces", fails_once)
+    monkeypatch.setattr(mpb.graphs, "detect_faces_dense", fails_once)
     rgb, boxes = compose_group(fixtures, seed=0, grid=(2, 2), canvas=(400, 320))
-    with pytest.raises(RuntimeError, match="tile search failed"):
+    with pytest.raises(RuntimeError, match="small-face search failed"):
         mediapipe.detect(rgb)
     assert sorted(_placed_index(f, boxes) for f in mediapipe.detect(rgb)) == [0, 1, 2, 3]  # 4 faces of ~35 px
     assert len(mediapipe.detect(_rgb(fixtures / "faces" / "whole" / "Blake_Lively.jpg"))) == 2
@@ -129,8 +162,8 @@ def test_no_faces_on_an_empty_textured_background(fixtures, mediapipe):
 
 @pytest.mark.slow
 def test_no_false_small_faces_on_scikit_image_photos(mediapipe):
-    """With a tile score threshold of 0.6 instead of 0.65, a bit of gravel and the cameraman's ear
-    passed the tiles and both confirmations."""
+    """With a small-face score threshold of 0.6 instead of 0.65, a bit of gravel and the
+    cameraman's ear passed the short-range model and both confirmations (overlapping tiles then)."""
     data = pytest.importorskip("skimage.data")
     for name, faces in (("camera", 1), ("gravel", 0), ("brick", 0), ("coffee", 0), ("astronaut", 1)):
         image = getattr(data, name)()
@@ -144,7 +177,7 @@ def test_no_false_small_faces_on_scikit_image_photos(mediapipe):
 def test_fixture_photos_give_exactly_their_faces(fixtures, mediapipe):
     """faces.json gives the number of faces in each whole photo (the fixtures README says nothing
     of faces that may be partly hidden, so the counts are exact); every crop and selfie shows one
-    face. The tiles propose hands and bits of clothes in these photos as small faces: the
+    face. The short-range model proposes hands and bits of clothes in these photos as small faces: the
     full-range model's and the face mesh's confirmations have to turn all of them down."""
     expected = json.loads((fixtures / "faces" / "whole" / "faces.json").read_text())
     photos = [(p, expected[p.name]) for p in sorted((fixtures / "faces" / "whole").glob("*")) if p.name in expected]

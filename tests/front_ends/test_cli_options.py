@@ -127,22 +127,23 @@ def test_each_backend_is_the_one_that_runs(network_style, tmp_path, monkeypatch)
 
     monkeypatch.setattr(pipeline, "load_style", load_and_keep)  # the CLI imports it when it runs
     results = {}
-    for backend in ("torch", "torch-bf16", "onnx", "auto"):
+    auto = auto_backend(torch.device("cpu"))
+    for backend in dict.fromkeys(("torch", "torch-bf16", "onnx", auto, "auto")):
         out = tmp_path / f"{backend}.png"
         assert cli.main(["run", str(photo), "-o", str(out), "--style", str(network_style), "--backend", backend,
                          "--device", "cpu", "--face-backend", "mediapipe", "-q"]) == 0
         ran = loaded[-1].backend
-        assert ran == (auto_backend(torch.device("cpu")) if backend == "auto" else backend)
+        assert ran == (auto if backend == "auto" else backend)
         runners = loaded[-1]._runners  # made on first use: what actually ran the network
         assert list(runners) == ["head"]
         runner = runners["head"]
-        kind = (str(next(runner.parameters()).dtype) if isinstance(runner, torch.nn.Module) else "onnx session")
-        assert kind == {"torch": "torch.float32", "torch-bf16": "torch.bfloat16", "onnx": "onnx session"}[ran]
+        kind = (str(next(runner.parameters()).dtype) if isinstance(runner, torch.nn.Module) else "exported graph")
+        assert kind == {"torch": "torch.float32", "torch-bf16": "torch.bfloat16"}.get(ran, "exported graph")
         results[backend] = _pixels(out)
     assert np.abs(results["onnx"] - results["torch"]).max() <= 1
     assert (results["torch-bf16"] != results["torch"]).any()
     assert psnr(results["torch-bf16"], results["torch"], peak=255.0) > 35
-    _assert_same_pixels(results["auto"], results[loaded[-1].backend])
+    _assert_same_pixels(results["auto"], results[auto])
 
 
 def test_tile_size_0_never_tiles(network_style, tmp_path, monkeypatch):
