@@ -19,6 +19,14 @@ TFLite (> 1 means faster than TFLite) and its PSNR against our float32 PyTorch o
 is the [-1, 1] range, so the error is measured on the scale of 8-bit pixels), on that input and
 on a real portrait (``examples/hopper.jpg``): int8 arithmetic is calibrated on photos and loses
 more on noise than on pictures.
+
+``--api`` times what a user's call costs instead: the ``.tflite`` converted to a style folder
+(``portrait_stylize.convert``), loaded with ``load_style(folder, backend=...)`` for ``auto`` and
+each backend, and called on a 512² picture without a face (scikit-image's coffee cup), so the face
+search runs and finds nothing, alternating with TFLite's ``invoke()`` on the same picture; it
+prints each call's median, its ratio to TFLite and the face search's own median::
+
+    .venv/bin/python benchmarks/bench_peer_tflite.py --api
 """
 
 from __future__ import annotations
@@ -127,17 +135,61 @@ def _compare(tflite: Path, size: int, threads: int, repeats: int, backends: list
              "psnr_portrait": psnr(outputs["portrait"][name], references["portrait"])} for name in runs]
 
 
+def compare_api(tflite: Path, size: int, threads: int, repeats: int, backends: list[str]) -> list[dict]:
+    """Median seconds of ``Stylizer(picture)`` per backend (``auto`` first) and of the face search
+    alone, against TFLite's ``invoke()``, on a ``size``² picture without a face."""
+    import tempfile
+
+    from PIL import Image
+    from skimage import data
+
+    import portrait_stylize as ps
+    from portrait_stylize.convert.ttn_releases import convert
+
+    picture = Image.fromarray(data.coffee()).resize((size, size), Image.BICUBIC)
+    nhwc = (np.asarray(picture, np.float32) / 127.5 - 1.0)[None]
+    with torch_threads(threads), tempfile.TemporaryDirectory() as folder:
+        convert([tflite], Path(folder) / "whitebox", channel_order="rgb")
+        stylizers = {b: ps.load_style(str(Path(folder) / "whitebox"), backend=b) for b in ["auto", *backends]}
+        tflite_run = tflite_runner(tflite, nhwc.shape, threads)
+        runs = {"tflite": lambda: tflite_run(nhwc), "face search": lambda: stylizers["auto"].face_backend.detect(np.asarray(picture))}
+        runs.update({name: (lambda st=st: st(picture)) for name, st in stylizers.items()})
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for run in runs.values():
+            run()  # warm-up
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+        auto = stylizers["auto"].backend
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return [{"runtime": f"auto ({auto})" if name == "auto" else name, "ms": medians[name] * 1000,
+             "ratio": medians["tflite"] / medians[name]} for name in runs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tflite", type=Path, default=DEFAULT_TFLITE)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--api", action="store_true", help="time Stylizer calls on a picture without a face")
     args = parser.parse_args()
     if not args.tflite.is_file():
         parser.error(f"{args.tflite} not found; pass --tflite with a White-box cartoonizer .tflite file")
     device = torch.device("cpu")
     backends = ["torch", "torch-bf16", *[b for b in cpu_candidates() if b not in ("torch", "torch-bf16")]]
+    if args.api:
+        rows = compare_api(args.tflite, args.size, args.threads, args.repeats, cpu_candidates())
+        print(f"CPU: {cpu_description()}")
+        print(f"Stylizer(picture) on a {args.size}x{args.size} picture without a face (face search included), "
+              f"{args.threads} threads, median of {args.repeats}\n")
+        print("| call | ms | speed vs TFLite invoke() |")
+        print("|---|---:|---:|")
+        for row in rows:
+            print(f"| {row['runtime']} | {row['ms']:.0f} | {row['ratio']:.2f}x |")
+        return
     rows = compare(args.tflite, args.size, args.threads, args.repeats, backends)
     with torch_threads(args.threads):
         auto = auto_backend(device)

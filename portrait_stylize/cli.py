@@ -133,12 +133,22 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     import torch
 
     from .runtime import cpu, ranking
-    from .runtime.backends import cpu_candidates
+    from .runtime.backends import cpu_candidates, ranking_probe
 
+    net, side = None, ranking.PROBE_SIDE
+    if args.style:
+        from .pipeline import load_style
+
+        stylizer = load_style(args.style, device="cpu", backend="torch")  # "torch": loading measures nothing
+        if not stylizer.model.subnetworks():
+            print(f"{args.style}: a built-in filter, not a network: it always runs on torch")
+            return 0
+        net, side = ranking_probe(stylizer.model.subnetworks(), stylizer.tile_size)
     candidates, threads = tuple(cpu_candidates()), torch.get_num_threads()
-    print(f"CPU: {cpu.cpu_description()}\nthreads: {threads}\ncandidates: {', '.join(candidates)}")
-    entry = (ranking.measure_ranking(candidates, threads) if args.measure
-             else ranking.remembered_ranking(candidates, threads))
+    print(f"CPU: {cpu.cpu_description()}\nthreads: {threads}\ncandidates: {', '.join(candidates)}\n"
+          f"network: {ranking.network_key(net, side)}")
+    entry = (ranking.measure_ranking(candidates, threads, net, side) if args.measure
+             else ranking.remembered_ranking(candidates, threads, net, side))
     if entry is None:
         print("ranking: not measured yet on this machine (the first style loaded with backend auto measures it; "
               "or run: portrait-stylize backends --measure)")
@@ -147,7 +157,8 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     print(f"ranking (fastest first), measured {entry.get('measured', '?')}"
           + ("" if share is None else f", other processes using {100 * share:.0f}% of the CPU meanwhile") + ":")
     for backend in entry["ranking"]:
-        print(f"  {backend:<11} {1000 * entry['seconds'][backend]:8.1f} ms  (a 384x384 DCT-Net-shaped network)")
+        seconds = entry["seconds"][backend]
+        print(f"  {backend:<13} " + ("cannot run this network" if seconds is None else f"{1000 * seconds:8.1f} ms"))
     if args.measure:
         print(f"remembered in {ranking.choice_file()}" if entry["remembered"]
               else "not remembered: the machine was busy; measure again when it is quiet")
@@ -349,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backends", help="show the CPU backends auto chooses among and their measured ranking")
     p.add_argument("--measure", action="store_true",
                    help="time the backends now (a few seconds) and remember the ranking if the machine was quiet")
+    p.add_argument("--style", metavar="NAME",
+                   help="the ranking for this style's network (default: a DCT-Net-shaped one, what most styles run)")
     p.set_defaults(func=_cmd_backends)
 
     for command, summary in (("run", "stylize images or folders of images"),

@@ -209,7 +209,7 @@ class Stylizer:
         """Move the model to ``device`` (``None``: the best available), re-pick the backend, return ``self``."""
         self.device = resolve_device(device)
         self.model.to(self.device)
-        self._runners = choose_runners(self.model.subnetworks(), self._backend_choice, self.device)
+        self._runners = choose_runners(self.model.subnetworks(), self._backend_choice, self.device, self.tile_size)
         return self
 
     @property

@@ -28,12 +28,13 @@ speed and in the last bits of precision:
   in float32; 60-65 dB from float32. Fast where the CPU has AMX (its bf16 matrix unit); ``auto``
   considers it where bf16 is native.
 
-``auto`` (the default) on the CPU measures the backends installed here once per machine (a
-DCT-Net-shaped TTN at 384², interleaved rounds; seconds, once: docs/performance.md) and remembers
-the ranking, unless other processes kept the CPU busy meanwhile (:mod:`.ranking`), in
-``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags
-(and the kernels the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count and
-the runtimes' versions; the bf16 backends are candidates only where bf16 is native (emulated it
+``auto`` (the default) on the CPU measures the backends installed here once per machine and
+network architecture (the style's own largest sub-network, random weights, at its tile size up to
+512²; interleaved rounds; seconds, once: docs/performance.md) and remembers the ranking, unless
+other processes kept the CPU busy meanwhile (:mod:`.ranking`), in
+``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags (and the kernels
+the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count, the runtimes' versions,
+the architecture and the side; the bf16 backends are candidates only where bf16 is native (emulated it
 is several times slower), the int8 ones only where int8 units are. When ``auto`` picked an int8
 backend and a style turns out too far from float32 in int8, the fastest float backend runs it.
 On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
@@ -73,26 +74,29 @@ def cpu_candidates() -> list[str]:
     return [b for b in BACKENDS if usable(b)]
 
 
-def auto_backend(device: torch.device) -> str:
-    """The fastest backend for ``device`` (see the module docstring)."""
+def auto_backend(device: torch.device, net: nn.Module | None = None, side: int = ranking.PROBE_SIDE) -> str:
+    """The fastest backend for ``device`` (see the module docstring), for ``net``'s architecture
+    at ``side`` (default: a DCT-Net-shaped TTN at 512²)."""
     if device.type != "cpu":
         return "torch-bf16" if cpu.has_native_bf16(device) else "torch"
-    return ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads())[0]
+    return ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads(), net, side)[0]
 
 
-def auto_fallback(device: torch.device) -> str:
+def auto_fallback(device: torch.device, net: nn.Module | None = None, side: int = ranking.PROBE_SIDE) -> str:
     """What ``auto`` runs a style on when int8 would cost it too much precision: the fastest
-    float backend here."""
+    float backend here (for ``net`` at ``side``, as :func:`auto_backend`)."""
     if device.type != "cpu":
         return auto_backend(device)
-    ranked = ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads())
+    ranked = ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads(), net, side)
     return next(b for b in ranked if b not in INT8_BACKENDS)
 
 
-def resolve_backend(backend: str | None, device: torch.device) -> str:
-    """Check ``backend`` (``None`` or ``"auto"`` picks :func:`auto_backend`) against ``device``."""
+def resolve_backend(backend: str | None, device: torch.device, net: nn.Module | None = None,
+                    side: int = ranking.PROBE_SIDE) -> str:
+    """Check ``backend`` (``None`` or ``"auto"`` picks :func:`auto_backend` for ``net`` at
+    ``side``) against ``device``."""
     if backend in (None, "auto"):
-        return auto_backend(device)
+        return auto_backend(device, net, side)
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if backend in _NEEDS:
@@ -105,11 +109,25 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return backend
 
 
-def choose_runners(subnetworks: dict[str, nn.Module], choice: str | None, device: torch.device) -> Runners:
+def ranking_probe(subnetworks: dict[str, nn.Module], tile_size: int | None) -> tuple[nn.Module, int]:
+    """What ``auto`` times for a style: its largest sub-network (the whole picture's, for DCT-Net
+    styles), at its tile size up to :data:`.ranking.PROBE_SIDE` (``None``: that side)."""
+    net = max(subnetworks.values(), key=lambda n: sum(p.numel() for p in n.parameters()))
+    return net, min(tile_size or ranking.PROBE_SIDE, ranking.PROBE_SIDE)
+
+
+def choose_runners(subnetworks: dict[str, nn.Module], choice: str | None, device: torch.device,
+                   tile_size: int | None = None) -> Runners:
     """The runners for a style's ``subnetworks`` on ``device`` with the backend ``choice``
     (:func:`resolve_backend`; a style without sub-networks, a built-in filter, runs on ``torch``).
-    When ``auto`` picked an int8 backend, a network int8 makes too imprecise switches the style
-    to :func:`auto_fallback`; a backend named by the caller raises instead."""
-    backend = resolve_backend(choice, device) if subnetworks else "torch"
-    fallback = auto_fallback(device) if backend in INT8_BACKENDS and choice in (None, "auto") else None
+    ``auto`` measures the largest sub-network at ``tile_size`` (at most, and by default,
+    :data:`.ranking.PROBE_SIDE`). When ``auto`` picked an int8 backend, a network int8 makes too
+    imprecise switches the style to :func:`auto_fallback`; a backend named by the caller raises
+    instead."""
+    if not subnetworks:
+        return Runners(subnetworks, "torch", device)
+    net, side = ranking_probe(subnetworks, tile_size)
+    backend = resolve_backend(choice, device, net, side)
+    fallback = (auto_fallback(device, net, side) if backend in INT8_BACKENDS and choice in (None, "auto")
+                else None)
     return Runners(subnetworks, backend, device, fallback)

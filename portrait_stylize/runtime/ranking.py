@@ -1,12 +1,14 @@
-"""``auto``'s ranking of the CPU backends: measured once per machine in interleaved rounds and
-remembered in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by what the measurement
-depends on; a ranking measured while other processes kept the CPU busy is not remembered, and
-that process measures again after :data:`PROVISIONAL_SECONDS` (``portrait-stylize backends``
-shows the ranking, ``--measure`` measures again)."""
+"""``auto``'s ranking of the CPU backends: measured once per machine and network architecture, on
+that architecture (with random weights: speed does not depend on them) at the side it runs at, in
+interleaved rounds, and remembered in ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by
+what the measurement depends on; a ranking measured while other processes kept the CPU busy is not
+remembered, and that process measures again after :data:`PROVISIONAL_SECONDS`
+(``portrait-stylize backends`` shows the ranking, ``--measure`` measures again)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.metadata
 import json
 import logging
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..common.data_home import data_home
 from ..common.files import write_atomically
@@ -27,10 +30,11 @@ from .runners import int8_runner, make_runner
 
 logger = logging.getLogger(__name__)
 
-#: Side of the square test image ``auto`` times the backends on, and timed rounds: each round runs
+#: Largest side of the square test image ``auto`` times the backends on (a style's tile size when
+#: smaller; 512 is the default tile, so most pictures run at it), and timed rounds: each round runs
 #: every backend once, in a rotated order, after one warm-up run each; the fastest run counts.
 #: Interleaving spreads a passing burst of other work over all backends instead of one.
-_PROBE_SIDE, _PROBE_ROUNDS = 384, 4
+PROBE_SIDE, _PROBE_ROUNDS = 512, 4
 #: A measurement during which other processes used more than this share of the CPU is not
 #: remembered (a busy machine ranked openvino first where torch-bf16 is 2.6x faster when quiet).
 BUSY_SHARE = 0.15
@@ -46,6 +50,13 @@ def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
     # A cap on oneDNN's instruction set changes what the same CPU runs at.
     isa_cap = f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')}"
     return " | ".join([cpu.cpu_description(), isa_cap, f"threads={threads}", ",".join(candidates), *versions])
+
+
+def network_key(net: nn.Module | None, side: int) -> str:
+    """What a ranking depends on besides the machine: the network's class and configuration (the
+    default, ``None``: a DCT-Net-shaped TTN, what most styles run) and the side it is timed at."""
+    net = TTN() if net is None else net
+    return f"{type(net).__name__} {json.dumps(getattr(net, 'config', {}), sort_keys=True)} at {side}x{side}"
 
 
 def choice_file() -> Path:
@@ -73,44 +84,56 @@ def _remember(key: str, entry: dict) -> None:
         logger.info("could not remember the backend choice in %s: %s", path, exc)
 
 
-def measure_backends(candidates: tuple[str, ...], side: int = _PROBE_SIDE,
-                     rounds: int = _PROBE_ROUNDS) -> dict[str, float]:
-    """Fastest of ``rounds`` interleaved timed runs (seconds) of each backend on a DCT-Net-shaped TTN
-    with seeded random weights and a ``side``² input, on the current thread count."""
-    net = TTN().eval()
+def measure_backends(candidates: tuple[str, ...], side: int = PROBE_SIDE, rounds: int = _PROBE_ROUNDS,
+                     net: nn.Module | None = None) -> dict[str, float]:
+    """Fastest of ``rounds`` interleaved timed runs (seconds) of each backend on a copy of ``net``
+    (default: a DCT-Net-shaped TTN) with seeded random weights and a ``side``² input, on the
+    current thread count; ``inf`` for a backend that cannot run the network (e.g. the int8 ones
+    need a U-Net and a guided filter apart)."""
+    net = (TTN() if net is None else copy.deepcopy(net)).float().cpu().eval()
     with torch.random.fork_rng():
         torch.manual_seed(0)
         for parameter in net.parameters():
             parameter.data.normal_(0.0, 0.05)
         x = torch.rand(1, 3, side, side) * 2 - 1
     seconds: dict[str, float] = {}
+    runners = {}
     with torch.inference_mode():
-        # Random weights say nothing about int8 precision: int8 is timed without the floors.
-        runners = {b: int8_runner(net, b, checked=False) if b in INT8_BACKENDS
-                   else make_runner(net, b, torch.device("cpu")) for b in candidates}
-        for runner in runners.values():
-            runner(x)  # warm-up: exported, compiled, caches filled
+        for backend in candidates:
+            try:
+                # Random weights say nothing about int8 precision: int8 is timed without the floors.
+                runner = (int8_runner(net, backend, checked=False) if backend in INT8_BACKENDS
+                          else make_runner(net, backend, torch.device("cpu")))
+                runner(x)  # warm-up: exported, compiled, caches filled
+            except Exception as exc:  # noqa: BLE001 (any failure only rules this backend out for this network)
+                logger.info("%s cannot run %s: %s", backend, type(net).__name__, exc)
+                seconds[backend] = math.inf
+                continue
+            runners[backend] = runner
+        ran = tuple(b for b in candidates if b in runners)
         for round_ in range(rounds):
-            for backend in candidates[round_ % len(candidates):] + candidates[:round_ % len(candidates)]:
+            for backend in ran[round_ % len(ran):] + ran[:round_ % len(ran)]:
                 start = time.perf_counter()
                 runners[backend](x)
-                seconds[backend] = min(seconds.get(backend, float("inf")), time.perf_counter() - start)
+                seconds[backend] = min(seconds.get(backend, math.inf), time.perf_counter() - start)
     return {b: seconds[b] for b in candidates}
 
 
-def remembered_ranking(candidates: tuple[str, ...], threads: int) -> dict | None:
-    """The remembered entry for ``candidates`` at ``threads`` threads on this machine (see
-    :func:`measure_ranking`), or ``None``."""
-    entry = _remembered().get(machine_key(threads, candidates))
+def remembered_ranking(candidates: tuple[str, ...], threads: int, net: nn.Module | None = None,
+                       side: int = PROBE_SIDE) -> dict | None:
+    """The remembered entry for ``candidates`` at ``threads`` threads on this machine, for ``net``'s
+    architecture at ``side`` (see :func:`measure_ranking`), or ``None``."""
+    entry = _remembered().get(f"{machine_key(threads, candidates)} | {network_key(net, side)}")
     if isinstance(entry, dict) and sorted(entry.get("ranking") or []) == sorted(candidates) \
             and isinstance(entry.get("seconds"), dict):
         return entry
     return None
 
 
-def measure_ranking(candidates: tuple[str, ...], threads: int) -> dict:
-    """Measure ``candidates`` now (:func:`measure_backends`) and, when the machine was quiet
-    meanwhile, remember the ranking for :func:`ranked_cpu_backends`.
+def measure_ranking(candidates: tuple[str, ...], threads: int, net: nn.Module | None = None,
+                    side: int = PROBE_SIDE) -> dict:
+    """Measure ``candidates`` on ``net``'s architecture at ``side`` now (:func:`measure_backends`)
+    and, when the machine was quiet meanwhile, remember the ranking for :func:`ranked_cpu_backends`.
 
     Returns:
         the entry: ``ranking`` (fastest first), ``seconds`` per backend, ``measured`` (local time),
@@ -118,9 +141,10 @@ def measure_ranking(candidates: tuple[str, ...], threads: int) -> dict:
         ``remembered``.
     """
     with cpu.others_share() as share:
-        seconds = measure_backends(candidates)
+        seconds = measure_backends(candidates, side, net=net)
     busy = share() is not None and share() > BUSY_SHARE
-    entry = {"ranking": sorted(seconds, key=seconds.get), "seconds": {b: round(t, 4) for b, t in seconds.items()},
+    entry = {"ranking": sorted(seconds, key=seconds.get),
+             "seconds": {b: round(t, 4) if math.isfinite(t) else None for b, t in seconds.items()},
              "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
              "others_share": None if share() is None else round(share(), 3), "remembered": not busy}
     if busy:
@@ -128,16 +152,17 @@ def measure_ranking(candidates: tuple[str, ...], threads: int) -> dict:
                        "is not remembered; styles loaded in the next %d minutes use it, later ones measure again",
                        100 * share(), ", ".join(entry["ranking"]), PROVISIONAL_SECONDS // 60)
     else:
-        _remember(machine_key(threads, candidates), {k: v for k, v in entry.items() if k != "remembered"})
+        _remember(f"{machine_key(threads, candidates)} | {network_key(net, side)}",
+                  {k: v for k, v in entry.items() if k != "remembered"})
     return entry
 
 
 #: How long a process keeps using a ranking measured on a busy machine before measuring again
 #: (measuring takes seconds: a busy server loading many styles should not pay it at every load).
 PROVISIONAL_SECONDS = 600
-#: Rankings this process settled on, by (candidates, threads), with when they expire: read from the
-#: file or measured on a quiet machine (never), or measured on a busy one (PROVISIONAL_SECONDS on).
-_SETTLED: dict[tuple[tuple[str, ...], int], tuple[tuple[str, ...], float]] = {}
+#: Rankings this process settled on, by (candidates, threads, network key), with when they expire: read
+#: from the file or measured on a quiet machine (never), or measured on a busy one (PROVISIONAL_SECONDS on).
+_SETTLED: dict[tuple[tuple[str, ...], int, str], tuple[tuple[str, ...], float]] = {}
 #: One measurement at a time: two at once would slow each other down.
 _MEASURING = threading.Lock()
 
@@ -147,23 +172,27 @@ def forget() -> None:
     _SETTLED.clear()
 
 
-def ranked_cpu_backends(candidates: tuple[str, ...], threads: int) -> tuple[str, ...]:
-    """``candidates``, fastest first here at ``threads`` threads: remembered, or measured
-    (:func:`measure_ranking`; kept only when measured on a quiet machine)."""
+def ranked_cpu_backends(candidates: tuple[str, ...], threads: int, net: nn.Module | None = None,
+                        side: int = PROBE_SIDE) -> tuple[str, ...]:
+    """``candidates``, fastest first here at ``threads`` threads for ``net``'s architecture (default:
+    a DCT-Net-shaped TTN) at ``side``: remembered, or measured (:func:`measure_ranking`; kept only
+    when measured on a quiet machine)."""
     if len(candidates) == 1:
         return candidates
+    key = (candidates, threads, network_key(net, side))
     with _MEASURING:
-        settled, expires = _SETTLED.get((candidates, threads), ((), 0.0))
+        settled, expires = _SETTLED.get(key, ((), 0.0))
         if settled and time.monotonic() < expires:
             return settled
-        remembered = remembered_ranking(candidates, threads)
+        remembered = remembered_ranking(candidates, threads, net, side)
         if remembered is not None:
-            _SETTLED[candidates, threads] = tuple(remembered["ranking"]), math.inf
-            return _SETTLED[candidates, threads][0]
-        logger.info("measuring which backend is fastest on this machine (once): %s", ", ".join(candidates))
-        entry = measure_ranking(candidates, threads)
+            _SETTLED[key] = tuple(remembered["ranking"]), math.inf
+            return _SETTLED[key][0]
+        logger.info("measuring which backend is fastest on this machine for this network (once): %s",
+                    ", ".join(candidates))
+        entry = measure_ranking(candidates, threads, net, side)
         logger.info("fastest backend here: %s (%s)", entry["ranking"][0],
-                    ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items()))
+                    ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items() if t is not None))
         expires = math.inf if entry["remembered"] else time.monotonic() + PROVISIONAL_SECONDS
-        _SETTLED[candidates, threads] = tuple(entry["ranking"]), expires
+        _SETTLED[key] = tuple(entry["ranking"]), expires
         return tuple(entry["ranking"])

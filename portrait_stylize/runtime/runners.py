@@ -70,6 +70,9 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("torch", "torch-bf16"):
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if backend in (*INT8_BACKENDS, "openvino-bf16") and not (hasattr(net, "unet") and hasattr(net, "finish")):
+        raise InvalidArgumentError(f"the {backend} backend runs a network's U-Net apart from its guided filter, and "
+                                   f"{type(net).__name__} has none; use torch, onnx or openvino")
     if backend in INT8_BACKENDS:
         return int8_runner(net, backend)
     if backend in ("onnx", "openvino", "openvino-bf16"):

@@ -212,8 +212,9 @@ def test_detection_matches_mediapipe(photos, which, detector):
 
 
 @needs_mediapipe
-def test_short_range_detection_on_tiles_matches_mediapipe(photos):
-    """The tile search's windows: 128-px tiles of the composed group, several faces cut at the edges."""
+def test_short_range_detection_on_windows_matches_mediapipe(photos):
+    """128-px windows of the composed group, several faces cut at the edges: what the sliding
+    small-face search sees at each stride (test_group_faces.py compares the two)."""
     group = photos["composed group of 30"]
     tiles = [group[y:y + 128, x:x + 128] for y in range(0, 672, 104) for x in range(0, 872, 104)]
     faces = 0

@@ -22,7 +22,6 @@ from PIL import Image
 import portrait_stylize as ps
 from portrait_stylize import cli
 from portrait_stylize.models.serialization import save_style
-from portrait_stylize.runtime.backends import auto_backend
 
 from helpers import lively_style_model, psnr
 
@@ -127,7 +126,8 @@ def test_each_backend_is_the_one_that_runs(network_style, tmp_path, monkeypatch)
 
     monkeypatch.setattr(pipeline, "load_style", load_and_keep)  # the CLI imports it when it runs
     results = {}
-    auto = auto_backend(torch.device("cpu"))
+    # auto's choice for this style's network (measured on it when auto first runs it).
+    auto = pipeline.load_style(str(network_style), device="cpu").backend
     for backend in dict.fromkeys(("torch", "torch-bf16", "onnx", auto, "auto")):
         out = tmp_path / f"{backend}.png"
         assert cli.main(["run", str(photo), "-o", str(out), "--style", str(network_style), "--backend", backend,

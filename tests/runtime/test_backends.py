@@ -72,7 +72,7 @@ def test_stylizer_backends_agree_on_a_portrait(portraits, tmp_path, monkeypatch)
 
 
 def test_backend_choice_and_errors(monkeypatch):
-    monkeypatch.setattr(backends, "auto_backend", lambda device: "onnx")
+    monkeypatch.setattr(backends, "auto_backend", lambda device, net=None, side=512: "onnx")
     assert resolve_backend("auto", CPU) == "onnx" and resolve_backend(None, CPU) == "onnx"
     missing = {"onnxruntime"}
     monkeypatch.setattr(cpu, "has_packages", lambda *names: not missing & set(names))
@@ -105,9 +105,10 @@ class TestAutoMeasuresOnce:
         ranking.forget()
         calls = []
 
-        def fake(candidates):
-            calls.append(candidates)
-            return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7, "onnx-int8": 0.3}[b]
+        def fake(candidates, side=ranking.PROBE_SIDE, rounds=4, net=None):
+            calls.append((candidates, ranking.network_key(net, side)))
+            return {b: {"torch": 0.9, "onnx": 0.5, "openvino": 0.4, "torch-bf16": 0.7, "onnx-int8": 0.3,
+                        "openvino-bf16": 0.35, "openvino-int8": 0.32}[b]
                     for b in candidates}
 
         monkeypatch.setattr(ranking, "measure_backends", fake)
@@ -126,6 +127,25 @@ class TestAutoMeasuresOnce:
         assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
         assert ranking.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
 
+    def test_each_network_architecture_and_side_has_its_own_ranking(self, measured):
+        candidates = ("torch", "onnx")
+        small, dctnet = TTN(channels=8, num_blocks=1), TTN()
+        ranking.ranked_cpu_backends(candidates, 2)
+        ranking.ranked_cpu_backends(candidates, 2, dctnet, ranking.PROBE_SIDE)  # the default: no new measurement
+        ranking.ranked_cpu_backends(candidates, 2, small, 256)
+        ranking.ranked_cpu_backends(candidates, 2, TTN(channels=8, num_blocks=1), 256)  # same architecture
+        ranking.ranked_cpu_backends(candidates, 2, small, 512)
+        assert [key for _, key in measured] == [ranking.network_key(None, 512), ranking.network_key(small, 256),
+                                                ranking.network_key(small, 512)]
+        assert '"channels": 8' in measured[1][1] and measured[1][1].endswith("at 256x256")
+        assert len(json.loads(ranking.choice_file().read_text())) == 3
+
+    def test_a_style_is_ranked_on_its_largest_network_at_its_tile_size(self, measured):
+        head, bg = TTN(channels=8, num_blocks=1), TTN(channels=16, num_blocks=2)
+        choose_runners({"head": head, "bg": bg}, "auto", CPU, tile_size=256)
+        choose_runners({"head": head, "bg": bg}, None, CPU, tile_size=2048)  # bounded: at most 512
+        assert [key for _, key in measured] == [ranking.network_key(bg, 256), ranking.network_key(bg, 512)]
+
     def test_auto_falls_back_to_the_fastest_float_backend(self, measured, monkeypatch):
         monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx-int8", "onnx"])
         assert backends.auto_backend(CPU) == "onnx-int8" and backends.auto_fallback(CPU) == "onnx"
@@ -139,6 +159,29 @@ class TestAutoMeasuresOnce:
     def test_the_real_measurement_times_every_candidate(self):
         seconds = ranking.measure_backends(tuple(backends.cpu_candidates()), side=64, rounds=2)
         assert list(seconds) == backends.cpu_candidates() and all(t > 0 for t in seconds.values())
+        style_net = TTN(channels=8, num_blocks=1)
+        before = {k: v.clone() for k, v in style_net.state_dict().items()}
+        seconds = ranking.measure_backends(("torch", "onnx"), side=32, rounds=1, net=style_net)
+        assert set(seconds) == {"torch", "onnx"}
+        assert all(torch.equal(before[k], v) for k, v in style_net.state_dict().items())  # timed on a copy
+
+    def test_a_backend_that_cannot_run_the_network_is_ranked_last(self):
+        class Plain(torch.nn.Module):  # no U-Net and guided filter apart: the int8 backends cannot split it
+            size_multiple = 1
+
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 3, 1)
+
+            def forward(self, x):
+                return self.conv(x)
+
+        seconds = ranking.measure_backends(("onnx-int8", "torch"), side=16, rounds=1, net=Plain())
+        assert seconds["onnx-int8"] == float("inf") and 0 < seconds["torch"] < float("inf")
+        for backend in ("onnx-int8", "openvino-int8", "openvino-bf16"):
+            with pytest.raises(ValueError, match=f"the {backend} backend runs a network's U-Net apart from its "
+                                                 "guided filter, and Plain has none; use torch, onnx or openvino"):
+                make_runner(Plain(), backend, CPU)
 
     def test_rounds_interleave_the_backends_and_keep_each_ones_fastest(self, monkeypatch):
         order, times = [], {"a": iter([9, 5, 3, 4]), "b": iter([9, 2, 6, 7]), "c": iter([9, 8, 8, 1])}
@@ -187,7 +230,7 @@ def test_backends_command_shows_the_remembered_ranking_and_measures_on_request(t
     monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx"])
     assert main(["backends"]) == 0
     assert "candidates: torch, onnx" in capsys.readouterr().out.splitlines()[2]
-    monkeypatch.setattr(ranking, "measure_backends", lambda candidates: {"torch": 0.9, "onnx": 0.25})
+    monkeypatch.setattr(ranking, "measure_backends", lambda candidates, side, net=None: {"torch": 0.9, "onnx": 0.25})
 
     @contextlib.contextmanager
     def quiet():
@@ -200,6 +243,17 @@ def test_backends_command_shows_the_remembered_ranking_and_measures_on_request(t
     assert main(["backends"]) == 0  # read back from the file
     shown = capsys.readouterr().out
     assert shown.index("  onnx") < shown.index("  torch") and "3% of the CPU" in shown and "not measured" not in shown
+    assert "network: TTN " in shown and "at 512x512" in shown
+    style = tmp_path / "style"
+    save_style(lively_style_model(head={"channels": 8, "num_blocks": 1}), style)
+    assert main(["backends", "--style", str(style)]) == 0  # another architecture: not measured yet
+    shown = capsys.readouterr().out
+    assert "not measured" in shown and '"channels": 8' in shown
+    assert main(["backends", "--style", "toon"]) == 0
+    assert "a built-in filter" in capsys.readouterr().out
+    assert main(["backends", "--style", "no-such-style-anywhere"]) == 2  # as run --style: a bad name
+    err = capsys.readouterr().err
+    assert "no-such-style-anywhere" in err and "Traceback" not in err
 
 
 def test_others_share_sees_a_busy_neighbour():
@@ -341,7 +395,7 @@ class TestInt8:
                                      r"\(the floors are 40 and 99 dB\); use the openvino, openvino-bf16 or onnx"):
                 ps.Stylizer(model, spec, backend=int8, face_backend="mediapipe")(image)
         monkeypatch.setattr(ranking, "ranked_cpu_backends",
-                            lambda candidates, threads: ("openvino-int8", "onnx-int8", "onnx", "torch"))
+                            lambda candidates, threads, net=None, side=512: ("openvino-int8", "onnx-int8", "onnx", "torch"))
         st = ps.Stylizer(model, spec, face_backend="mediapipe")
         assert st.backend == "openvino-int8"
         out = st(image)
@@ -350,7 +404,8 @@ class TestInt8:
         assert np.array_equal(np.asarray(out), np.asarray(expected))
 
     def test_only_an_auto_choice_of_int8_gets_a_fallback(self, small_ttn, monkeypatch):
-        monkeypatch.setattr(ranking, "ranked_cpu_backends", lambda candidates, threads: ("onnx-int8", "onnx", "torch"))
+        monkeypatch.setattr(ranking, "ranked_cpu_backends",
+                            lambda candidates, threads, net=None, side=512: ("onnx-int8", "onnx", "torch"))
         nets = {"bg": small_ttn}
         for choice in (None, "auto"):
             runners = choose_runners(nets, choice, CPU)
