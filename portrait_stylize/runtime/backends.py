@@ -34,7 +34,8 @@ network architecture (the style's own largest sub-network, random weights, at it
 other processes kept the CPU busy meanwhile (:mod:`.ranking`), in
 ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags (and the kernels
 the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count, the runtimes' versions,
-the architecture and the side; the bf16 backends are candidates only where bf16 is native (emulated it
+the architecture and the side, and checked against the style's first real calls
+(:class:`.ranking.CallCheck`: a ranking they contradict is measured again at the next load); the bf16 backends are candidates only where bf16 is native (emulated it
 is several times slower), the int8 ones only where int8 units are. When ``auto`` picked an int8
 backend and a style turns out too far from float32 in int8, the fastest float backend runs it.
 On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
@@ -121,13 +122,18 @@ def choose_runners(subnetworks: dict[str, nn.Module], choice: str | None, device
     """The runners for a style's ``subnetworks`` on ``device`` with the backend ``choice``
     (:func:`resolve_backend`; a style without sub-networks, a built-in filter, runs on ``torch``).
     ``auto`` measures the largest sub-network at ``tile_size`` (at most, and by default,
-    :data:`.ranking.PROBE_SIDE`). When ``auto`` picked an int8 backend, a network int8 makes too
+    :data:`.ranking.PROBE_SIDE`), and checks its ranking against that network's first real calls
+    (:class:`.ranking.CallCheck`). When ``auto`` picked an int8 backend, a network int8 makes too
     imprecise switches the style to :func:`auto_fallback`; a backend named by the caller raises
     instead."""
     if not subnetworks:
         return Runners(subnetworks, "torch", device)
     net, side = ranking_probe(subnetworks, tile_size)
     backend = resolve_backend(choice, device, net, side)
+    candidates = tuple(cpu_candidates())
+    check = (ranking.CallCheck(candidates, torch.get_num_threads(), net, side)
+             if choice in (None, "auto") and device.type == "cpu" and len(candidates) > 1 else None)
     fallback = (auto_fallback(device, net, side) if backend in INT8_BACKENDS and choice in (None, "auto")
                 else None)
-    return Runners(subnetworks, backend, device, fallback)
+    checked = next(name for name, sub in subnetworks.items() if sub is net)
+    return Runners(subnetworks, backend, device, fallback, check, checked)

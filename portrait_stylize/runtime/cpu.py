@@ -87,24 +87,36 @@ def _busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_snapshot() -> tuple[float | None, float, float]:
+    """``(machine busy seconds or None, this process's CPU seconds, wall clock)`` now, for
+    :func:`others_share_since`."""
+    return _busy_seconds(), sum(os.times()[:2]), time.perf_counter()
+
+
+def others_share_since(start: tuple[float | None, float, float]) -> float | None:
+    """The share of the CPU other processes used since ``start`` (:func:`cpu_snapshot`): CPU time
+    of other processes / (wall time x cores), in [0, 1]. The machine's busy time (``/proc/stat``)
+    less this process's own CPU time: whatever else ran meanwhile, which would have slowed some of
+    this process's runs and not others. ``None`` (unknown) where ``/proc/stat`` cannot be read, or
+    after less than :data:`MIN_SHARE_SECONDS` (the kernel counts in 10-ms ticks)."""
+    (start_busy, start_own, start_wall), (end_busy, end_own, end_wall) = start, cpu_snapshot()
+    wall = end_wall - start_wall
+    if start_busy is None or end_busy is None or wall < MIN_SHARE_SECONDS:
+        return None
+    others = (end_busy - start_busy) - (end_own - start_own)
+    return min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
+
+
 @contextlib.contextmanager
 def others_share() -> Iterator[Callable[[], float | None]]:
-    """Measure how busy other processes keep the CPU during a block::
+    """:func:`others_share_since` over a block::
 
         with others_share() as share:
             ...  # e.g. time the backends
-        share()  # CPU time of other processes / (wall time x cores), in [0, 1]; None: unknown
-
-    The machine's busy time (``/proc/stat``) less this process's own CPU time: whatever else ran
-    while this process measured, which would have slowed some of its runs and not others. Unknown
-    where ``/proc/stat`` cannot be read, or for blocks under :data:`MIN_SHARE_SECONDS` (the kernel
-    counts in 10-ms ticks)."""
-    start_busy, start_own, start = _busy_seconds(), sum(os.times()[:2]), time.perf_counter()
-    result: list[float | None] = [None]
+        share()  # in [0, 1]; None: unknown
+    """
+    start, result = cpu_snapshot(), [None]
     try:
         yield lambda: result[0]
     finally:
-        end_busy, end_own, wall = _busy_seconds(), sum(os.times()[:2]), time.perf_counter() - start
-        if start_busy is not None and end_busy is not None and wall >= MIN_SHARE_SECONDS:
-            others = (end_busy - start_busy) - (end_own - start_own)
-            result[0] = min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
+        result[0] = others_share_since(start)

@@ -14,8 +14,10 @@ import json
 import logging
 import math
 import os
+import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,8 +26,8 @@ from torch import nn
 from ..common.data_home import data_home
 from ..common.files import write_atomically
 from ..models.ttn import TTN
-from . import cpu
 from ..options import INT8_BACKENDS
+from . import cpu
 from .runners import int8_runner, make_runner
 
 logger = logging.getLogger(__name__)
@@ -162,7 +164,7 @@ def measure_ranking(candidates: tuple[str, ...], threads: int, net: nn.Module | 
 PROVISIONAL_SECONDS = 600
 #: Rankings this process settled on, by (candidates, threads, network key), with when they expire: read
 #: from the file or measured on a quiet machine (never), or measured on a busy one (PROVISIONAL_SECONDS on).
-_SETTLED: dict[tuple[tuple[str, ...], int, str], tuple[tuple[str, ...], float]] = {}
+_SETTLED: dict[tuple[tuple[str, ...], int, str], tuple[dict, float]] = {}
 #: One measurement at a time: two at once would slow each other down.
 _MEASURING = threading.Lock()
 
@@ -172,6 +174,25 @@ def forget() -> None:
     _SETTLED.clear()
 
 
+def _settled_entry(candidates: tuple[str, ...], threads: int, net: nn.Module | None, side: int) -> dict:
+    key = (candidates, threads, network_key(net, side))
+    with _MEASURING:
+        entry, expires = _SETTLED.get(key, ({}, 0.0))
+        if entry and time.monotonic() < expires:
+            return entry
+        remembered = remembered_ranking(candidates, threads, net, side)
+        if remembered is not None:
+            _SETTLED[key] = remembered, math.inf
+            return remembered
+        logger.info("measuring which backend is fastest on this machine for this network (once): %s",
+                    ", ".join(candidates))
+        entry = measure_ranking(candidates, threads, net, side)
+        logger.info("fastest backend here: %s (%s)", entry["ranking"][0],
+                    ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items() if t is not None))
+        _SETTLED[key] = entry, math.inf if entry["remembered"] else time.monotonic() + PROVISIONAL_SECONDS
+        return entry
+
+
 def ranked_cpu_backends(candidates: tuple[str, ...], threads: int, net: nn.Module | None = None,
                         side: int = PROBE_SIDE) -> tuple[str, ...]:
     """``candidates``, fastest first here at ``threads`` threads for ``net``'s architecture (default:
@@ -179,20 +200,77 @@ def ranked_cpu_backends(candidates: tuple[str, ...], threads: int, net: nn.Modul
     when measured on a quiet machine)."""
     if len(candidates) == 1:
         return candidates
-    key = (candidates, threads, network_key(net, side))
+    return tuple(_settled_entry(candidates, threads, net, side)["ranking"])
+
+
+def forget_ranking(candidates: tuple[str, ...], threads: int, net: nn.Module | None, side: int) -> None:
+    """Drop the ranking for these from this process and from the file: the next load measures anew."""
     with _MEASURING:
-        settled, expires = _SETTLED.get(key, ((), 0.0))
-        if settled and time.monotonic() < expires:
-            return settled
-        remembered = remembered_ranking(candidates, threads, net, side)
-        if remembered is not None:
-            _SETTLED[key] = tuple(remembered["ranking"]), math.inf
-            return _SETTLED[key][0]
-        logger.info("measuring which backend is fastest on this machine for this network (once): %s",
-                    ", ".join(candidates))
-        entry = measure_ranking(candidates, threads, net, side)
-        logger.info("fastest backend here: %s (%s)", entry["ranking"][0],
-                    ", ".join(f"{b} {t * 1000:.0f} ms" for b, t in entry["seconds"].items() if t is not None))
-        expires = math.inf if entry["remembered"] else time.monotonic() + PROVISIONAL_SECONDS
-        _SETTLED[key] = tuple(entry["ranking"]), expires
-        return tuple(entry["ranking"])
+        _SETTLED.pop((candidates, threads, network_key(net, side)), None)
+        key = f"{machine_key(threads, candidates)} | {network_key(net, side)}"
+        remembered = _remembered()
+        if remembered.pop(key, None) is not None:
+            text = json.dumps(remembered, indent=1)
+            try:
+                write_atomically(choice_file(), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            except OSError as exc:
+                logger.info("could not update %s: %s", choice_file(), exc)
+
+
+#: Real calls of ``auto``'s choice that :class:`CallCheck` times (not the first at each input shape,
+#: which compiles and warms caches), and how much slower per pixel than the runner-up's measurement
+#: their median may be before the ranking counts as contradicted.
+CHECKED_CALLS, CONTRADICTION = 5, 1.5
+
+
+class CallCheck:
+    """Checks ``auto``'s ranking for a network against its first real calls: when the chosen
+    backend's median time per pixel over :data:`CHECKED_CALLS` calls (at shapes it ran before) is :data:`CONTRADICTION`
+    times the runner-up's measured time per pixel or more, while other processes left the CPU
+    quiet (:data:`BUSY_SHARE`), the ranking is forgotten (:func:`forget_ranking`) with a warning,
+    and the next load measures again. Thread-safe; after its calls it only passes calls through."""
+
+    def __init__(self, candidates: tuple[str, ...], threads: int, net: nn.Module | None, side: int) -> None:
+        entry = _settled_entry(candidates, threads, net, side)
+        self.backend, runner_up = entry["ranking"][:2]
+        seconds = entry["seconds"][runner_up]
+        self._bound = math.inf if seconds is None else CONTRADICTION * seconds / side**2
+        self._forget = (candidates, threads, net, side)
+        self._per_pixel: list[float] = []
+        self._shapes: set[tuple[int, ...]] = set()
+        self._start: tuple | None = None
+        self._lock = threading.Lock()
+
+    def timed(self, runner: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``runner`` (the chosen backend's, for the checked network), its calls timed."""
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if len(self._per_pixel) >= CHECKED_CALLS:
+                return runner(x)
+            start = time.perf_counter()
+            out = runner(x)
+            self._observe(tuple(x.shape), (time.perf_counter() - start) / (x.shape[0] * x.shape[-2] * x.shape[-1]))
+            return out
+
+        run.runner = runner  # what runs underneath, for callers that look
+        return run
+
+    def _observe(self, shape: tuple[int, ...], per_pixel: float) -> None:
+        with self._lock:
+            if shape not in self._shapes:  # the first call at a shape compiles (OpenVINO): not counted
+                self._shapes.add(shape)
+                return
+            if self._start is None:
+                self._start = cpu.cpu_snapshot()
+            if len(self._per_pixel) >= CHECKED_CALLS:
+                return
+            self._per_pixel.append(per_pixel)
+            if len(self._per_pixel) < CHECKED_CALLS:
+                return
+            share = cpu.others_share_since(self._start)
+            median = statistics.median(self._per_pixel)
+        if median >= self._bound and (share is None or share <= BUSY_SHARE):
+            logger.warning("%s took %.2g s per megapixel in real calls, more than %.1f times what the runner-up "
+                           "measured: the backend ranking is forgotten and the next load measures again",
+                           self.backend, median * 1e6, CONTRADICTION)
+            forget_ranking(*self._forget)

@@ -98,12 +98,15 @@ class Runners(dict):
         backend, device: as :func:`make_runner`.
         fallback: the backend to switch to (for every sub-network) when ``backend`` refuses a
             network as too imprecise (int8 picked by ``auto``); ``None``: raise instead.
+        check, checked: a :class:`~.ranking.CallCheck` of ``auto``'s ranking and the name of the
+            sub-network it times (while its backend runs); ``None``: no check.
     """
 
     def __init__(self, nets: dict[str, nn.Module], backend: str, device: torch.device,
-                 fallback: str | None = None) -> None:
+                 fallback: str | None = None, check=None, checked: str | None = None) -> None:
         super().__init__()
         self.nets, self.backend, self.device, self.fallback = nets, backend, device, fallback
+        self.check, self.checked = check, checked
 
     def __missing__(self, name: str) -> Runner:
         try:
@@ -115,5 +118,7 @@ class Runners(dict):
             self.backend, self.fallback = self.fallback, None
             self.clear()
             runner = make_runner(self.nets[name], self.backend, self.device)
+        if self.check is not None and name == self.checked and self.backend == self.check.backend:
+            runner = self.check.timed(runner)
         self[name] = runner
         return runner

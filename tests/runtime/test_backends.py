@@ -25,6 +25,7 @@ from portrait_stylize.options import BACKENDS
 from portrait_stylize.runtime import backends, cpu, openvino_graph, ranking
 from portrait_stylize.runtime.backends import auto_backend, choose_runners, resolve_backend
 from portrait_stylize.runtime.onnx_export import ExportError, export_onnx, onnx_bytes, onnx_session
+from portrait_stylize.runtime import runners as runners_module
 from portrait_stylize.runtime.runners import make_runner
 
 from helpers import REPO, lively_style_model, psnr
@@ -140,11 +141,16 @@ class TestAutoMeasuresOnce:
         assert '"channels": 8' in measured[1][1] and measured[1][1].endswith("at 256x256")
         assert len(json.loads(ranking.choice_file().read_text())) == 3
 
-    def test_a_style_is_ranked_on_its_largest_network_at_its_tile_size(self, measured):
+    def test_a_style_is_ranked_on_its_largest_network_at_its_tile_size(self, measured, monkeypatch):
         head, bg = TTN(channels=8, num_blocks=1), TTN(channels=16, num_blocks=2)
-        choose_runners({"head": head, "bg": bg}, "auto", CPU, tile_size=256)
+        runners = choose_runners({"head": head, "bg": bg}, "auto", CPU, tile_size=256)
         choose_runners({"head": head, "bg": bg}, None, CPU, tile_size=2048)  # bounded: at most 512
         assert [key for _, key in measured] == [ranking.network_key(bg, 256), ranking.network_key(bg, 512)]
+        # The measured network's first real calls check the ranking; the other's are not timed.
+        assert runners.checked == "bg" and runners.check.backend == runners.backend
+        monkeypatch.setattr(runners_module, "make_runner", lambda net, backend, device: net)
+        assert runners["bg"].runner is bg and runners["head"] is head
+        assert choose_runners({"head": head, "bg": bg}, "torch", CPU).check is None  # named: nothing to check
 
     def test_auto_falls_back_to_the_fastest_float_backend(self, measured, monkeypatch):
         monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx-int8", "onnx"])
@@ -198,6 +204,40 @@ class TestAutoMeasuresOnce:
         seconds = ranking.measure_backends(("a", "b", "c"), side=8, rounds=3)
         assert order == ["a", "b", "c"] + ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"]  # warm-up, 3 rounds
         assert seconds == {"a": 3, "b": 2, "c": 1}  # the warm-up (9) never counts
+
+    @pytest.mark.parametrize("call_seconds,share,forgotten", [(2.0, 0.02, True), (0.5, 0.02, False),
+                                                               (2.0, 0.6, False)])
+    def test_real_calls_that_contradict_the_ranking_make_the_next_load_measure(
+            self, measured, monkeypatch, caplog, call_seconds, share, forgotten):
+        """The ranking says onnx 0.5 s, torch (the runner-up) 0.9 s at 64²: calls of onnx at 2 s
+        on a quiet machine contradict it (over 1.5 x 0.9); at 0.5 s, or while the machine is
+        busy, they do not."""
+        candidates = ("torch", "onnx")
+        check = ranking.CallCheck(candidates, 2, None, 64)
+        assert check.backend == "onnx" and ranking.remembered_ranking(candidates, 2, None, 64) is not None
+        clock = [0.0]
+
+        def onnx_runner(x):
+            clock[0] += call_seconds
+            return x
+
+        monkeypatch.setattr(ranking.time, "perf_counter", lambda: clock[0])
+        monkeypatch.setattr(ranking.cpu, "others_share_since", lambda start: share)
+        run = check.timed(onnx_runner)
+        assert run.runner is onnx_runner
+        x = torch.zeros(1, 3, 64, 64)
+        with caplog.at_level(logging.WARNING):
+            run(torch.zeros(1, 3, 32, 32))
+            for calls in range(1 + ranking.CHECKED_CALLS):  # the first call at each shape is not counted
+                assert run(x) is x
+                assert ranking.remembered_ranking(candidates, 2, None, 64) is not None or calls == ranking.CHECKED_CALLS
+        assert (ranking.remembered_ranking(candidates, 2, None, 64) is None) == forgotten
+        assert ("the backend ranking is forgotten" in caplog.text) == forgotten
+        clock_before = clock[0]
+        run(x)  # checked: later calls pass through untimed
+        assert clock[0] == clock_before + call_seconds and len(measured) == 1
+        ranking.ranked_cpu_backends(candidates, 2, None, 64)
+        assert len(measured) == (2 if forgotten else 1)  # the next load measured again
 
     def test_a_ranking_measured_while_the_machine_was_busy_is_not_kept(self, measured, monkeypatch, caplog):
         @contextlib.contextmanager
