@@ -152,7 +152,9 @@ def compare_api(tflite: Path, size: int, threads: int, repeats: int, backends: l
         convert([tflite], Path(folder) / "whitebox", channel_order="rgb")
         stylizers = {b: ps.load_style(str(Path(folder) / "whitebox"), backend=b) for b in ["auto", *backends]}
         tflite_run = tflite_runner(tflite, nhwc.shape, threads)
-        runs = {"tflite": lambda: tflite_run(nhwc), "face search": lambda: stylizers["auto"].face_backend.detect(np.asarray(picture))}
+        pixels = np.asarray(picture)
+        runs = {"tflite": lambda: tflite_run(nhwc),
+                "face search": lambda: stylizers["auto"].face_backend.detect(pixels)}
         runs.update({name: (lambda st=st: st(picture)) for name, st in stylizers.items()})
         times: dict[str, list[float]] = {name: [] for name in runs}
         for run in runs.values():

@@ -158,7 +158,8 @@ def measure_faces(repeats: int) -> list[dict]:
 
 def print_faces(repeats: int, threads: int) -> None:
     rows = measure_faces(repeats)
-    print(f"face backend mediapipe: detect (passes, small-face search, mesh) + parse (selfie segmentation, regions); PyTorch "
+    print(f"face backend mediapipe: detect (passes, small-face search, mesh) + parse (selfie segmentation, "
+          f"regions); PyTorch "
           f"{threads} threads, median of {repeats}\n")
     if "mediapipe detect" not in rows[0]:
         print("(mediapipe is not installed: MediaPipe's own solutions cannot be timed beside ours)\n")

@@ -268,24 +268,24 @@ class MediapipeBackend(FaceBackend):
         #    model, rarely both). This search costs about as much as the other passes together; a photo
         #    whose faces are all big (a portrait, a selfie) has no room for small ones in practice, so
         #    it runs only where faces are small or missing.
-        searched = [c is not None and (not faces or max(f.size for f in faces) < _SMALL_FACE_TRIGGER * min(c[1].shape[:2]))
-                    for c, faces in zip(copies, found)]
+        searched = [c is not None and (not faces or max(f.size for f in faces)
+                                       < _SMALL_FACE_TRIGGER * min(c[1].shape[:2])) for c, faces in zip(copies, found)]
         proposals = [sorted((p for p in self._small_face_proposals(c[2]) if _is_new(p, faces)), key=lambda f: -f.score)
                      if search else [] for c, faces, search in zip(copies, found, searched)]
         confirmed = iter(self._confirmed([(c[2], p) for c, image_proposals in zip(copies, proposals)
                                           for p in image_proposals]))
-        tiled: list[list[Face]] = []
+        small: list[list[Face]] = []
         for scaled, faces, image_proposals in zip(copies, found, proposals):
             kept: list[Face] = []
             for proposal, face in zip(image_proposals, confirmed):
                 if face is not None and _is_new(proposal, faces + kept) and _is_new(face, faces + kept):
                     kept.append(face)
-            tiled.append(kept)
+            small.append(kept)
             for face in faces + kept:  # back to the image's pixels
                 face.box = tuple(v / scaled[0] for v in face.box)
                 face.landmarks = face.landmarks / scaled[0]
         # 3. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
-        refined = self._refine(images, [faces + kept for faces, kept in zip(found, tiled)])
+        refined = self._refine(images, [faces + kept for faces, kept in zip(found, small)])
         return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
                                                                           if f.mesh is not None])
                 for faces, first in zip(refined, found)]

@@ -35,8 +35,9 @@ other processes kept the CPU busy meanwhile (:mod:`.ranking`), in
 ``$HF_HOME/portrait-stylize/backend-choice.json``, keyed by the CPU, its flags (and the kernels
 the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count, the runtimes' versions,
 the architecture and the side, and checked against the style's first real calls
-(:class:`.ranking.CallCheck`: a ranking they contradict is measured again at the next load); the bf16 backends are candidates only where bf16 is native (emulated it
-is several times slower), the int8 ones only where int8 units are. When ``auto`` picked an int8
+(:class:`.ranking.CallCheck`: a ranking they contradict is measured again at the next load); the
+bf16 backends are candidates only where bf16 is native (emulated it is several times slower), the
+int8 ones only where int8 units are. When ``auto`` picked an int8
 backend and a style turns out too far from float32 in int8, the fastest float backend runs it.
 On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
 Figures: ``benchmarks/bench_peer_tflite.py`` and docs/performance.md.

@@ -107,7 +107,7 @@ def measure_backends(candidates: tuple[str, ...], side: int = PROBE_SIDE, rounds
                 runner = (int8_runner(net, backend, checked=False) if backend in INT8_BACKENDS
                           else make_runner(net, backend, torch.device("cpu")))
                 runner(x)  # warm-up: exported, compiled, caches filled
-            except Exception as exc:  # noqa: BLE001 (any failure only rules this backend out for this network)
+            except Exception as exc:  # any failure only rules this backend out for this network
                 logger.info("%s cannot run %s: %s", backend, type(net).__name__, exc)
                 seconds[backend] = math.inf
                 continue
@@ -225,9 +225,9 @@ CHECKED_CALLS, CONTRADICTION = 5, 1.5
 
 class CallCheck:
     """Checks ``auto``'s ranking for a network against its first real calls: when the chosen
-    backend's median time per pixel over :data:`CHECKED_CALLS` calls (at shapes it ran before) is :data:`CONTRADICTION`
-    times the runner-up's measured time per pixel or more, while other processes left the CPU
-    quiet (:data:`BUSY_SHARE`), the ranking is forgotten (:func:`forget_ranking`) with a warning,
+    backend's median time per pixel over :data:`CHECKED_CALLS` calls (at shapes it ran before)
+    is :data:`CONTRADICTION` times the runner-up's measured time per pixel or more, while other
+    processes left the CPU quiet (:data:`BUSY_SHARE`), the ranking is forgotten (:func:`forget_ranking`) with a warning,
     and the next load measures again. Thread-safe; after its calls it only passes calls through."""
 
     def __init__(self, candidates: tuple[str, ...], threads: int, net: nn.Module | None, side: int) -> None:

@@ -328,7 +328,8 @@ def test_docs_options_belong_to_the_command_they_are_written_with():
     ("```bash\npython train/calibrate.py img2img --model m --max-steps 5\n```",
      "--max-steps is not an option of train/calibrate.py"),
     ("```bash\nportrait-stylize run a.jpg -o b.png --backend tensorrt\n```",
-     "portrait-stylize run --backend takes auto|torch|torch-bf16|onnx|onnx-int8|openvino|openvino-bf16|openvino-int8, not tensorrt"),
+     "portrait-stylize run --backend takes auto|torch|torch-bf16|onnx|onnx-int8|openvino|openvino-bf16|"
+     "openvino-int8, not tensorrt"),
     ("```bash\nportrait-stylize -v transmogrify a.jpg\n```", "unknown subcommand portrait-stylize transmogrify"),
     ("```bash\nmagick a.jpg --resize 50%\n```", "options of an unknown program"),
     ("Use `portrait-stylize video IN -o OUT.mp4 --tile-size 3`.",

@@ -23,9 +23,9 @@ from portrait_stylize.models.serialization import save_style
 from portrait_stylize.models.ttn import TTN
 from portrait_stylize.options import BACKENDS
 from portrait_stylize.runtime import backends, cpu, openvino_graph, ranking
+from portrait_stylize.runtime import runners as runners_module
 from portrait_stylize.runtime.backends import auto_backend, choose_runners, resolve_backend
 from portrait_stylize.runtime.onnx_export import ExportError, export_onnx, onnx_bytes, onnx_session
-from portrait_stylize.runtime import runners as runners_module
 from portrait_stylize.runtime.runners import make_runner
 
 from helpers import REPO, lively_style_model, psnr
@@ -433,8 +433,8 @@ class TestInt8:
                                match=r"dB from float32 on a held-out portrait and .* dB on a held-out texture "
                                      r"\(the floors are 40 and 99 dB\); use the openvino, openvino-bf16 or onnx"):
                 ps.Stylizer(model, spec, backend=int8, face_backend="mediapipe")(image)
-        monkeypatch.setattr(ranking, "ranked_cpu_backends",
-                            lambda candidates, threads, net=None, side=512: ("openvino-int8", "onnx-int8", "onnx", "torch"))
+        ranked = ("openvino-int8", "onnx-int8", "onnx", "torch")
+        monkeypatch.setattr(ranking, "ranked_cpu_backends", lambda candidates, threads, net=None, side=512: ranked)
         st = ps.Stylizer(model, spec, face_backend="mediapipe")
         assert st.backend == "openvino-int8"
         out = st(image)
