@@ -37,9 +37,9 @@ the runtimes chose, or any ``ONEDNN_MAX_CPU_ISA`` cap), the thread count, the ru
 the architecture and the side, and checked against the style's first real calls
 (:class:`.ranking.CallCheck`: a ranking they contradict is measured again at the next load); the
 bf16 backends are candidates only where bf16 is native (emulated it is several times slower), the
-int8 ones only where int8 units are. When ``auto`` picked an int8
-backend and a style turns out too far from float32 in int8, the fastest float backend runs it.
-On a GPU ``auto`` is ``torch-bf16`` where bf16 is native, else ``torch``.
+int8 ones only where int8 units are. When ``auto`` picked an int8 backend and a style turns out
+too far from float32 in int8, the fastest float backend runs it. On a GPU ``auto`` is
+``torch-bf16`` where bf16 is native, else ``torch``.
 Figures: ``benchmarks/bench_peer_tflite.py`` and docs/performance.md.
 
 This module makes the choice (:func:`resolve_backend`, :func:`choose_runners`); what the machine
