@@ -343,8 +343,8 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
                    help="style reference for reference-based (u2lffm) styles (default: the one stored with the style)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
-                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime); "
-                        "default auto = fastest here")
+                   help="how networks run: torch (float32), torch-bf16, onnx (ONNX Runtime), onnx-int8, openvino, "
+                        "openvino-bf16, openvino-int8; default auto = fastest here (portrait-stylize backends)")
 
 
 def build_parser() -> argparse.ArgumentParser:
