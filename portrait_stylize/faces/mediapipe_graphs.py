@@ -318,7 +318,8 @@ def detect_faces_dense(images: Sequence[np.ndarray], detector: Detector, min_sco
     """A fully convolutional ``detector`` (the short-range one) over each whole image at the image's
     own scale, one run per image (:meth:`TFLiteGraph.forward_any_size
     <portrait_stylize.models.tflite_graph.TFLiteGraph.forward_any_size>`): the same as its square
-    input slid over the image at every multiple of its coarsest stride, without cutting the image
+    input slid over the image at every multiple of its coarsest stride (the graph's
+    ``size_multiple``), without cutting the image
     into overlapping tiles (faces of about 24-60 px for the short-range model). The image is padded
     black at the bottom and right to that multiple, mapped to [-1, 1] as :func:`detect_faces` does;
     scores, decoding and suppression as there, on :func:`ssd_anchors` of the padded size.
@@ -327,7 +328,7 @@ def detect_faces_dense(images: Sequence[np.ndarray], detector: Detector, min_sco
         one :class:`Detections` per image, normalised coordinates of that image.
     """
     model = load_face_model(detector.model, device)
-    multiple = max(detector.strides)
+    multiple = model.size_multiple
     results = []
     for image in images:
         h, w = image.shape[:2]

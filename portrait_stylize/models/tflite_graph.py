@@ -207,7 +207,8 @@ class TFLiteGraph(nn.Module):
                                       f"the graph says {tensor_info['shape']}")
             self.register_buffer(f"t{index}", value.detach().to(torch.float32).clone())
         self._constants = [(int(index), f"t{index}") for index in spec["constants"]]
-        self._size_multiple = size_multiple(spec)
+        #: The side multiple :meth:`forward_any_size` takes (:func:`size_multiple`; ``None``: fixed size only).
+        self.size_multiple = size_multiple(spec)
         plan = execution_plan(spec)
         outputs = set(spec["outputs"])
         last_read: dict[int, int] = {}
@@ -269,7 +270,7 @@ class TFLiteGraph(nn.Module):
         spec = self._spec
         if len(inputs) != len(spec["inputs"]):
             raise InvalidArgumentError(f"{spec['source']} takes {len(spec['inputs'])} inputs, got {len(inputs)}")
-        multiple = self._size_multiple
+        multiple = self.size_multiple
         if any_size and multiple is None:
             raise InvalidArgumentError(f"{spec['source']} is not fully convolutional: it takes only its own input size")
         buffers = self._buffers  # read directly: named_buffers() costs more than a small graph's operator
