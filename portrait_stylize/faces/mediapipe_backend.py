@@ -1,12 +1,12 @@
 """Face detection, 478-point mesh and region masks with MediaPipe 0.10.21's models and graphs, run
 without MediaPipe (:mod:`.mediapipe_graphs`; the models ship in this package).
 
-* Detection: the full-range BlazeFace model on the image, again on an auto-contrasted copy (faded
-  old photos), and on four overlapping zoomed quarters (the detector sees a 192² input, so
-  zooming is what makes a small face bigger); overlapping boxes are merged. Small faces (group
-  photos, down to about 24 px): the short-range model, slid over the whole picture at two scales
-  (as if on every 128- and 224-px window), proposes, the full-range model on a window around each
-  proposal and then the face mesh confirm.
+* Detection: the full-range BlazeFace model on the image and again on an auto-contrasted copy
+  (faded old photos); where that finds faces, also on four overlapping zoomed quarters (it sees
+  a 192² input, so zooming is what makes a face bigger); overlapping boxes are merged. Where no
+  face or only small ones were found (group photos, faces down to about 24 px): the short-range
+  model, slid over the whole picture at two scales (as if on every 128- and 224-px window),
+  proposes, the full-range model on a window around each proposal and then the face mesh confirm.
 * Landmarks: the face mesh (with irises) runs on each face's aligned crop, so small and tilted
   faces are seen upright at a good size; the 5 alignment points come from it.
 * Regions: polygons of the mesh give skin, brows, eyes, nose, lips and mouth; selfie segmentation
@@ -37,8 +37,9 @@ MIN_IMAGE_SIDE = 16
 #: Small faces: the short-range model (128² input; it finds faces from about 24 px of its input,
 #: wherever they are in it) slid over the detection copy (it is fully convolutional:
 #: :func:`graphs.detect_faces_dense`) at the scales where windows of these sides fill its input:
-#: 128-px windows propose faces of about 24-60 px, 224-px windows faces of about 42-100 px; the
-#: whole-image and zoomed passes find larger ones. On a 1024² image that is the work of 85 of its
+#: 128-px windows propose faces of about 24-60 px, 224-px windows faces of about 42-110 px; the
+#: whole-image passes find larger ones (on composed groups of 1280², those passes found none of 49
+#: faces of 105 px and this search all of them). On a 1024² image that is the work of 85 of its
 #: 128² inputs (overlapping tiles took 136, and warps to cut them out).
 _WINDOW_SIDES = (128, 224)
 #: A proposal from the sliding windows needs this score; then the full-range model must find the face again,
@@ -152,17 +153,24 @@ Window = tuple[np.ndarray, tuple[int, int], float]
 
 
 def _whole_windows(copies: tuple[float, np.ndarray, np.ndarray] | None) -> list[Window]:
-    """The full-range passes' windows ``(window, offset, min_score)`` of one image's detection copies:
-    both whole copies and the contrasted copy's four zoomed quarters (the detector sees 192², so
-    zooming is what makes a face bigger), which see more false positives: only confident ones count."""
+    """The full-range passes' windows ``(window, offset, min_score)`` on one image's whole
+    detection copies, plain and contrasted."""
     if copies is None:
         return []
-    _, plain, contrasted = copies
-    h, w = plain.shape[:2]
+    return [(copies[1], (0, 0), 0.0), (copies[2], (0, 0), 0.0)]
+
+
+def _zoomed_windows(copies: tuple[float, np.ndarray, np.ndarray] | None) -> list[Window]:
+    """The contrasted copy's four overlapping zoomed quarters (the full-range detector sees 192²,
+    so zooming is what makes a face bigger), which see more false positives: only confident ones count."""
+    if copies is None:
+        return []
+    contrasted = copies[2]
+    h, w = contrasted.shape[:2]
     th, tw = int(h * 0.625), int(w * 0.625)
-    zooms = [(x, y) for y in (0, h - th) for x in (0, w - tw)] if min(th, tw) >= MIN_IMAGE_SIDE else []
-    return [(plain, (0, 0), 0.0), (contrasted, (0, 0), 0.0)] + [
-        (contrasted[y:y + th, x:x + tw], (x, y), 0.8) for x, y in zooms]
+    if min(th, tw) < MIN_IMAGE_SIDE:
+        return []
+    return [(contrasted[y:y + th, x:x + tw], (x, y), 0.8) for y in (0, h - th) for x in (0, w - tw)]
 
 
 class MediapipeBackend(FaceBackend):
@@ -259,11 +267,17 @@ class MediapipeBackend(FaceBackend):
 
     def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
         """:meth:`detect` on each of ``images`` (video frames), each network run once per step for all of them."""
-        # 1. Passes on each image's detection copy: plain, auto-contrasted, four zoomed quarters. The
-        #    detector sees 192², so a copy of at most _DETECT_SIDE pixels loses nothing.
+        # 1. Passes on each image's detection copy, plain and auto-contrasted. The detector sees
+        #    192², so a copy of at most _DETECT_SIDE pixels loses nothing.
         copies = [_detection_copies(image) for image in images]
         found = [merge_detections(faces) for faces in self._batched_windows([_whole_windows(c) for c in copies])]
-        # 2. Small faces: the sliding short-range model proposes, best first; the full-range model
+        # 2. Where that found faces: the four zoomed quarters, for more faces of medium size and
+        #    better boxes of those found (the whole copy shows a face of 90 px in 1146 at 15 px).
+        #    Where it found none, the small-face search below covers their scales, and pictures
+        #    without a face (a product photo, a landscape) pay for one search, not both.
+        zoomed = self._batched_windows([_zoomed_windows(c) if faces else [] for c, faces in zip(copies, found)])
+        found = [merge_detections(faces + more) if more else faces for faces, more in zip(found, zoomed)]
+        # 3. Small faces: the sliding short-range model proposes, best first; the full-range model
         #    confirms each new proposal (textures, hands and parts of big faces now and then fool one
         #    model, rarely both). This search costs about as much as the other passes together; a photo
         #    whose faces are all big (a portrait, a selfie) has no room for small ones in practice, so
@@ -284,7 +298,7 @@ class MediapipeBackend(FaceBackend):
             for face in faces + kept:  # back to the image's pixels
                 face.box = tuple(v / scaled[0] for v in face.box)
                 face.landmarks = face.landmarks / scaled[0]
-        # 3. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
+        # 4. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
         refined = self._refine(images, [faces + kept for faces, kept in zip(found, small)])
         return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
                                                                           if f.mesh is not None])

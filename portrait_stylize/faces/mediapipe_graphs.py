@@ -13,7 +13,8 @@ RGB arrays. Coordinates:
 
 The models take batches: :func:`detect_faces`, :func:`face_mesh` and :func:`selfie_segmentation`
 take a list of images (tiles, face crops, video frames) and run each model once per chunk of
-:data:`MAX_BATCH`; only the networks run on ``device`` (CPU by default). The warps onto the models'
+:data:`MAX_BATCH`; only the networks run on ``device`` (CPU by default; where they run:
+:func:`~.face_models.run_face_model`). The warps onto the models'
 inputs are OpenCV's, as in MediaPipe's CPU graphs (the same rectangle gives the same tensor, bit for
 bit); decoding, suppression and rectangle maths are NumPy, within a few 1e-7 of MediaPipe's float32.
 ``tests/faces/test_mediapipe_parity.py`` compares every stage with MediaPipe itself.
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from .face_models import load_face_model
+from .face_models import load_face_model, run_face_model
 
 #: Images per network run: bounds the activations' memory on long lists (a photo's tiles). On CPU,
 #: chunks of 16 detected a 4K group photo's 152 short-range tiles faster than chunks of 24, 32 or 64
@@ -125,12 +126,8 @@ def roi_to_image_matrix(roi: Rect, width: int, height: int) -> np.ndarray:
 
 def _run(model_name: str, tensors: Sequence[np.ndarray], device: str | torch.device | None) -> list[np.ndarray]:
     """The model's outputs for a list of ``(H, W, C)`` float32 inputs, as float32 arrays with batch first."""
-    model = load_face_model(model_name, device)
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(tensors), MAX_BATCH):
-            batch = torch.from_numpy(np.stack(tensors[start:start + MAX_BATCH])).to(torch.device(device or "cpu"))
-            chunks.append([out.float().cpu().numpy() for out in model(batch)])
+    chunks = [run_face_model(model_name, np.stack(tensors[start:start + MAX_BATCH]), device)
+              for start in range(0, len(tensors), MAX_BATCH)]
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
@@ -334,10 +331,8 @@ def detect_faces_dense(images: Sequence[np.ndarray], detector: Detector, min_sco
         h, w = image.shape[:2]
         ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         padded = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        x = torch.from_numpy(padded.astype(np.float32) * np.float32(2 / 255) - np.float32(1))[None]
-        with torch.inference_mode():
-            raw_boxes, raw_scores = (out.float().cpu().numpy() for out in
-                                     model.forward_any_size(x.to(torch.device(device or "cpu"))))
+        x = (padded.astype(np.float32) * np.float32(2 / 255) - np.float32(1))[None]
+        raw_boxes, raw_scores = run_face_model(detector.model, x, device, any_size=True)
         (found,) = _suppressed(raw_boxes, raw_scores, ssd_anchors(detector, ph, pw), detector, min_score)
         # From the padded input's normalised coordinates to the image's.
         results.append(project_detections(found, np.array([[pw / w, 0, 0], [0, ph / h, 0]])))

@@ -144,6 +144,30 @@ def test_30_small_faces_found_without_false_ones(fixtures, mediapipe):
     assert centres == sorted(centres)
 
 
+def test_medium_faces_the_whole_image_passes_miss(fixtures, mediapipe):
+    """49 faces of about 105 px on 1280²: the whole-image passes see them at 16 px and find none,
+    so no zoomed quarter runs; the small-face search finds every one."""
+    rgb, boxes = compose_group(fixtures, seed=0, grid=(7, 7), canvas=(1280, 1280), crop_px=(165, 180))
+    assert mediapipe._detect_windows(mpb._whole_windows(mpb._detection_copies(rgb))) == [[], []]
+    where = [_placed_index(f, boxes) for f in mediapipe.detect(rgb)]
+    assert None not in where and sorted(where) == list(range(49))
+
+
+def test_a_picture_without_faces_pays_for_one_search(mediapipe, monkeypatch):
+    """No face on the whole image: the full-range model runs on the two whole copies only (no
+    zoomed quarters), and the sliding search on two scales."""
+    data = pytest.importorskip("skimage.data")
+    rgb = np.asarray(Image.fromarray(data.coffee()).resize((512, 512)))
+    full_range, dense = [], []
+    detections, sliding = mediapipe._detections, mpb.graphs.detect_faces_dense
+    monkeypatch.setattr(mediapipe, "_detections", lambda images, detector: full_range.append(len(images))
+                        or detections(images, detector))
+    monkeypatch.setattr(mpb.graphs, "detect_faces_dense", lambda images, *args, **kw: dense.append(
+        [i.shape[:2] for i in images]) or sliding(images, *args, **kw))
+    assert mediapipe.detect(rgb) == []
+    assert [n for n in full_range if n] == [2] and dense == [[(512, 512), (293, 293)]]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_smaller_and_jittered_groups(fixtures, mediapipe, seed):
