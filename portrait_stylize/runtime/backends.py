@@ -15,7 +15,9 @@ speed and in the last bits of precision:
   portraits and a texture, the guided filter in float32; :mod:`portrait_stylize.runtime.quantize`);
   refused for a style whose int8 network is under 40 dB from float32 on a held-out portrait or
   under 35 dB on a held-out texture. Fast only where the CPU has int8 dot-product units (VNNI,
-  AMX), so ``auto`` considers it only there.
+  AMX), so ``auto`` considers it only there. (Without them, OpenVINO's int8 kernels are faster
+  than its float32 but multiply bytes in pairs that saturate at 16 bits: the White-box style fell
+  to 33 dB on a portrait on a CPU capped to AVX2, under the floor its load-time check measured.)
 * ``openvino-int8``: the same int8 U-Net run by OpenVINO (2.5-4x faster than ONNX Runtime's
   int8 kernels on AVX-512 CPUs; docs/performance.md); same floors, same condition.
 * ``openvino``: OpenVINO on the CPU, float32 throughout (its inference-precision hint is set to

@@ -401,6 +401,17 @@ class TestInt8:
         monkeypatch.setenv("HF_HOME", str(tmp_path))
         assert quantize.quantized_unet(whitebox).psnr == made.psnr  # made again, same result
 
+    def test_the_cache_key_tells_the_cpus_int8_arithmetic_apart(self, monkeypatch):
+        """Without VNNI the byte products saturate: a check made with VNNI does not hold there."""
+        from portrait_stylize.runtime import quantize
+
+        net = lively_style_model().head
+        keys = {}
+        for units in (True, False, True):
+            monkeypatch.setattr(cpu, "has_int8_units", lambda units=units: units)
+            keys.setdefault(units, set()).add(quantize._key(net))
+        assert len(keys[True]) == len(keys[False]) == 1 and keys[True] != keys[False]
+
     @pytest.mark.slow
     def test_openvino_runs_the_same_int8_network_as_onnx_runtime(self, whitebox, tmp_path, monkeypatch):
         from portrait_stylize.runtime import quantize
