@@ -169,9 +169,11 @@ def harmonize(photo: np.ndarray, luts: np.ndarray | None, amount: float, out: np
 def mix(photo: np.ndarray, stylized: np.ndarray, amount: float | np.ndarray,
         out: np.ndarray | None = None) -> np.ndarray:
     """``photo + (stylized - photo) * amount`` (``(H, W, 3)``; ``amount`` a number or ``(H, W)``),
-    computed in place when ``out`` is ``stylized``."""
+    computed in place when ``out`` is ``stylized``. ``amount`` 1 gives ``stylized`` exactly."""
     amount = np.asarray(amount, np.float32)
     out = _output(stylized, out)
+    if amount.ndim == 0 and amount == 1:
+        return out
     out -= photo
     out *= amount[..., None] if amount.ndim else amount
     out += photo
