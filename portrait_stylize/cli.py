@@ -79,7 +79,8 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated face indices like 0,2; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated face numbers like 1,3 (1 = leftmost); got {text!r}") from None
 
 
 def _unit_float(text: str) -> float:
@@ -334,7 +335,7 @@ def _add_style_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--regions", type=_name_list, default=None,
                    help=f"only stylize these regions, e.g. hair,lips (of: {', '.join(REGIONS)}); default: everything")
     p.add_argument("--faces", type=_int_list, default=None,
-                   help="only these faces, by index left to right, e.g. 0,2 (default: all)")
+                   help="only these faces, numbered from the left: 1 = leftmost, e.g. 1,3 (default: all)")
     p.add_argument("--harmonize", type=_unit_float, default=0.0,
                    help="0..1, match the untouched area's colours to the stylized ones (default 0)")
     p.add_argument("--face-backend", choices=FACE_BACKENDS, default=None,

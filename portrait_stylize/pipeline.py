@@ -72,8 +72,8 @@ class StylizeDetails:
 
     Attributes:
         faces: every detected face, left to right.
-        stylized_faces: indices of the faces that were stylized.
-        skipped: ``(index, reason)`` for faces left out (too small).
+        stylized_faces: numbers of the faces that were stylized (1 = leftmost: ``faces[n - 1]``).
+        skipped: ``(number, reason)`` for faces left out (too small).
         face_backend: which face backend ran (``""`` when none was needed).
         masks: region name -> ``(H, W)`` float32 feathered mask (only with ``regions``).
         weight: ``(H, W)`` float32 how far each pixel moved towards the stylized result
@@ -108,7 +108,7 @@ class Request:
         strengths: region name (``"all"`` for everything, ``"head"`` for the chosen faces' heads)
             -> strength in [0, 1].
         harmonize: in [0, 1].
-        faces: face indices, or ``None`` for all.
+        faces: face numbers (1 = leftmost), or ``None`` for all.
         reference: ``(1, 3, H, W)`` RGB in [0, 1] style reference, or ``None``.
     """
 
@@ -147,7 +147,7 @@ class Request:
                      for name, value in strengths.items()}
         if faces is not None and (not isinstance(faces, (list, tuple))
                                   or not all(isinstance(i, int) and not isinstance(i, bool) for i in faces)):
-            raise InvalidArgumentError(f"faces must be a list of face indices (0 = leftmost), got {faces!r}")
+            raise InvalidArgumentError(f"faces must be a list of face numbers (1 = leftmost), got {faces!r}")
         if style_image is not None and not stylizer.reference_based:
             raise InvalidArgumentError(f"style {stylizer.name!r} does not take a style image; only reference-based "
                                        "(u2lffm) styles do")
@@ -237,10 +237,10 @@ class Stylizer:
             harmonize: in [0, 1]; histogram-matches the untouched area towards the stylized
                 colours by this much, so a partly stylized picture reads as one (0 = untouched
                 pixels stay exactly as they were).
-            faces: indices of the faces to stylize (sorted left to right; see
-                :func:`portrait_stylize.detect_faces`); ``None`` = all, ``[]`` = none. Without
-                ``regions``, only these faces' heads change (the style's head paste mask). An
-                index not in the picture raises :class:`InvalidArgumentError` naming the faces
+            faces: numbers of the faces to stylize, 1 = leftmost, as the app and the CLI number
+                them (face ``n`` is :func:`portrait_stylize.detect_faces`'s ``[n - 1]``); ``None`` =
+                all, ``[]`` = none. Without ``regions``, only these faces' heads change (the style's
+                head paste mask). A number not in the picture raises :class:`InvalidArgumentError` naming the faces
                 found. Faces smaller than ``min_face_size`` pixels are skipped and reported.
                 ``[]`` without ``regions`` or ``harmonize`` changes nothing: the picture comes back
                 as it is (upright), at once.
@@ -311,7 +311,7 @@ class Stylizer:
         details.stylized_faces, details.skipped = select_faces(details.faces, request.faces, self.min_face_size)
         for _, reason in details.skipped:
             logger.warning(reason)
-        return [details.faces[i] for i in details.stylized_faces]
+        return [details.faces[n - 1] for n in details.stylized_faces]
 
     def _needs_faces(self, request: Request) -> bool:
         """Whether a call finds faces: not when none are chosen, nor when neither regions nor the

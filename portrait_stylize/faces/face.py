@@ -67,18 +67,22 @@ def merge_detections(faces: list[Face], iou: float = 0.3) -> list[Face]:
 
 def select_faces(faces: list[Face], wanted: list[int] | None,
                  min_size: float) -> tuple[list[int], list[tuple[int, str]]]:
-    """The indices of the ``wanted`` faces (``None``: all; sorted, without repeats) whose box side is
-    at least ``min_size`` pixels, and ``(index, reason)`` for each wanted face that is smaller.
+    """The numbers of the ``wanted`` faces (``None``: all; sorted, without repeats) whose box side is
+    at least ``min_size`` pixels, and ``(number, reason)`` for each wanted face that is smaller.
+
+    Faces are numbered as people count them, in every front end and message: face 1 is the
+    leftmost, face ``n`` is ``faces[n - 1]``.
 
     Raises:
-        InvalidArgumentError: a wanted index is not one of ``faces`` (the message says how many there are).
+        InvalidArgumentError: a wanted number is not one of ``faces`` (the message says how many there are).
     """
-    bad = [i for i in wanted or [] if not 0 <= i < len(faces)]
+    bad = [n for n in wanted or [] if not 1 <= n <= len(faces)]
     if bad:
-        raise InvalidArgumentError(f"face index {bad[0]} is out of range: {len(faces)} face(s) detected"
-                                   + (f" (0-{len(faces) - 1}, left to right)" if faces else ""))
-    indices = range(len(faces)) if wanted is None else sorted(set(wanted))
-    chosen = [i for i in indices if faces[i].size >= min_size]
-    skipped = [(i, f"face {i} is {faces[i].size:.0f} px, below min_face_size={min_size}") for i in indices
-               if faces[i].size < min_size]
+        numbering = f" (1-{len(faces)}, 1 = leftmost)" if len(faces) > 1 else " (face 1)" if faces else ""
+        zero = "; faces are numbered from 1, the leftmost" if bad[0] == 0 else ""
+        raise InvalidArgumentError(f"there is no face {bad[0]}: {len(faces)} face(s) found{numbering}{zero}")
+    numbers = range(1, len(faces) + 1) if wanted is None else sorted(set(wanted))
+    chosen = [n for n in numbers if faces[n - 1].size >= min_size]
+    skipped = [(n, f"face {n} is {faces[n - 1].size:.0f} px, below min_face_size={min_size}") for n in numbers
+               if faces[n - 1].size < min_size]
     return chosen, skipped

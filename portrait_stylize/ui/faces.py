@@ -20,23 +20,23 @@ def face_labels(count: int) -> list[str]:
     return [f"face {i + 1}" for i in range(count)]
 
 
-def face_indices(labels: list[str | int] | None) -> list[int] | None:
-    """Face picker values back to 0-based indices: ``"face 2"``, ``"2"`` or ``2`` all mean the
-    second face from the left (as numbered in the gallery). ``None`` or ``[]``: all faces.
+def face_numbers(labels: list[str | int] | None) -> list[int] | None:
+    """Face picker values as the library's face numbers: ``"face 2"``, ``"2"`` or ``2`` all mean the
+    second face from the left (as numbered in the gallery, the CLI and Python). ``None`` or ``[]``: all faces.
 
     Raises:
         UserError: a value that is not a face number.
     """
     if not labels:
         return None
-    indices = []
+    numbers = []
     for label in labels:
         text = str(label).strip().lower().removeprefix("face").strip()
         if not text.isdigit() or int(text) < 1:
             raise UserError(f"Faces: {label!r} is not a face; use the numbers shown under the faces found, "
                             "like 'face 1' or 2 (1 = leftmost).")
-        indices.append(int(text) - 1)
-    return indices
+        numbers.append(int(text))
+    return numbers
 
 
 def face_gallery(path: str | os.PathLike | None, face_backend: str | None = None,

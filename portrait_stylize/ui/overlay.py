@@ -28,7 +28,7 @@ def mask_overlay(photo: Image.Image, details: StylizeDetails) -> Image.Image:
         out = out * (1 - alpha) + np.array(REGION_COLOURS[name], np.float32) * alpha
     for i, face in enumerate(details.faces):
         x0, y0, x1, y1 = (int(round(v)) for v in face.box)
-        colour = STYLIZED_BOX if i in details.stylized_faces else UNTOUCHED_BOX
+        colour = STYLIZED_BOX if i + 1 in details.stylized_faces else UNTOUCHED_BOX
         out[max(y0, 0):y1, max(x0, 0):max(x0, 0) + 2] = colour
         out[max(y0, 0):y1, max(x1 - 2, 0):x1] = colour
         out[max(y0, 0):max(y0, 0) + 2, max(x0, 0):x1] = colour

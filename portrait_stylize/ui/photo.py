@@ -13,7 +13,7 @@ from ..imaging.io import save_image
 from ..pipeline import StylizeDetails
 from .catalogue import stylizer_for
 from .errors import UserError, user_message
-from .faces import face_indices, face_labels
+from .faces import face_numbers
 from .overlay import mask_overlay
 from .result_files import result_path
 from .uploads import open_photo
@@ -74,7 +74,7 @@ def run_photo(path: str | os.PathLike | None, style: str, regions: list[str] | N
     per_region = parse_region_strengths(region_strengths, regions or [])
     amount = {r: per_region.get(r, strength) for r in regions} if regions else strength
     try:
-        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=face_indices(faces),
+        after, details = st(photo, regions=regions, strength=amount, harmonize=harmonize, faces=face_numbers(faces),
                             style_image=style_image if st.reference_based else None, return_details=True)
     except PortraitStylizeError as exc:
         raise UserError(user_message(exc)) from None
@@ -86,7 +86,7 @@ def run_photo(path: str | os.PathLike | None, style: str, regions: list[str] | N
 def status_line(style: str, regions: list[str] | None, details: StylizeDetails) -> str:
     """What was really done: which faces (when faces were looked for), which area, how long."""
     found = len(details.faces)
-    stylized = ", ".join(label for i, label in enumerate(face_labels(found)) if i in details.stylized_faces) or "none"
+    stylized = ", ".join(f"face {n}" for n in details.stylized_faces) or "none"
     if not details.face_backend:  # neither regions, faces nor a face pass needed them
         done = "the whole picture stylized"
     elif regions or "head" in details.masks:

@@ -133,6 +133,17 @@ def test_one_face_or_no_photo_hides_the_gallery(app):
         assert gallery["visible"] is False and checkboxes["visible"] is False, path
 
 
+def test_a_whole_picture_result_does_not_claim_no_faces(fixtures):
+    """A built-in style on a photo with two faces, nothing picked: no face search was asked for,
+    so the status says what was done, not "0 face(s) found"; skipped faces are numbered like the
+    gallery (1 = leftmost)."""
+    group = str(fixtures / "faces" / "whole" / "Blake_Lively.jpg")
+    result = ui.run_photo(group, "toon", None, 1.0, 0.0, "", "mediapipe", 512)
+    assert result.status.startswith("toon: the whole picture stylized · ") and "face(s)" not in result.status
+    faces = ui.run_photo(group, "toon", ["lips"], 1.0, 0.0, "", "mediapipe", 512, ["face 1"])
+    assert faces.status.startswith("toon: 2 face(s) found, stylized: face 1; regions lips")
+
+
 @pytest.mark.slow
 def test_the_face_checkboxes_pick_which_faces_change(fixtures):
     from portrait_stylize.faces import enlarge_box

@@ -72,7 +72,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, args, message):
 def test_run_with_regions_faces_and_masks(fixtures, tmp_path):
     src = fixtures / "faces" / "whole" / "Blake_Lively.jpg"
     out, masks = tmp_path / "lips.png", tmp_path / "masks"
-    result = run_cli("run", str(src), "-o", str(out), "--regions", "lips,eyes", "--faces", "1", "--harmonize", "0",
+    result = run_cli("run", str(src), "-o", str(out), "--regions", "lips,eyes", "--faces", "2", "--harmonize", "0",
                   "--face-backend", "mediapipe", "--save-masks", str(masks), "-q")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in masks.iterdir()) == ["Blake_Lively_eyes.png", "Blake_Lively_lips.png",
@@ -80,7 +80,7 @@ def test_run_with_regions_faces_and_masks(fixtures, tmp_path):
     weight = np.asarray(Image.open(masks / "Blake_Lively_weight.png"))
     changed = (np.asarray(Image.open(out)) != np.asarray(Image.open(src).convert("RGB"))).any(-1)
     assert changed.any() and not (changed & (weight == 0)).any()
-    assert weight[:, : weight.shape[1] // 2].max() == 0  # face 1 is the right-hand one
+    assert weight[:, : weight.shape[1] // 2].max() == 0  # face 2 is the right-hand one
     bad = run_cli("run", str(src), "-o", str(tmp_path / "ears.png"), "--regions", "ears", "--face-backend", "mediapipe")
     assert bad.returncode == 2 and "cannot see 'ears'" in bad.stderr and bad.stderr.count("\n") == 1
     assert not (tmp_path / "ears.png").exists()

@@ -84,7 +84,7 @@ def test_strength_0_gives_the_photo_back_and_0_5_lies_halfway(tmp_path):
     (["--strength", "nan"], "argument --strength: expected a number in [0, 1], got 'nan'"),
     (["--harmonize", "-0.1"], "argument --harmonize: expected a number in [0, 1], got '-0.1'"),
     (["--backend", "tensorrt"], "argument --backend: invalid choice: 'tensorrt'"),
-    (["--faces", "0,x"], "argument --faces: expected comma-separated face indices like 0,2; got '0,x'"),
+    (["--faces", "1,x"], "argument --faces: expected comma-separated face numbers like 1,3 (1 = leftmost); got '1,x'"),
     (["--regions", ","], "argument --regions: expected comma-separated region names like hair,lips"),
     (["--tile-size", "big"], "argument --tile-size: invalid int value: 'big'"),
     (["--nope"], "unrecognized arguments: --nope"),
@@ -205,12 +205,12 @@ def test_verbose_logs_what_happens(tmp_path):
 
 
 def test_regions_and_several_faces_match_the_python_api(portraits, tmp_path):
-    """`--regions hair,lips --faces 0,1` does exactly what the same Python call does, on both faces
-    of the group photo (tests/front_ends/test_cli.py: `--faces 1` alone leaves the left-hand face alone)."""
+    """`--regions hair,lips --faces 1,2` does exactly what the same Python call does, on both faces
+    of the group photo (tests/front_ends/test_cli.py: `--faces 2` alone leaves the left-hand face alone)."""
     group, out, masks = portraits[1], tmp_path / "out.png", tmp_path / "masks"
-    assert cli.main(["run", str(group), "-o", str(out), "--style", "toon", "--regions", "hair,lips", "--faces", "0,1",
+    assert cli.main(["run", str(group), "-o", str(out), "--style", "toon", "--regions", "hair,lips", "--faces", "1,2",
                      "--face-backend", "mediapipe", "--save-masks", str(masks), "-q"]) == 0
-    expected = ps.load_style("toon", face_backend="mediapipe")(group, regions=["hair", "lips"], faces=[0, 1])
+    expected = ps.load_style("toon", face_backend="mediapipe")(group, regions=["hair", "lips"], faces=[1, 2])
     _assert_same_pixels(_pixels(out), _pixels(expected))
     assert sorted(p.name for p in masks.iterdir()) == [f"{group.stem}_{n}.png" for n in ("hair", "lips", "weight")]
     weight = _pixels(masks / f"{group.stem}_weight.png")

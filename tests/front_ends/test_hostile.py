@@ -234,14 +234,14 @@ class TestOptionsThatCannotApply:
     """8. and 9.: options that cannot apply, and numbers that are not numbers."""
 
     def test_a_face_that_is_not_in_the_picture(self):
-        with pytest.raises(ps.InvalidArgumentError, match=r"face index 99 is out of range: 0 face\(s\) detected"):
+        with pytest.raises(ps.InvalidArgumentError, match=r"there is no face 99: 0 face\(s\) found$"):
             ps.load_style("toon")(np.zeros((32, 32, 3), np.uint8), faces=[99])
 
     def test_cli_faces_99_is_an_error(self, tmp_path):
         photo = tmp_path / "p.png"
         Image.new("RGB", (40, 30)).save(photo)
         result = _cli("run", str(photo), "-o", str(tmp_path / "o.png"), "--faces", "99")
-        assert result.returncode != 0 and "face index 99 is out of range" in result.stderr
+        assert result.returncode != 0 and "there is no face 99" in result.stderr
         assert not (tmp_path / "o.png").exists()
 
     @pytest.mark.parametrize("value", [float("nan"), float("inf"), -5, 0, 7.5, "big", True])
@@ -307,6 +307,35 @@ class TestOutputs:
             os.utime(path.parent, (old, old))
         assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 3
         assert (tmp_path / path.parent.name / "r5.png").exists()
+
+    def test_results_survive_other_requests_pruning_and_a_cleaned_tmp(self, monkeypatch, tmp_path):
+        """Another worker deleted a folder between the listing and its stat (a lost result, the
+        server's path shown to the user), and a tmp cleaner may remove the whole folder."""
+        import pathlib
+
+        from portrait_stylize.ui import result_files
+
+        root = tmp_path / "results"
+        monkeypatch.setattr(result_files, "_results_dir", lambda: root)
+        first = result_files.result_path("a.png", keep=2)
+        first.write_bytes(b"x")
+        is_dir = pathlib.Path.is_dir
+
+        def racing_is_dir(self):
+            answer = is_dir(self)
+            if self == first.parent and answer:
+                shutil.rmtree(self)  # pruned by another request right after this look
+            return answer
+
+        monkeypatch.setattr(pathlib.Path, "is_dir", racing_is_dir)
+        second = result_files.result_path("b.png", keep=2)
+        monkeypatch.setattr(pathlib.Path, "is_dir", is_dir)
+        second.write_bytes(b"y")
+        assert second.read_bytes() == b"y" and not first.parent.exists()
+        shutil.rmtree(root)  # a tmp cleaner
+        third = result_files.result_path("c.png", keep=2)
+        third.write_bytes(b"z")
+        assert third.parent.parent == root and third.read_bytes() == b"z"
 
 
 def test_the_readme_shows_the_one_argument_api_call():

@@ -138,9 +138,9 @@ class TestCheckInputs:
         ({"regions": []}, "regions is empty"),
         ({"regions": ["hat"]}, "unknown region"),
         ({"regions": ["ears"]}, "cannot see 'ears'"),
-        ({"faces": ["0"]}, "faces must be a list of face indices"),
-        ({"faces": [True]}, "faces must be a list of face indices"),
-        ({"faces": 1}, "faces must be a list of face indices"),
+        ({"faces": ["0"]}, "faces must be a list of face numbers \\(1 = leftmost\\)"),
+        ({"faces": [True]}, "faces must be a list of face numbers \\(1 = leftmost\\)"),
+        ({"faces": 1}, "faces must be a list of face numbers \\(1 = leftmost\\)"),
         ({"regions": 3}, "regions must be a region name or a list"),
         ({"style_image": np.zeros((8, 8, 3), np.uint8)}, "does not take a style image"),
     ])
@@ -159,8 +159,8 @@ class TestCheckInputs:
             stylizer()(missing)
 
     def test_request_holds_the_checked_values(self, faces):
-        request = stylizer().check_inputs("skin", {"skin": 0.5}, 1, (0,), None)
-        assert request == pipeline.Request(["skin"], {"skin": 0.5}, 1.0, [0], None)
+        request = stylizer().check_inputs("skin", {"skin": 0.5}, 1, (1,), None)
+        assert request == pipeline.Request(["skin"], {"skin": 0.5}, 1.0, [1], None)
         assert stylizer().check_inputs(None, 0.3, 0.0, None, None).strengths == {"all": 0.3}
 
 
@@ -168,7 +168,7 @@ class TestFaces:
     def test_face_pass_style_detects_and_chooses(self, faces):
         out, details = stylizer()(photo(), return_details=True)
         assert faces.detect_calls == 1 and details.face_backend == "fake"
-        assert details.stylized_faces == [0] and len(details.faces) == 1 and details.skipped == []
+        assert details.stylized_faces == [1] and len(details.faces) == 1 and details.skipped == []
 
     def test_no_faces_chosen_means_no_detection_no_network_and_no_change(self, faces):
         model = Flat()
@@ -181,24 +181,26 @@ class TestFaces:
 
     @pytest.mark.parametrize("model", [Flat(), FlatNoFaces()], ids=["face pass", "no face pass"])
     def test_faces_alone_change_only_those_heads(self, faces, model):
-        """faces=[1] without regions: face 1's head changes (to the head result, or the whole-image
-        result for a style without a face pass); face 0 and everything else stay the photo."""
+        """faces=[2] without regions: face 2's head changes (to the head result, or the whole-image
+        result for a style without a face pass); face 1 and everything else stay the photo."""
         left, right = (4.0, 40.0, 40.0, 76.0), (120.0, 40.0, 156.0, 76.0)
         faces.faces = [face_at(left), face_at(right)]
-        out, details = stylizer(model)(photo(), faces=[1], return_details=True)
+        out, details = stylizer(model)(photo(), faces=[2], return_details=True)
         out, original = np.asarray(out).astype(int), photo().astype(int)
         changed = np.abs(out - original).max(-1) > 0
         head = details.masks["head"]
-        assert details.stylized_faces == [1] and list(details.masks) == ["head"]
+        assert details.stylized_faces == [2] and list(details.masks) == ["head"]
         assert not (changed & (head == 0)).any() and changed[head >= 0.5].mean() > 0.95  # the head, nothing else
-        assert changed[:, :60].sum() == 0 and changed[40:76, 120:156].mean() > 0.9  # face 0 untouched
+        assert changed[:, :60].sum() == 0 and changed[40:76, 120:156].mean() > 0.9  # face 1 untouched
         value = FACE_VALUE if model.has_face_pass else IMAGE_VALUE
         assert np.all(np.abs(out[head >= 1] - level(value)) <= 1)
 
-    def test_a_face_index_not_in_the_picture_names_the_faces_found(self, faces):
+    def test_a_face_number_not_in_the_picture_names_the_faces_found(self, faces):
         faces.faces = [face_at((10.0, 30.0, 60.0, 80.0)), face_at((100.0, 30.0, 150.0, 80.0))]
-        with pytest.raises(ps.InvalidArgumentError, match=r"face index 5 is out of range: 2 face\(s\) detected \(0-1"):
+        with pytest.raises(ps.InvalidArgumentError, match=r"no face 5: 2 face\(s\) found \(1-2, 1 = leftmost\)$"):
             stylizer()(photo(), faces=[5])
+        with pytest.raises(ps.InvalidArgumentError, match=r"no face 0: .*; faces are numbered from 1, the leftmost$"):
+            stylizer()(photo(), faces=[0])
 
     def test_style_without_face_pass_never_loads_a_face_backend(self, monkeypatch):
         def refuse(name=None, device=None):
@@ -208,14 +210,15 @@ class TestFaces:
         assert np.all(np.asarray(stylizer(FlatNoFaces())(photo())) == level(IMAGE_VALUE))
 
     def test_face_index_out_of_range_names_the_faces_found(self, faces):
-        with pytest.raises(ValueError, match=r"face index 5 is out of range: 1 face\(s\) detected \(0-0"):
+        with pytest.raises(ValueError, match=r"there is no face 5: 1 face\(s\) found \(face 1\)$"):
             stylizer()(photo(), faces=[5])
 
     def test_small_faces_are_skipped_and_reported(self, faces):
         model = Flat()
         out, details = stylizer(model, min_face_size=61)(photo(), return_details=True)
-        assert (details.stylized_faces == [] and details.skipped[0][0] == 0
-                and "below min_face_size=61" in details.skipped[0][1])
+        number, reason = details.skipped[0]
+        assert details.stylized_faces == [] and number == 1
+        assert reason.startswith("face 1 is ") and "below min_face_size=61" in reason
         assert "face" not in [c[0] for c in model.calls] and np.all(np.asarray(out) == level(IMAGE_VALUE))
 
     def test_temporal_smoother_sees_faces_and_coverage(self, faces):
@@ -281,8 +284,8 @@ class TestFacePass:
 
     def test_only_the_chosen_face_is_pasted(self, faces):
         faces.faces = [face_at(), face_at((110.0, 40.0, 150.0, 80.0))]
-        out = np.asarray(stylizer()(photo(), faces=[1]))
-        assert out[60, 70].tolist() == photo()[60, 70].tolist()  # face 0 stays the photo
+        out = np.asarray(stylizer()(photo(), faces=[2]))
+        assert out[60, 70].tolist() == photo()[60, 70].tolist()  # face 1 stays the photo
         assert out[60, 130].tolist() == [level(FACE_VALUE)] * 3
 
 

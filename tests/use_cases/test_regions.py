@@ -94,7 +94,7 @@ def test_face_regions_never_leave_the_enlarged_face_boxes(whitebox, blake):
 def test_no_regions_stylizes_everything(whitebox, blake):
     path, rgb = blake
     out, details = whitebox(path, return_details=True)
-    assert details.stylized_faces == [0, 1] and len(details.crops) == 2
+    assert details.stylized_faces == [1, 2] and len(details.crops) == 2
     assert (np.abs(np.asarray(out, float) - rgb).max(-1) > 0).mean() > 0.97
     bare = np.asarray(ps.Stylizer(whitebox.model, whitebox.spec, min_face_size=65536)(path))  # no face pass
     boxes = [tuple(round(v) for v in f.box) for f in details.faces]
@@ -119,13 +119,13 @@ def test_no_visible_seam(whitebox, blake):
 
 def test_faces_pick_which_face(whitebox, blake):
     path, rgb = blake
-    out, details = whitebox(path, regions=["lips", "eyes"], faces=[1], return_details=True)
+    out, details = whitebox(path, regions=["lips", "eyes"], faces=[2], return_details=True)
     x0, y0, x1, y1 = (round(v) for v in enlarge_box(details.faces[0].box, 1.0, rgb.shape[:2]))
     out = np.asarray(out)
     assert (out[y0:y1, x0:x1] == rgb[y0:y1, x0:x1]).all()
-    assert details.stylized_faces == [1] and (out != rgb).any()
-    with pytest.raises(ValueError, match="face index 2 is out of range: 2 face"):
-        whitebox(path, regions=["lips"], faces=[2])
+    assert details.stylized_faces == [2] and (out != rgb).any()
+    with pytest.raises(ValueError, match="there is no face 3: 2 face"):
+        whitebox(path, regions=["lips"], faces=[3])
 
 
 def test_strength_per_region_and_harmonize(whitebox, blake):
@@ -151,7 +151,7 @@ def test_small_faces_are_skipped_and_reported(whitebox, blake):
     path, rgb = blake
     st = ps.Stylizer(whitebox.model, whitebox.spec, face_backend="mediapipe", min_face_size=10_000)
     out, details = st(path, regions=["lips"], return_details=True)
-    assert [i for i, _ in details.skipped] == [0, 1] and "below min_face_size" in details.skipped[0][1]
+    assert [n for n, _ in details.skipped] == [1, 2] and "below min_face_size" in details.skipped[0][1]
     assert (np.asarray(out) == rgb).all()
 
 
