@@ -6,14 +6,17 @@ its ``rank`` (:func:`shard`). Under ``accelerate launch`` (or ``torchrun``) the 
 and device come from the launcher through Accelerate's ``PartialState``; without one, a single
 process does everything, so the same command runs on a laptop with no configuration.
 
-Results are written atomically (a temporary file renamed into place), so an output that exists
-is complete: a rerun after a crash skips it and redoes only what is missing (``overwrite``
-redoes everything).
+Results are written atomically (a temporary file renamed into place), so an output this batch
+wrote is complete: a rerun after a crash skips it and redoes only what is missing (``overwrite``
+redoes everything). An existing output is checked before it is trusted (the CLI checks that it
+decodes to its last pixel): one cut short or emptied by something else (another tool, a full
+disk, a copy) is redone and reported.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,28 +116,34 @@ def current_processes() -> tuple[Processes, Callable[[], None]]:
 
 @dataclass
 class BatchReport:
-    """What one process did: written, skipped (already there), failed ``(input, reason)``."""
+    """What one process did: written, skipped (already there), failed ``(input, reason)``; ``redone``
+    lists the written ones whose earlier result was there but damaged."""
 
     written: list[Path] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)
+    redone: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
 
 
 def run_pairs(stylize: Callable[[Path, Path], Any], pairs: list[tuple[Path, Path]], overwrite: bool = False,
-              progress: Callable[[Path, Path, str], None] | None = None) -> BatchReport:
-    """Call ``stylize(src, dst)`` for each pair whose ``dst`` does not exist yet (all of them with
-    ``overwrite``); a failure of one file (its message) never stops the others.
+              progress: Callable[[Path, Path, str], None] | None = None,
+              complete: Callable[[Path], bool] = lambda path: True) -> BatchReport:
+    """Call ``stylize(src, dst)`` for each pair whose ``dst`` does not exist yet, or exists but is
+    not ``complete(dst)`` (all of them with ``overwrite``); a failure of one file (its message)
+    never stops the others.
 
     Args:
         stylize: writes the result of ``src`` to ``dst`` (atomically).
         progress: called after each pair with ``(src, dst, outcome)``, outcome ``"written"``,
-            ``"existing"`` or the failure's message.
+            ``"redone"`` (a damaged earlier result replaced), ``"existing"`` or the failure's message.
+        complete: whether an existing result can be trusted.
     """
     report = BatchReport()
     start = time.perf_counter()
     for src, dst in pairs:
-        if dst.exists() and not overwrite:
+        damaged = dst.exists() and not overwrite and not complete(dst)
+        if dst.exists() and not overwrite and not damaged:
             report.existing.append(dst)
             outcome = "existing"
         else:
@@ -142,6 +151,9 @@ def run_pairs(stylize: Callable[[Path, Path], Any], pairs: list[tuple[Path, Path
                 stylize(src, dst)
                 report.written.append(dst)
                 outcome = "written"
+                if damaged:
+                    report.redone.append(dst)
+                    outcome = "redone"
             except (PortraitStylizeError, ValueError, OSError, RuntimeError) as exc:  # RuntimeError: out of memory
                 text = str(exc)
                 report.failed.append((src, text if str(src) in text else f"{src}: {text}"))
@@ -150,3 +162,10 @@ def run_pairs(stylize: Callable[[Path, Path], Any], pairs: list[tuple[Path, Path
             progress(src, dst, outcome)
     report.seconds = time.perf_counter() - start
     return report
+
+
+if __name__ == "__main__":
+    # This module is the library's; the command is the CLI's (which imports this one).
+    print("run batches with: portrait-stylize batch IMAGES... -o FOLDER (or python -m portrait_stylize batch ...)",
+          file=sys.stderr)
+    sys.exit(2)

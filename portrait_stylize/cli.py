@@ -48,17 +48,24 @@ def _check_name_pattern(pattern: str) -> str:
     return pattern
 
 
-def _output_kind(output: str, files: list[Path], inputs: list[str]) -> bool:
-    """True when ``-o`` is one output file, False for a folder; a name that is neither (no image
-    suffix, no trailing slash, not an existing folder) is refused rather than guessed."""
+def _output_kind(output: str, files: list[Path], inputs: list[str], batch: bool) -> bool:
+    """True when ``-o`` is one output file, False for a folder. Where only a folder can hold the
+    results (``batch``, several inputs, a folder or a list as input) ``-o`` is a folder without a
+    trailing slash; for one input a name that is neither (no image suffix, no trailing slash, not
+    an existing folder) is refused rather than guessed."""
     out = Path(output)
     is_file = out.suffix.lower() in IMAGE_SUFFIXES
-    if not is_file and not (output.endswith(("/", "\\")) or out.is_dir()):
-        raise InvalidArgumentError(f"-o {output}: not an image file name and not a folder; add a suffix for a file "
-                                   f"(-o {output}.png) or a trailing slash for a folder (-o {output}/)")
-    if is_file and (len(files) > 1 or Path(inputs[0]).is_dir()):
+    only_folder = batch or len(files) > 1 or len(inputs) > 1 or inputs[0].startswith("@") or Path(inputs[0]).is_dir()
+    if is_file and only_folder:
+        if batch:
+            raise InvalidArgumentError(f"batch writes to a folder; use -o {out.with_suffix('')}/")
         raise InvalidArgumentError(f"{len(files)} inputs need an output folder, but -o {output} is a file name; "
                                    f"use a folder such as -o {out.with_suffix('')}/")
+    if not is_file and out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"-o {output} exists and is not a folder; name a folder for the results")
+    if not is_file and not (only_folder or output.endswith(("/", "\\")) or out.is_dir()):
+        raise InvalidArgumentError(f"-o {output}: not an image file name and not a folder; add a suffix for a file "
+                                   f"(-o {output}.png) or a trailing slash for a folder (-o {output}/)")
     return is_file
 
 
@@ -173,7 +180,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .batch import current_processes, expand_inputs, output_paths, run_pairs, shard
-    from .imaging.io import save_image
+    from .imaging.io import is_complete_image, save_image
     from .pipeline import load_style
 
     batch = args.command == "batch"
@@ -186,10 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)
         return EXIT_USAGE
-    single_file = _output_kind(args.output, files, args.images)
-    if batch and single_file:
-        print(f"error: batch writes to a folder; use -o {Path(args.output).with_suffix('')}/", file=sys.stderr)
-        return EXIT_USAGE
+    single_file = _output_kind(args.output, files, args.images, batch)
     processes, wait_for_everyone = current_processes() if batch else (None, lambda: None)
     out = Path(args.output)
     if processes is not None and processes.device is None and "OMP_NUM_THREADS" not in os.environ:
@@ -225,16 +229,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
               disable=len(files) < 2 or args.quiet) as bar:
         def show(src: Path, dst: Path, outcome: str) -> None:
             bar.update()
-            if outcome not in ("written", "existing") and len(files) > 1 and not args.quiet:
+            if outcome == "redone" and not args.quiet:
+                tqdm.write(f"{dst}: the earlier result was damaged (it does not decode); made again", file=sys.stderr)
+            elif outcome not in ("written", "existing") and len(files) > 1 and not args.quiet:
                 tqdm.write(f"skipped {outcome}", file=sys.stderr)  # said now; listed again at the end
 
-        report = run_pairs(stylize_one, pairs, overwrite=not batch, progress=show)
+        report = run_pairs(stylize_one, pairs, overwrite=not batch, progress=show, complete=is_complete_image)
     wait_for_everyone()
     if len(files) == 1 and report.failed:
         print(f"error: {report.failed[0][1]}", file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
         resumed = f", {len(report.existing)} already there" if batch else ""
+        if report.redone:
+            resumed += f", {len(report.redone)} damaged earlier result(s) made again"
         per_file = f" ({report.seconds / len(report.written):.2f} s each)" if batch and report.written else ""
         print(f"wrote {len(report.written)} of {len(pairs)} image(s) to {out}{resumed}{per_file}{where}")
     if report.failed:
@@ -371,8 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=summary, description=summary)
         p.add_argument("images", nargs="+", help="image files, folders of images, and @LIST text files of image paths")
         p.add_argument("-o", "--output", required=True,
-                       help="a folder: an existing one or a name ending in '/' (results named by --name-pattern)"
-                            + ("; or, for one input, an output file with an image suffix" if command == "run" else ""))
+                       help="a folder for the results (named by --name-pattern)"
+                            + ("; or, for one input, an output file with an image suffix (then a folder needs a "
+                               "trailing '/' or must exist)" if command == "run" else ""))
         p.add_argument("--name-pattern", type=_check_name_pattern, default=DEFAULT_NAME_PATTERN,
                        help=f"result names in an output folder, from {{name}} (the input's) and {{style}}; the suffix "
                             f"chooses the format (default {DEFAULT_NAME_PATTERN!r}: photo.jpg -> photo.toon.png)")

@@ -132,6 +132,17 @@ def tensor_to_pil(x: torch.Tensor, alpha: Image.Image | None = None) -> Image.Im
     return img
 
 
+def is_complete_image(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is an image that decodes to its last pixel (one cut short by a
+    crash, a full disk or an interrupted copy, or an empty file, is not)."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # SyntaxError: broken PNG chunks
+        return False
+    return True
+
+
 def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save atomically (temporary file + rename) so a failure never leaves a half-written result.
 

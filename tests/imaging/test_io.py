@@ -11,7 +11,7 @@ from PIL import Image
 
 import portrait_stylize as ps
 from portrait_stylize.errors import ImageTooLargeError, InvalidImageError
-from portrait_stylize.imaging.io import load_image, save_image
+from portrait_stylize.imaging.io import is_complete_image, load_image, save_image
 
 
 def _gradient(w=48, h=32) -> np.ndarray:
@@ -129,3 +129,17 @@ def test_jpeg_output_flattens_alpha_on_white(tmp_path):
     assert out.mode == "RGB" and np.asarray(out).min() > 240
     with pytest.raises(ValueError, match="unsupported output format '.xyz'"):
         save_image(rgba, tmp_path / "x.xyz")
+
+
+def test_is_complete_image_decodes_to_the_last_pixel(tmp_path):
+    """What ``batch`` checks before it trusts an earlier result."""
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    for suffix in (".png", ".jpg"):
+        whole = tmp_path / f"whole{suffix}"
+        picture.save(whole)
+        data = whole.read_bytes()
+        cut, empty = tmp_path / f"cut{suffix}", tmp_path / f"empty{suffix}"
+        cut.write_bytes(data[: len(data) * 2 // 3])
+        empty.write_bytes(b"")
+        assert is_complete_image(whole) and not is_complete_image(cut) and not is_complete_image(empty)
+    assert not is_complete_image(tmp_path / "missing.png")

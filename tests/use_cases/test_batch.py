@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,63 @@ class TestRunPairs:
                 and report.failed == [(pairs[2][0], f"{pairs[2][0]}: cannot read it")])
         assert pairs[1][1].read_text() == "done before the crash"
         assert len(run_pairs(stylize, pairs, overwrite=True).written) == 3
+
+    def test_a_damaged_earlier_result_is_made_again_and_reported(self, tmp_path):
+        pairs = [(tmp_path / f"in{i}", tmp_path / f"out{i}") for i in range(3)]
+        pairs[0][1].write_text("whole")
+        pairs[1][1].write_text("")  # emptied by something else
+        seen = []
+        report = run_pairs(lambda src, dst: dst.write_text("new"), pairs, complete=lambda p: p.read_text() == "whole",
+                           progress=lambda src, dst, outcome: seen.append(outcome))
+        assert seen == ["existing", "redone", "written"] and report.existing == [pairs[0][1]]
+        assert report.written == [pairs[1][1], pairs[2][1]] and report.redone == [pairs[1][1]]
+        assert pairs[1][1].read_text() == "new" and pairs[0][1].read_text() == "whole"
+
+
+class TestCommandLine:
+    """Where only a folder can hold the results, -o is a folder; damaged results are not trusted."""
+
+    def test_a_destination_that_can_only_be_a_folder_is_one(self, tmp_path, capsys):
+        from portrait_stylize import cli
+
+        photos = _photos(tmp_path / "in", 2)
+        both = ["p00.sketch.png", "p01.sketch.png"]
+        for command, sources, out, expected in (("batch", [str(photos[0])], "b", both[:1]),
+                                                ("run", [str(tmp_path / "in")], "r", both),
+                                                ("run", [str(p) for p in photos], "two", both)):
+            assert cli.main([command, *sources, "-o", str(tmp_path / out), "--style", "sketch", "-q"]) == 0
+            assert sorted(p.name for p in (tmp_path / out).iterdir()) == expected
+        (tmp_path / "notes").write_text("a file")
+        capsys.readouterr()
+        assert cli.main(["batch", str(photos[0]), "-o", str(tmp_path / "notes"), "--style", "sketch"]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+        # One input and a bare name: a file or a folder? Still asked, not guessed.
+        assert cli.main(["run", str(photos[0]), "-o", str(tmp_path / "what"), "--style", "sketch"]) == 2
+        assert "add a suffix for a file" in capsys.readouterr().err and not (tmp_path / "what").exists()
+
+    def test_a_truncated_or_empty_earlier_result_is_made_again(self, tmp_path, capsys):
+        from portrait_stylize import cli
+
+        photos = _photos(tmp_path / "in", 3)
+        out = tmp_path / "out"
+        assert cli.main(["batch", str(tmp_path / "in"), "-o", str(out), "--style", "sketch", "-q"]) == 0
+        good = (out / "p00.sketch.png").read_bytes()
+        (out / "p01.sketch.png").write_bytes(good[: len(good) // 2])
+        (out / "p02.sketch.png").write_bytes(b"")
+        capsys.readouterr()
+        assert cli.main(["batch", str(tmp_path / "in"), "-o", str(out), "--style", "sketch"]) == 0
+        captured = capsys.readouterr()
+        assert "wrote 2 of 3 image(s)" in captured.out and "1 already there, 2 damaged earlier result(s) made again" \
+            in captured.out
+        assert captured.err.count("the earlier result was damaged") == 2
+        for photo in photos:
+            assert Image.open(out / f"{photo.stem}.sketch.png").size == (96, 120)
+
+
+def test_the_batch_module_is_not_a_command_that_silently_does_nothing():
+    result = subprocess.run([sys.executable, "-m", "portrait_stylize.batch", "in/", "-o", "out/"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 2 and "portrait-stylize batch" in result.stderr
 
 
 @pytest.mark.slow
