@@ -13,7 +13,7 @@ front ends ``cli`` and ``ui`` on top. Every error a user can cause is a
 :class:`PortraitStylizeError` (``errors``).
 """
 
-from .common.allocator import keep_freed_memory
+from .common.allocator import bound_kernel_cache, keep_freed_memory
 from .errors import (
     ChecksumMismatchError,
     ImageTooLargeError,
@@ -30,8 +30,10 @@ from .errors import (
 from .sources.registry import StyleSpec
 from .version import __version__
 
-# Before any network runs: freed activations are kept for the next pass (see common/allocator.py).
+# Before any network runs: freed activations are kept for the next pass, compiled kernels bounded
+# (see common/allocator.py).
 keep_freed_memory()
+bound_kernel_cache()
 
 #: Public names that need torch or MediaPipe, imported on first use (PEP 562), so that
 #: ``portrait-stylize --help`` and other light commands start at once.

@@ -436,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else the package's checkpoints.json)")
     p.set_defaults(func=_cmd_pin)
 
-    p = sub.add_parser("evaluate", help="score styles on a folder of photos (SSIM, LPIPS, FID/KID, identity) "
+    p = sub.add_parser("evaluate", help="score styles on a folder of photos (SSIM, PSNR, LPIPS, FID/KID, identity, "
+                                        "landmark error; metrics that cannot be had offline are skipped and named) "
                                         "and write a report with a picture grid")
     p.add_argument("-s", "--style", required=True, type=_style_list,
                    help="styles to score, comma-separated, e.g. toon,sketch")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..common.data_home import data_home
 from ..common.files import sha256_file, write_atomically
-from ..common.offline import is_offline
+from ..common.offline import OFFLINE_VARIABLES, is_offline
 from ..errors import ChecksumMismatchError, MetricWeightsError, StyleNotCachedError
 from ..sources.downloads import download
 
@@ -148,17 +148,24 @@ def metric_weights_path(name: str, progress: bool = True) -> Path:
     record = _read_record(folder)
     if record and dest.is_file() and sha256_file(dest) == record.get("converted_sha256"):
         return dest
+    copy = f"or copy {folder} from a machine that has it (there: $HF_HOME/portrait-stylize/metrics/{name})"
     if is_offline():
         state = "is damaged (its sha256 differs from the one recorded)" if dest.exists() else "is not cached"
         raise MetricWeightsError(f"the {name} network for the evaluation metrics {state} at {dest}, and downloading is "
-                                 f"off (offline). Run once online to fetch {spec.url}, or copy {folder} from a machine "
-                                 "that has it.")
+                                 f"off ({' or '.join(OFFLINE_VARIABLES)} is set). Unset it and run once online to "
+                                 f"fetch {spec.url}, {copy}.")
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / ("download" + Path(spec.url).suffix)
     try:
         download(spec.url, raw, label=f"metric network {name!r}", progress=progress)
     except StyleNotCachedError as exc:
-        raise MetricWeightsError(f"the {name} network for the evaluation metrics cannot be downloaded: {exc}") from None
+        # The message of `download` ends with advice for styles (use a built-in one), which means
+        # nothing for a metric network: name the transport error it was raised from (DNS, refused,
+        # timed out; its __context__, since offline was ruled out above) instead.
+        cause = exc.__context__
+        raise MetricWeightsError(f"the {name} network for the evaluation metrics is not cached at {dest} and "
+                                 f"{spec.url} cannot be reached ({type(cause).__name__}: {cause}). Connect to the "
+                                 f"internet and run again, {copy}.") from None
     try:
         digest = sha256_file(raw)
         if not digest.startswith(spec.sha256_prefix):

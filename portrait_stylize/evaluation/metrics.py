@@ -2,6 +2,10 @@
 
 * :func:`ssim`: structural similarity of luma (Wang et al. 2004: 11-tap Gaussian window,
   sigma 1.5, K1 = 0.01, K2 = 0.03), photo against result: how much structure a style keeps.
+* :func:`psnr`: peak signal-to-noise ratio of RGB, photo against result: how far its pixels moved.
+* :func:`landmark_error`: how far a photo's face moved in the result, by the face detector's 5
+  landmarks (the normalised mean error of face-alignment benchmarks): a face-geometry score that,
+  unlike identity, needs no downloaded network with the MediaPipe face backend.
 * :class:`PerceptualDistance`: LPIPS (Zhang et al. 2018) from the ``lpips`` package, AlexNet
   trunk with the v0.1 linear heads: 0 for identical pictures, larger is more different.
 * :class:`SetDistance`: FID and KID (``torchmetrics``) between a set of results and a set of
@@ -10,8 +14,9 @@
   a photo's and its result's embedding says whether the person is still recognisable (the
   identity score of DCT-Net's paper, which used CosFace).
 
-Every network is passed in (see :mod:`portrait_stylize.evaluation.metric_weights` for the real weights),
-so tests run each metric on small random networks.
+SSIM, PSNR and the landmark error need no network weights from outside the package. Every network
+is passed in (see :mod:`portrait_stylize.evaluation.metric_weights` for the real weights), so tests
+run each metric on small random networks.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..faces.align import ARCFACE_TEMPLATE, similarity, warp_to_crop
+from ..faces.face import Face
 from ..imaging.ops import check_bchw, gaussian_blur, rgb_to_luma
 
 _SSIM_C1, _SSIM_C2 = 0.01 ** 2, 0.03 ** 2
@@ -51,6 +57,50 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     vx, vy, cxy = mean(x * x) - mx * mx, mean(y * y) - my * my, mean(x * y) - mx * my
     index = ((2 * mx * my + _SSIM_C1) * (2 * cxy + _SSIM_C2)) / ((mx * mx + my * my + _SSIM_C1) * (vx + vy + _SSIM_C2))
     return index.mean(dim=(1, 2, 3)).float()
+
+
+#: The smallest mean squared error :func:`psnr` tells apart: that of rounding to 8 bits, (1/255)² / 12.
+#: Photos and results are 8-bit, so smaller differences are not measurable, and identical pictures
+#: score 10·log10(12·255²) ≈ 58.9 dB rather than infinity, which a mean over photos and JSON cannot hold.
+PSNR_MSE_FLOOR = (1 / 255) ** 2 / 12
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio of two batches of pictures, over all three channels, in dB.
+
+    Args:
+        a, b: ``(B, 3, H, W)`` RGB in [0, 1] (the peak), the same shape.
+
+    Returns:
+        ``(B,)``: 10·log10(1 / MSE), MSE at least :data:`PSNR_MSE_FLOOR`; higher is closer.
+    """
+    check_bchw(a, "a")
+    if a.shape != b.shape:
+        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape")
+    mse = (a.double() - b.double()).square().mean(dim=(1, 2, 3)).clamp_min(PSNR_MSE_FLOOR)
+    return (-10 * torch.log10(mse)).float()
+
+
+def landmark_error(landmarks: np.ndarray, found: list[Face]) -> float | None:
+    """How far the face at ``landmarks`` in a photo moved in the result, where ``found`` are the
+    faces detected: the mean distance of the 5 landmarks over the photo's distance between the
+    eyes (the normalised mean error of face-alignment benchmarks); 0 for a face left in place.
+
+    Styles keep faces where they were, so the photo's face is the one whose box in the result holds
+    the photo's nose tip (the nearest such, if several).
+
+    Args:
+        landmarks: ``(5, 2)`` ``(x, y)`` in :data:`portrait_stylize.faces.face.LANDMARK_NAMES` order.
+        found: the faces detected in the result.
+
+    Returns:
+        The error, or ``None`` when no face was found there (the style made it undetectable).
+    """
+    landmarks = np.asarray(landmarks, np.float64)
+    (nx, ny), eyes = landmarks[2], float(np.linalg.norm(landmarks[0] - landmarks[1]))
+    errors = [float(np.linalg.norm(face.landmarks - landmarks, axis=1).mean()) / eyes for face in found
+              if face.box[0] <= nx <= face.box[2] and face.box[1] <= ny <= face.box[3]]
+    return min(errors, default=None)
 
 
 class PerceptualDistance(nn.Module):

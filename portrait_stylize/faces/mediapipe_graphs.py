@@ -169,7 +169,8 @@ SCORE_CLIPPING = 100.0
 NMS_THRESHOLD = 0.3
 
 
-@functools.cache
+#: Bounded: the sliding search asks for the anchors of each picture size it sees.
+@functools.lru_cache(maxsize=32)
 def ssd_anchors(detector: Detector, height: int | None = None, width: int | None = None) -> np.ndarray:
     """``(N, 4)`` float32 anchors, one per model output, ``(x_center, y_center, w, h)``, normalised to the input
     (``SsdAnchorsCalculator``, ``fixed_anchor_size: true``: w = h = 1, so the scales

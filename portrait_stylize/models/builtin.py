@@ -181,7 +181,21 @@ def poster(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_
     return torch.clamp(oklab_to_rgb(torch.cat([lightness, ab], dim=1)) * (1.0 - 0.8 * lines), 0.0, 1.0)
 
 
-@functools.lru_cache(maxsize=64)
+#: Reach is measured at scales of this ladder (steps per octave), the step at or above a picture's:
+#: kernels only grow with the scale, so that reach covers the picture's, and pictures of every size
+#: share a few measurements (each costs two runs of the style, up to a second or more) instead
+#: of paying one per size (a web demo's first call at each new size: 1.5-14 s).
+REACH_STEPS_PER_OCTAVE = 4
+
+
+def reach_scale(scale: float) -> float:
+    """The smallest scale ``2 ** (k / REACH_STEPS_PER_OCTAVE)`` (integer ``k``) at or above ``scale``."""
+    steps = math.ceil(REACH_STEPS_PER_OCTAVE * math.log2(scale) - 1e-9)
+    return 2.0 ** (steps / REACH_STEPS_PER_OCTAVE)
+
+
+#: Bounded: 5 styles x the ladder's 21 steps over the scales' range [0.5, 16] fit.
+@functools.lru_cache(maxsize=128)
 def _measured_reach(builtin: str, params: tuple[tuple[str, Any], ...], scale: float) -> int:
     """How far, in pixels, a change of one input pixel moves the output of the built-in style
     ``builtin`` with ``params`` at ``scale``: the style is run on a busy random picture with and
@@ -256,7 +270,7 @@ class BuiltinStyle(StyleNetwork):
         if self.conditions is None:
             return None
         align = max(1, int(self.conditions.scale))
-        reach = _measured_reach(self.builtin, tuple(sorted(self.params.items())), self.conditions.scale)
+        reach = _measured_reach(self.builtin, tuple(sorted(self.params.items())), reach_scale(self.conditions.scale))
         halo = math.ceil(1.25 * reach) + align
         return -(-halo // align) * align, align
 

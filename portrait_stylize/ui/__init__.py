@@ -10,6 +10,7 @@ One job per module:
 * ``faces``: the face gallery of a group photo and the face picker's values.
 * ``overlay``: the mask overlay (regions tinted, faces boxed).
 * ``result_files``: the temporary files results are downloaded from, and their clean-up.
+* ``idle``: memory back to the system when the last running request ends.
 * ``photo`` and ``video``: the photo and video tabs' runs.
 * ``errors``: :class:`UserError` and messages without temporary upload paths.
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from ..faces import detect_faces
 from .errors import UserError
+from .idle import serving
 from .uploads import open_photo
 
 #: Thumbnail side in pixels, and how much wider than the face box each thumbnail is.
@@ -39,6 +40,7 @@ def face_numbers(labels: list[str | int] | None) -> list[int] | None:
     return numbers
 
 
+@serving
 def face_gallery(path: str | os.PathLike | None, face_backend: str | None = None,
                  max_side: int | None = None) -> tuple[list[tuple[Image.Image, str]], list[str]]:
     """``(thumbnails with captions, labels)`` of the faces in an uploaded photo fitted within

@@ -14,6 +14,7 @@ from ..pipeline import StylizeDetails
 from .catalogue import stylizer_for
 from .errors import UserError, user_message
 from .faces import face_numbers
+from .idle import serving
 from .overlay import mask_overlay
 from .result_files import result_path
 from .uploads import open_photo
@@ -55,6 +56,7 @@ class PhotoResult:
     status: str
 
 
+@serving
 def run_photo(path: str | os.PathLike | None, style: str, regions: list[str] | None = None, strength: float = 1.0,
               harmonize: float = 0.0, region_strengths: str = "", face_backend: str | None = None,
               max_side: int | None = None, faces: list[str] | None = None, style_image=None, *,

@@ -5,10 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
+import psutil
 import pytest
 
-from portrait_stylize.common.allocator import SWITCH, _glibc, keep_freed_memory
+from portrait_stylize.common.allocator import (
+    KERNEL_CACHE,
+    SWITCH,
+    _glibc,
+    bound_kernel_cache,
+    keep_freed_memory,
+    release_freed_memory,
+)
 
 from helpers import REPO
 
@@ -49,3 +58,40 @@ def test_a_process_with_allocator_settings_of_its_own_is_left_alone():
                     {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.trim_threshold=0"}):
         assert keep_freed_memory(environ) is False, environ
     assert _mb_returned(MALLOC_TRIM_THRESHOLD_="0", MALLOC_MMAP_THRESHOLD_="131072") > 23
+
+
+@glibc_only
+def test_release_freed_memory_returns_memory_to_the_system():
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    process = psutil.Process()
+    # Many mid-sized blocks from another thread's arena, freed but kept (under the trim threshold).
+    def churn():
+        blocks = [libc.malloc(256 << 10) for _ in range(600)]
+        for block in blocks:
+            ctypes.memset(block, 1, 256 << 10)
+        for block in blocks[:-1]:
+            libc.free(block)
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    before = process.memory_info().rss
+    release_freed_memory()
+    assert before - process.memory_info().rss > 64 << 20, (before, process.memory_info().rss)
+
+
+def test_compiled_kernels_are_bounded_unless_the_process_chose():
+    environ: dict[str, str] = {}
+    bound_kernel_cache(environ)
+    assert environ == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(KERNEL_CACHE)}
+    mine = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "4096"}
+    bound_kernel_cache(mine)
+    assert mine == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "4096"}
+    code = "import os, portrait_stylize; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    environ = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=environ,
+                              check=True)
+    assert imported.stdout.strip() == str(KERNEL_CACHE)

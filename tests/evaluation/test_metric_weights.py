@@ -109,7 +109,7 @@ class TestFetch:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         assert metric_weights_path("inception") == path
         path.write_bytes(path.read_bytes()[:-3] + b"xyz")
-        with pytest.raises(MetricWeightsError, match=r"inception .* is damaged .*\(offline\)"):
+        with pytest.raises(MetricWeightsError, match=r"inception .* is damaged .* \(HF_HUB_OFFLINE or .* is set\)"):
             metric_weights_path("inception")
 
     def test_a_download_that_is_not_the_publishers_file_is_refused_and_deleted(self, publisher, monkeypatch):
@@ -121,16 +121,32 @@ class TestFetch:
 
     def test_offline_without_a_cache_says_what_to_do(self, publisher, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        with pytest.raises(MetricWeightsError, match=r"lpips network .* is not cached .* Run once online to fetch https://"):
+        folder = metric_weights.metric_folder("lpips")
+        with pytest.raises(MetricWeightsError) as caught:
             metric_weights_path("lpips")
+        assert str(caught.value) == (
+            f"the lpips network for the evaluation metrics is not cached at {folder / 'lpips_alex.safetensors'}, "
+            "and downloading is off (HF_HUB_OFFLINE or PORTRAIT_STYLIZE_OFFLINE is set). Unset it and run once online "
+            "to fetch https://download.pytorch.org/models/alexnet-owt-7be5be79.pth, or copy "
+            f"{folder} from a machine that has it (there: $HF_HOME/portrait-stylize/metrics/lpips).")
         with pytest.raises(MetricWeightsError, match="unknown metric network 'fid'; known: lpips, inception, arcface"):
             metric_weights_path("fid")
 
     def test_unreachable_publisher(self, publisher, monkeypatch):
+        """The network error is named with what to do about it, and nothing about styles (the advice
+        that downloads of styles give)."""
         spec = replace(metric_weights.METRIC_WEIGHTS["arcface"], url="http://127.0.0.1:9/buffalo_l.zip")
         monkeypatch.setitem(metric_weights.METRIC_WEIGHTS, "arcface", spec)
-        with pytest.raises(MetricWeightsError, match="cannot be downloaded: .*cannot reach http://127.0.0.1:9"):
+        folder = metric_weights.metric_folder("arcface")
+        with pytest.raises(MetricWeightsError) as caught:
             metric_weights_path("arcface", progress=False)
+        message = str(caught.value)
+        assert message.startswith(f"the arcface network for the evaluation metrics is not cached at "
+                                  f"{folder / 'w600k_r50.onnx'} and http://127.0.0.1:9/buffalo_l.zip cannot be "
+                                  "reached (ConnectError: ")
+        assert message.endswith(f"Connect to the internet and run again, or copy {folder} from a machine that has "
+                                "it (there: $HF_HOME/portrait-stylize/metrics/arcface).")
+        assert "style" not in message and "toon" not in message
 
 
 def test_a_file_that_cannot_be_converted_is_named_and_nothing_is_cached(publisher, monkeypatch):

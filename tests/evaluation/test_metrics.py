@@ -6,10 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from portrait_stylize.evaluation.metrics import FaceEmbedder, PerceptualDistance, SetDistance, identity_similarity, ssim
+from portrait_stylize.evaluation.metrics import (
+    FaceEmbedder,
+    PerceptualDistance,
+    SetDistance,
+    identity_similarity,
+    landmark_error,
+    psnr,
+    ssim,
+)
+from portrait_stylize.faces.face import Face
 from portrait_stylize.imaging.ops import gaussian_blur
 
 from helpers import tiny_face_onnx
@@ -46,6 +55,51 @@ class TestSsim:
     def test_refuses_mismatched_shapes(self):
         with pytest.raises(ValueError, match="same shape"):
             ssim(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 40))
+
+
+class TestPsnr:
+    def test_known_pairs(self):
+        """Grey 0.5 against 0.6 and 0.51: MSE 0.01 and 0.0001 over every channel, so 20 and 40 dB."""
+        x = torch.full((2, 3, 16, 16), 0.5, dtype=torch.float64)
+        y = x + torch.tensor([0.1, 0.01], dtype=torch.float64).view(2, 1, 1, 1)
+        assert psnr(x, y).tolist() == pytest.approx([20.0, 40.0], abs=1e-4)
+
+    def test_identical_pictures_score_the_8_bit_ceiling(self):
+        """Not infinity: the rounding noise of 8 bits, (1/255)² / 12, is the smallest error told apart."""
+        x = _pictures(2)
+        assert psnr(x, x).tolist() == pytest.approx([10 * np.log10(12 * 255**2)] * 2, abs=1e-4)  # 58.92 dB
+
+    def test_matches_scikit_image(self):
+        x, y = _pictures(1), _noisy(_pictures(1), 0.1)
+        reference = peak_signal_noise_ratio(x[0].double().numpy(), y[0].double().numpy(), data_range=1.0)
+        assert float(psnr(x, y)[0]) == pytest.approx(reference, abs=1e-4)
+
+    def test_refuses_mismatched_shapes(self):
+        with pytest.raises(ValueError, match="same shape"):
+            psnr(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 40))
+
+
+class TestLandmarkError:
+    #: Eyes 50 px apart, nose tip at (125, 130).
+    PHOTO = np.array([[100, 110], [150, 110], [125, 130], [108, 150], [142, 150]], np.float64)
+
+    @staticmethod
+    def _face(landmarks: np.ndarray, box=(90.0, 90.0, 160.0, 170.0)) -> Face:
+        return Face(box=box, landmarks=np.asarray(landmarks, np.float64), score=0.9)
+
+    def test_is_the_mean_shift_over_the_eye_distance(self):
+        assert landmark_error(self.PHOTO, [self._face(self.PHOTO)]) == 0.0
+        assert landmark_error(self.PHOTO, [self._face(self.PHOTO + [5, 0])]) == pytest.approx(0.1)  # 5 px / 50 px
+        moved = self.PHOTO.copy()
+        moved[3:] += [0, 10]  # only the mouth corners, 10 px each: 20 px over 5 points
+        assert landmark_error(self.PHOTO, [self._face(moved)]) == pytest.approx(20 / 5 / 50)
+
+    def test_the_face_is_the_one_over_the_photos_nose_and_the_nearest_of_those(self):
+        elsewhere = self._face(self.PHOTO + [300, 0], box=(390.0, 90.0, 460.0, 170.0))
+        assert landmark_error(self.PHOTO, [elsewhere]) is None  # a face, but not this one: lost
+        assert landmark_error(self.PHOTO, []) is None
+        near, far = self._face(self.PHOTO + [2, 0]), self._face(self.PHOTO + [10, 0])
+        assert landmark_error(self.PHOTO, [far, elsewhere, near]) == pytest.approx(0.04)
 
 
 class TestPerceptualDistance:

@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 
 import portrait_stylize as ps
 from portrait_stylize.imaging.quality import DEGRADATIONS, blockiness, degrade
-from portrait_stylize.models.builtin import BuiltinStyle
+from portrait_stylize.models.builtin import BUILTIN_STYLES, BuiltinStyle
 
 from helpers import gray
 
@@ -224,3 +224,34 @@ def test_builtin_styles_take_well_under_a_dct_net_pass_at_1024():
             ratio = seconds(BuiltinStyle(name)) / network
             print(f"{name}: {ratio:.2f} of the TTN pass")
             assert ratio < 0.5, (name, ratio)
+
+
+class TestReachLadder:
+    """Reach is measured on a ladder of scales, the step at or above the picture's: pictures of
+    every size share a few measurements, and the step's reach covers the picture's."""
+
+    def test_the_step_at_or_above(self):
+        from portrait_stylize.models.builtin import reach_scale
+
+        assert reach_scale(1.0) == 1.0 and reach_scale(2.0) == 2.0 and reach_scale(0.5) == 0.5
+        for scale in np.linspace(0.5, 16, 200):
+            step = reach_scale(float(scale))
+            assert scale <= step < scale * 2 ** 0.25 + 1e-12
+
+    def test_pictures_of_nearby_sizes_share_one_measurement(self, monkeypatch):
+        from portrait_stylize.models import builtin
+
+        asked = []
+        monkeypatch.setattr(builtin, "_measured_reach", lambda name, params, scale: asked.append(scale) or 20)
+        for side in (620, 640, 680, 700):
+            style = BuiltinStyle("toon").adapted_to(torch.rand(1, 3, side, side, generator=torch.Generator()))
+            style.tiling_context()
+        assert len(set(asked)) == 1 and asked[0] >= 700 / 512  # one step, above every picture's scale
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", sorted(BUILTIN_STYLES))
+    def test_the_steps_reach_covers_the_pictures(self, name):
+        from portrait_stylize.models.builtin import _measured_reach, reach_scale
+
+        for scale in (0.6, 1.1, 1.9):
+            assert _measured_reach(name, (), scale) <= _measured_reach(name, (), reach_scale(scale)), scale

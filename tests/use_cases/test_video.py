@@ -1,8 +1,12 @@
-"""Video: frames, size and audio survive; only the chosen regions change; faces are smoothed over time."""
+"""Video: frames, size, length and audio survive; only the chosen regions change; faces are smoothed
+over time; clips without frames and outputs that are not files are refused; nothing is half-written."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+from fractions import Fraction
 
 import imageio_ffmpeg
 import numpy as np
@@ -10,18 +14,31 @@ import pytest
 
 import portrait_stylize as ps
 from portrait_stylize.faces import Face
-from portrait_stylize.video import TemporalState, stylize_video
+from portrait_stylize.video import TemporalState, _encoder, estimate_video, stylize_video
 
 from helpers import run_cli
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+#: The times of the variable-rate clip's 13 frames; the last one shows until 2.12 s (as in the report).
+VFR_TIMES = [0, 0.12, 0.16, 0.4, 0.44, 0.52, 0.92, 1.2, 1.32, 1.52, 1.8, 1.92, 2.0]
 
 
 def _frames(path) -> np.ndarray:
-    reader = imageio_ffmpeg.read_frames(str(path))
+    """Every decoded frame of ``path`` once, ``(N, H, W, 3)`` uint8 (passthrough: none repeated to fit a rate)."""
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-fps_mode", "passthrough"])
     meta = next(reader)
     w, h = meta["size"]
     return np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+
+
+def _header(path) -> str:
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+
+
+def _length(path) -> float:
+    """The clip's length in seconds, from its header."""
+    h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", _header(path)).groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +49,23 @@ def clip(fixtures, tmp_path_factory):
                     str(fixtures / "faces" / "whole" / "Blake_Lively.jpg"), "-f", "lavfi", "-i",
                     "sine=frequency=440:duration=2", "-t", "2", "-r", "8", "-vf", "scale=350:232,noise=alls=6:allf=t",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(out)], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory):
+    """13 distinct test-pattern frames at the uneven :data:`VFR_TIMES` (concat demuxer, ``-fps_mode vfr``),
+    2.12 s long, with a 2.12 s tone."""
+    folder = tmp_path_factory.mktemp("vfr")
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=1", "-frames:v", "13",
+                    str(folder / "f%02d.png")], check=True)
+    shown = zip(VFR_TIMES, [*VFR_TIMES[1:], 2.12])
+    (folder / "list.txt").write_text("ffconcat version 1.0\n" + "".join(
+        f"file f{i:02d}.png\nduration {end - start:.2f}\n" for i, (start, end) in enumerate(shown, 1)))
+    out = folder / "vfr.mp4"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "concat", "-i", str(folder / "list.txt"), "-f", "lavfi", "-i",
+                    "sine=duration=2.12", "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    str(out)], check=True)
     return out
 
 
@@ -131,6 +165,115 @@ def test_long_or_unreadable_clips_are_refused(clip, tmp_path):
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_a_variable_frame_rate_clip_keeps_its_real_frames_and_length(vfr_clip, tmp_path, caplog):
+    """Issue 29.4: 13 frames at uneven times over 2.12 s came out as 69 frames at 5 fps (13.8 s). Every
+    frame is now written once, in order, at the average rate, as long as the input within a frame."""
+    src = _frames(vfr_clip)
+    assert len(src) == 13 and _length(vfr_clip) == 2.12  # the clip the report describes
+    st = ps.load_style("toon")
+    estimate = estimate_video(vfr_clip, st, strength=0.0)
+    assert (estimate.frames, estimate.fps) == (13, 6.0) and estimate.describe().startswith("13 frames (2.2 s at 6 fps)")
+    info = stylize_video(vfr_clip, tmp_path / "out.mp4", st, strength=0.0, progress=False)
+    out = _frames(tmp_path / "out.mp4")
+    assert info.frames == len(out) == 13 and info.fps == 6.0  # 12 intervals from the first frame (0 s) to the last (2)
+    assert abs(_length(tmp_path / "out.mp4") - 2.12) < 1 / info.fps and "Audio: aac" in _header(tmp_path / "out.mp4")
+    # The real frames in order: each output frame is its own input frame (strength 0: the photo), no other.
+    diff = np.abs(out[:, None].astype(float) - src[None].astype(float)).mean(axis=(2, 3, 4))
+    assert (diff.argmin(axis=1) == np.arange(13)).all() and diff.diagonal().max() < 3, diff.diagonal()
+    assert "variable frame rate; its 13 frames are written evenly at 6 fps (2.17 s)" in caplog.text
+
+
+def _empty_video_stream(folder):
+    """The report's clip: ffmpeg lists a video stream (raw, so its size is known without decoding) with no frame."""
+    full, empty = folder / "full.nut", folder / "empty-video.nut"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=8", "-f", "lavfi", "-i",
+                    "sine=duration=1", "-t", "1", "-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+                    str(full)], check=True)
+    subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(full), "-c", "copy", "-bsf:v", "noise=drop=1", str(empty)],
+                   check=True)
+    full.unlink()
+    return empty
+
+
+def _audio_only(folder):
+    out = folder / "tone.m4a"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(out)],
+                   check=True)
+    return out
+
+
+@pytest.mark.parametrize("make, message", [
+    (_empty_video_stream, "no frame of its video stream decodes (the stream is empty or damaged); give another clip"),
+    (_audio_only, "the file has no video stream (only audio); give a video clip")])
+def test_a_file_without_a_video_frame_is_refused_and_nothing_is_written(tmp_path, make, message):
+    """Issue 29.5a/c: a video stream without frames gave exit 0 and a 261-byte invalid MP4; an audio file gave
+    "(Error opening output files: Invalid argument)"."""
+    src = make(tmp_path)
+    with pytest.raises(ps.InvalidImageError) as error:
+        stylize_video(src, tmp_path / "out.mp4", ps.load_style("toon"), progress=False)
+    assert str(error.value) == f"{src}: {message}"
+    assert os.listdir(tmp_path) == [src.name]  # no MP4, no temporary
+
+
+def test_an_odd_frame_size_is_padded_to_even(tmp_path, caplog):
+    """Issue 29.5b: 65x101 frames gave a "Broken pipe / FFMPEG COMMAND" dump (H.264 in yuv420p needs even
+    sizes). The MP4 is 66x102: the picture untouched, its last column and row repeated, and the log says so.
+    A grey test pattern: sharp enough that a shift by one pixel shows (a mean difference of 11), and no
+    colour for yuv420p's halved chroma to blur."""
+    odd = tmp_path / "odd.mkv"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=65x101:rate=4", "-vf",
+                    "format=gray", "-frames:v", "4", "-c:v", "ffv1", str(odd)], check=True)
+    info = stylize_video(odd, tmp_path / "out.mp4", ps.load_style("toon"), strength=0.0, progress=False)
+    src, out = _frames(odd).astype(float), _frames(tmp_path / "out.mp4").astype(float)
+    assert info.size == (66, 102) and info.frames == 4 and out.shape == (4, 102, 66, 3)
+    assert np.abs(out[:, :101, :65] - src).mean() < 1.5
+    assert np.abs(out[:, :101, 65] - src[:, :, 64]).mean() < 1.5 and np.abs(out[:, 101, :65] - src[:, 100]).mean() < 1.5
+    assert "frames of 65x101; H.264 (yuv420p) needs even sizes, so the MP4 is 66x102" in caplog.text
+
+
+def test_an_encoder_failure_is_one_line_naming_the_output(tmp_path):
+    """What is left of ffmpeg's log when the encoder stops: its first error line, not a dump."""
+    with pytest.raises(OSError) as error, \
+            _encoder(str(tmp_path / "tmp.mp4"), (65, 101), Fraction(8), None, tmp_path / "out.mp4") as send:
+        send(np.zeros((101, 65, 3), np.uint8))
+    assert str(error.value) == (f"{tmp_path / 'out.mp4'}: ffmpeg could not write the MP4 (width not divisible by 2 "
+                                "(65x101)); nothing was written")
+
+
+@pytest.mark.parametrize("kind", ["character device", "FIFO", "folder"])
+def test_an_output_that_is_not_a_regular_file_is_never_replaced(vfr_clip, tmp_path, kind):
+    """Issue 29.5d: ``video -o /dev/null`` replaced the device node with an MP4."""
+    out = tmp_path / "out.mp4"
+    if kind == "character device":
+        out.symlink_to("/dev/null")  # a link to it: even a regression would replace the link, never /dev/null
+    elif kind == "FIFO":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    mode = out.stat().st_mode
+    with pytest.raises(ps.InvalidArgumentError, match=f"^{re.escape(str(out))} is a {kind}"):
+        stylize_video(vfr_clip, out, ps.load_style("toon"), progress=False)
+    assert out.stat().st_mode == mode and out.is_symlink() == (kind == "character device")
+    assert os.listdir(tmp_path) == ["out.mp4"] and (kind != "folder" or not os.listdir(out))
+
+
+def test_an_interrupted_run_leaves_the_previous_output_and_no_partial_file(vfr_clip, tmp_path):
+    """Issue 29.5d: the MP4 is written to a temporary next to it and renamed only when complete."""
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"the previous result")
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    st = ps.load_style("toon")
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(vfr_clip, out, st, progress=interrupt)
+    assert out.read_bytes() == b"the previous result" and os.listdir(tmp_path) == ["out.mp4"]
+    info = stylize_video(vfr_clip, out, st, progress=False)  # a complete run replaces a regular file
+    assert len(_frames(out)) == info.frames == 13 and os.listdir(tmp_path) == ["out.mp4"]
+
+
 @pytest.mark.slow
 def test_cli_video(clip, tmp_path):
     out = tmp_path / "cli.mp4"
@@ -138,6 +281,13 @@ def test_cli_video(clip, tmp_path):
                      "mediapipe")
     assert result.returncode == 0, result.stderr
     assert "16 frames at 8 fps, 350x232, audio kept" in result.stdout and _frames(out).shape[0] == 16
+    device = tmp_path / "null.mp4"
+    device.symlink_to("/dev/null")  # as -o /dev/null, but a regression could only replace the link
+    result = run_cli("video", str(clip), "-o", str(device), "--style", "sketch")
+    assert result.returncode == 2 and result.stderr == (f"error: {device} is a character device, which is never "
+                                                        "replaced; give a new file name or an existing .mp4 file, "
+                                                        "e.g. -o out.mp4\n"), result.stderr
+    assert device.is_symlink() and device.is_char_device()
 
 
 def test_a_clip_keeps_the_conditions_of_its_first_frame():
