@@ -356,7 +356,7 @@ class Stylizer:
         if details.face_backend:
             return [face.size for face in details.faces]
         try:
-            return [face.size for face in self.face_backend.detect(rgb)]
+            return self.face_backend.face_sizes(rgb)
         except PortraitStylizeError as exc:  # e.g. facexlib chosen, its weights missing offline
             logger.warning("faces not measured for the style's scale (%s); using the picture's size", exc)
             return []

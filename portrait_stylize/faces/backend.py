@@ -35,6 +35,11 @@ class FaceBackend(ABC):
         runs them once for all the images."""
         return [self.detect(image) for image in images]
 
+    def face_sizes(self, image: np.ndarray) -> list[float]:
+        """Box sides (:attr:`Face.size`) of the faces in ``image``, for what needs only their sizes
+        (a style's scale); a backend may skip the work landmarks need."""
+        return [face.size for face in self.detect(image)]
+
     @abstractmethod
     def parse(self, image: np.ndarray, faces: list[Face]) -> Parsing:
         """Binary region masks of ``faces`` (as :meth:`detect` returned them) in ``image``:

@@ -267,6 +267,23 @@ class MediapipeBackend(FaceBackend):
 
     def detect_many(self, images: list[np.ndarray]) -> list[list[Face]]:
         """:meth:`detect` on each of ``images`` (video frames), each network run once per step for all of them."""
+        found, small = self._detections_of(images)
+        # 4. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
+        refined = self._refine(images, [faces + kept for faces, kept in zip(found, small)])
+        return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
+                                                                          if f.mesh is not None])
+                for faces, first in zip(refined, found)]
+
+    def face_sizes(self, image: np.ndarray) -> list[float]:
+        """Box sides of the faces in ``image`` without the face mesh (steps 1-3 of :meth:`detect_many`:
+        a style's scale needs sizes, not landmarks); small faces count once the full-range model
+        confirmed them."""
+        found, small = self._detections_of([image])
+        return [face.size for face in merge_detections(found[0] + small[0])]
+
+    def _detections_of(self, images: list[np.ndarray]) -> tuple[list[list[Face]], list[list[Face]]]:
+        """Per image, the faces of the full-range passes and the confirmed small faces, in the
+        image's pixels, with BlazeFace's keypoints (steps 1-3 of :meth:`detect_many`)."""
         # 1. Passes on each image's detection copy, plain and auto-contrasted. The detector sees
         #    192², so a copy of at most _DETECT_SIDE pixels loses nothing.
         copies = [_detection_copies(image) for image in images]
@@ -298,11 +315,7 @@ class MediapipeBackend(FaceBackend):
             for face in faces + kept:  # back to the image's pixels
                 face.box = tuple(v / scaled[0] for v in face.box)
                 face.landmarks = face.landmarks / scaled[0]
-        # 4. The face mesh on every face's aligned crop (one batch); it has the last word on small faces.
-        refined = self._refine(images, [faces + kept for faces, kept in zip(found, small)])
-        return [merge_detections(merge_detections(faces[:len(first)]) + [f for f in faces[len(first):]
-                                                                          if f.mesh is not None])
-                for faces, first in zip(refined, found)]
+        return found, small
 
     def _confirmed(self, pending: list[tuple[np.ndarray, Face]]) -> list[Face | None]:
         """For each ``(image, proposal)``: the full-range detection of the proposed face in a window

@@ -226,3 +226,13 @@ def test_finding_and_parsing_faces_needs_no_mediapipe(portraits):
     assert result.returncode == 0, result.stderr[-2000:]
     count, regions, imported = result.stdout.split()
     assert count == "2" and {"skin", "lips", "eyes"} <= set(regions.split(",")) and imported == "False"
+
+
+def test_face_sizes_skip_the_face_mesh(fixtures, mediapipe, monkeypatch):
+    """What a style's scale needs: the faces' box sides, as detect gives them, without the mesh."""
+    photos = [path for path, _ in _whole_photos(fixtures)][:3]
+    expected = [sorted(face.size for face in mediapipe.detect(_rgb(path))) for path in photos]
+    monkeypatch.setattr(mediapipe, "_meshes", lambda crops: pytest.fail("the face mesh ran"))
+    for path, sizes in zip(photos, expected):
+        found = sorted(mediapipe.face_sizes(_rgb(path)))
+        assert len(found) == len(sizes) >= 2 and np.allclose(found, sizes, rtol=0.2), (path.name, found, sizes)
