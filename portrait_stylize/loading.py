@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 from .common.files import sha256_file
 from .common.offline import is_offline
-from .common.style_files import WEIGHTS_NAME
+from .common.style_files import CONFIG_NAME, WEIGHTS_NAME
 from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .sources import converted_cache as converted
 from .sources import modelscope
 from .sources.downloads import download
 from .sources.hub import fetch_spec, is_cached
-from .sources.registry import StyleSpec, load_registry, parse_hub_id
+from .sources.registry import HUB_ID_RULES, Registry, StyleSpec, is_valid_hub_repo_id, load_registry, parse_hub_id
 
 if TYPE_CHECKING:
     from .models import StyleNetwork
@@ -60,9 +60,23 @@ def _load_hub(spec: StyleSpec) -> StyleNetwork:
     return load_style_files(*fetch_spec(spec))
 
 
+#: Said of a folder that holds neither file of a style.
+NOT_A_STYLE_FOLDER = (f"is a folder but not a style folder: a style folder holds {CONFIG_NAME} and {WEIGHTS_NAME} "
+                      "(as `portrait-stylize convert` and `save_style` write them)")
+
+
+def _is_style_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a style's files. One of the two is enough: loading then names the
+    missing one, which a half-copied style deserves; a folder with neither is something else, and
+    what it holds is none of our business."""
+    return (folder / CONFIG_NAME).is_file() or (folder / WEIGHTS_NAME).is_file()
+
+
 def _load_local(spec: StyleSpec) -> StyleNetwork:
     if not Path(spec.path).is_dir():
         raise StyleNotFoundError(f"style {spec.name!r}: the style folder {spec.path} does not exist")
+    if not _is_style_folder(Path(spec.path)):
+        raise StyleNotFoundError(f"style {spec.name!r}: {spec.path} {NOT_A_STYLE_FOLDER}")
     from .models.serialization import load_style_folder
 
     return load_style_folder(spec.path)
@@ -165,10 +179,25 @@ def _is_converted(spec: StyleSpec) -> bool:
 SOURCES: dict[str, Source] = {
     "builtin": Source(_load_builtin, lambda spec: True),
     "hub": Source(_load_hub, is_cached),
-    "local": Source(_load_local, lambda spec: Path(spec.path).is_dir()),
+    "local": Source(_load_local, lambda spec: _is_style_folder(Path(spec.path))),
     "modelscope": Source(_load_converted, _is_converted),
     "url": Source(_load_converted, _is_converted),
 }
+
+
+#: How many characters of a style name messages repeat (a name can be any length, and the
+#: command line prints messages whole).
+SHOWN_NAME_CHARS = 80
+
+
+def _shown(name: str) -> str:
+    """``name`` quoted for a message, cut to :data:`SHOWN_NAME_CHARS` characters with an ellipsis."""
+    return repr(name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS - 1] + "…")
+
+
+def _kinds_of_names(registry: Registry) -> str:
+    return (f"A style is a registered name ({', '.join(registry.names())}), a style folder, or a Hub repo id "
+            "'org/name'.")
 
 
 def resolve_spec(name: str | os.PathLike | None = None) -> StyleSpec:
@@ -176,26 +205,45 @@ def resolve_spec(name: str | os.PathLike | None = None) -> StyleSpec:
     style folder, or a Hub repo id; ``None`` is the registry's default style.
 
     Raises:
-        StyleNotFoundError: none of these (the message lists the registered names).
+        StyleNotFoundError: none of these: an empty name, a name no file name can be, an invalid
+            Hub id, a file or a folder that holds no style, or an unknown name (the message lists
+            the registered names). Messages repeat at most :data:`SHOWN_NAME_CHARS` of the name.
     """
     registry = load_registry()
     name = registry.default if name is None else str(name)
     spec = registry.get(name)
     if spec is not None:
         return spec
-    if Path(name).is_dir():
-        return StyleSpec(name="", kind="local", path=str(Path(name).resolve()))
+    if not name.strip():  # Path("") would be the current folder
+        blank = " (only white space)" if name else ""
+        raise StyleNotFoundError(f"the style name is empty{blank}. {_kinds_of_names(registry)}")
+    path = Path(name)
+    try:
+        is_dir, exists, parent_is_dir = path.is_dir(), path.exists(), path.parent.is_dir()
+    except (OSError, ValueError) as exc:  # longer than a file name can be, a NUL byte ...
+        reason = getattr(exc, "strerror", None) or exc
+        raise StyleNotFoundError(f"{_shown(name)} is not a valid style name ({reason}). "
+                                 f"{_kinds_of_names(registry)}") from None
+    if is_dir:
+        if not _is_style_folder(path):
+            raise StyleNotFoundError(f"{_shown(name)} {NOT_A_STYLE_FOLDER}.")
+        return StyleSpec(name="", kind="local", path=str(path.resolve()))
+    if exists:
+        raise StyleNotFoundError(f"{_shown(name)} is a file, not a style: give the style folder that holds "
+                                 f"{CONFIG_NAME} and {WEIGHTS_NAME}.")
     hub_id = parse_hub_id(name)
-    if hub_id is not None and not name.startswith("hf-hub:") and Path(name).parent.is_dir():
+    if hub_id is not None and not is_valid_hub_repo_id(hub_id[0]):
+        raise StyleNotFoundError(f"{_shown(name)} is not a valid style name: {HUB_ID_RULES}.")
+    if hub_id is not None and not name.startswith("hf-hub:") and parent_is_dir:
         raise StyleNotFoundError(
-            f"no style folder {name} (the folder {Path(name).parent} exists here). For the Hub repo of that "
-            f"name, write hf-hub:{name}."
+            f"no style folder {_shown(name)} (the folder {_shown(str(path.parent))} exists here). For the Hub repo "
+            "of that name, write 'hf-hub:' before it."
         )
     if hub_id is not None:
         return StyleSpec(name=name, kind="hub", repo_id=hub_id[0], revision=hub_id[1],
                          filename=WEIGHTS_NAME)
     raise StyleNotFoundError(
-        f"unknown style {name!r}. Known styles: {', '.join(registry.names())}. "
+        f"unknown style {_shown(name)}. Known styles: {', '.join(registry.names())}. "
         "You can also pass a local style folder or a Hub repo id 'org/name'."
     )
 

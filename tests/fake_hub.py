@@ -19,10 +19,15 @@ Two tools:
         the same way.
       * errors: ``404`` with ``X-Error-Code`` ``RepoNotFound`` / ``RevisionNotFound`` /
         ``EntryNotFound`` (the latter with ``X-Repo-Commit``).
-  - ``HEAD/GET {cdn}/blobs/{sha256}?...``: the bytes.
+  - ``HEAD/GET {cdn}/blobs/{sha256}?...``: the bytes; for a blob in :attr:`FakeHub.stalled_blobs`,
+    ``200`` with the full ``Content-Length`` and half the bytes, then nothing until the server stops;
+    the same headers and no bytes at all to every later request for it (a server stuck for good).
 
   No ``X-Xet-*`` header is ever sent, so the Xet download path is never taken. Every request is
   recorded in :attr:`FakeHub.requests` for assertions.
+
+For the stall limit of every network path there are also :class:`SilentServer` (accepts
+connections, never sends a byte) and :func:`outcome_within` (runs a call that must end in time).
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +47,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".onnx")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+#: The longest a stalled response hangs when nothing stops the server.
+STALL_MAX_S = 30.0
 
 
 def sha256_hex(data: bytes) -> str:
@@ -118,8 +128,12 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.blobs: dict[str, bytes] = {}
+        #: sha256 of the blobs whose download stalls halfway (see the module docstring).
+        self.stalled_blobs: set[str] = set()
+        self._half_sent: set[str] = set()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
         self.endpoint = ""
@@ -148,6 +162,7 @@ class FakeHub:
         self.stop()
 
     def start(self) -> None:
+        self._stopping.clear()
         hub_server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "hub"))
         cdn_server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, "cdn"))
         for server in (hub_server, cdn_server):
@@ -160,6 +175,7 @@ class FakeHub:
         self.cdn = f"http://127.0.0.1:{cdn_server.server_address[1]}"
 
     def stop(self) -> None:
+        self._stopping.set()  # stalled responses end
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -200,6 +216,21 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             if send_body:
                 self.wfile.write(body)
 
+        def _stall(self, sha256: str, data: bytes) -> None:
+            """Announce all of ``data``, send half of it the first time, then hang."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            with hub._lock:
+                first = sha256 not in hub._half_sent
+                hub._half_sent.add(sha256)
+            if first:
+                self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            hub._stopping.wait(STALL_MAX_S)
+            self.close_connection = True
+
         def _error(self, status: int, code: str, message: str, send_body: bool,
                    extra: dict[str, str] | None = None) -> None:
             body = json.dumps({"error": message}).encode()
@@ -224,6 +255,8 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             data = hub.blobs.get(m[1]) if m else None
             if data is None:
                 return self._send(403, {"Content-Type": "text/plain"}, b"AccessDenied", send_body)
+            if send_body and m[1] in hub.stalled_blobs:
+                return self._stall(m[1], data)
             self._send(200, {"Content-Type": "application/octet-stream", "ETag": f'"{m[1]}"'}, data, send_body)
 
         def _serve_file(self, repo_id: str, revision: str, filename: str, send_body: bool,
@@ -258,3 +291,61 @@ def _handler(hub: FakeHub, role: str) -> type[BaseHTTPRequestHandler]:
             self._send(200, headers, data, send_body)
 
     return Handler
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte, as a hung
+    server or a proxy that swallows requests does. Use as a context manager: ``url`` is its
+    address, :attr:`accepted` counts the connections, leaving closes them all."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.accepted = 0
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SilentServer:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # accept() wakes up to see the server stop
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._connections.append(connection)
+            self.accepted += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        for connection in [*self._connections, self._listener]:
+            connection.close()
+
+
+def outcome_within(limit_s: float, call: Callable[[], object]) -> tuple[BaseException | None, float]:
+    """``(the exception call() raised, or None; the seconds it took)``. The call runs in a daemon
+    thread, and the test fails once ``limit_s`` has passed without an end: a client that ignores
+    its stall limit would hold the test run for minutes."""
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            call()
+        except BaseException as exc:  # handed to the test
+            result["error"] = exc
+        result["elapsed"] = time.monotonic() - start
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"still waiting after {limit_s} s"
+    return result.get("error"), result["elapsed"]

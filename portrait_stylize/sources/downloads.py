@@ -4,6 +4,9 @@ Used by the sources that are not the Hugging Face Hub (ModelScope, fixed URLs; s
 :mod:`portrait_stylize.loading`). A file is written to ``DEST.part`` and renamed to ``DEST`` only
 after its size and sha256 check out, so a partial or wrong download is never taken for a good
 one; a ``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request.
+
+:data:`STALL_S` is the stall limit of these downloads and of the Hub's (:mod:`.hub`), with the
+errors for servers that cannot be reached or stay silent.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from ..common.offline import OFFLINE_VARIABLES, is_offline
 from ..errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
 from ..version import __version__
 
-#: Seconds to wait for a connection and between two chunks of a body (a stalled server fails).
-TIMEOUT = httpx.Timeout(30.0, read=30.0)
+#: Seconds a server may stay silent (to accept the connection, to answer, between two chunks of a
+#: body) before a download gives up: the "30 s without data" of docs/reliability.md. Read at every
+#: call, so that tests can lower it.
+STALL_S = 30.0
 USER_AGENT = f"portrait-stylize/{__version__}"
 #: How often a body that broke off is resumed before giving up.
 RETRIES = 2
@@ -32,14 +37,24 @@ class _Incomplete(Exception):
 
 
 def client() -> httpx.Client:
-    """An HTTP client that follows redirects, gives up after :data:`TIMEOUT` and names this library."""
-    return httpx.Client(follow_redirects=True, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT})
+    """An HTTP client that follows redirects, gives up after :data:`STALL_S` of silence and names this library."""
+    return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(STALL_S), headers={"User-Agent": USER_AGENT})
 
 
 def unreachable(label: str, url: str, exc: Exception) -> StyleNotCachedError:
-    """The error for a server that cannot be reached (no network, DNS, refused, timed out)."""
+    """The error for a server that cannot be reached (no network, DNS, refused)."""
     return StyleNotCachedError(f"{label}: cannot reach {url} ({type(exc).__name__}: {exc}). Connect to the "
                                "internet and try again, or use a built-in style such as 'toon'.")
+
+
+def stalled(label: str, url: str) -> StyleNotCachedError:
+    """The error for a server that stayed silent for :data:`STALL_S` (a hung server, a proxy or
+    firewall that swallows requests)."""
+    return StyleNotCachedError(
+        f"{label}: cannot reach {url}: the server did not answer within {STALL_S:g} s. Check the network "
+        "connection (a proxy or firewall?) and the server address (HF_ENDPOINT for the Hub, MODELSCOPE_DOMAIN "
+        "for ModelScope, where set); or download it where the network works, copy the cache ($HF_HOME) here "
+        "and work offline (HF_HUB_OFFLINE=1); or use a built-in style such as 'toon'.")
 
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
@@ -55,7 +70,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
         http: a client to reuse (default: a new :func:`client`).
 
     Raises:
-        StyleNotCachedError: offline, or the server cannot be reached or stalls.
+        StyleNotCachedError: offline, or the server cannot be reached or stays silent for :data:`STALL_S`.
         StyleDownloadError: an HTTP error, a body shorter than announced, or an HTML page where
             a file was expected.
         ChecksumMismatchError: the bytes differ from ``sha256``.
@@ -98,7 +113,9 @@ def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, p
             if attempt == RETRIES:
                 raise StyleDownloadError(f"{label}: the download of {url} broke off {RETRIES + 1} times "
                                          f"({exc}); try again later") from None
-        except httpx.TransportError as exc:  # refused, DNS, timeouts (a stalled body included)
+        except httpx.TimeoutException:  # silent to the connection, the request or within the body
+            raise stalled(label, url) from None
+        except httpx.TransportError as exc:  # refused, DNS
             raise unreachable(label, url, exc) from None
 
 

@@ -6,6 +6,9 @@ libraries and reused offline. ``HF_HUB_OFFLINE=1`` (read at call time) never tou
 network. Every weights file must be safetensors, and registry styles are checked against their
 recorded sha256 before use; a file that fails the check is removed from the cache so that it is
 never picked up again.
+
+A download gives up once the Hub has sent nothing for :data:`~.downloads.STALL_S` (30 s), however
+huggingface_hub would retry: see :func:`_download`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_download, set_client_factory, try_to_load_from_cache
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -25,6 +32,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import _http as hf_http
 
 from ..common.files import sha256_file
 from ..common.offline import is_offline
@@ -38,10 +46,22 @@ from ..errors import (
     UnsafeWeightsError,
 )
 from ..version import __version__
-from .downloads import unreachable
+from . import downloads
+from .downloads import stalled, unreachable
 from .registry import StyleSpec
 
+try:  # huggingface_hub 2 talks through httpx2, 1.x through httpx: the same errors, as distinct classes
+    import httpx2
+
+    _HTTP_LIBS = (httpx, httpx2)
+except ImportError:
+    _HTTP_LIBS = (httpx,)
+_BROKE_OFF = tuple(error for lib in _HTTP_LIBS for error in (lib.RemoteProtocolError, lib.ReadError))
+_TIMEOUTS = tuple(lib.TimeoutException for lib in _HTTP_LIBS)
+_TRANSPORT_ERRORS = tuple(lib.TransportError for lib in _HTTP_LIBS)
+
 logger = logging.getLogger(__name__)
+
 
 def cache_dir() -> Path:
     """The Hub cache folder in use (``$HF_HUB_CACHE`` read at call time)."""
@@ -57,9 +77,94 @@ def _discard(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
+# --- the stall limit -------------------------------------------------------------------------------
+# huggingface_hub keeps asking a silent Hub for minutes (a 10 s metadata request, then six more of
+# 60 s between back-off pauses; a stalled body is resumed five times, 10 s each), and no argument
+# bounds that. So the requests it sends for _download pass two event hooks of its HTTP client
+# (httpx's or httpx2's objects, whichever it uses): they cut every wait to what is left of STALL_S
+# since the Hub last sent something, and once nothing is left they refuse the next request with
+# _Stalled, which none of its retries catch. What remains over STALL_S is at most one of its
+# back-off pauses (1 s after a timeout, up to 8 s after several refused connections).
+
+
+@dataclass
+class _Watch:
+    #: time.monotonic() when the Hub last sent something; the first request starts the clock.
+    last_data: float | None = None
+
+
+_watch: ContextVar[_Watch | None] = ContextVar("portrait_stylize_hub_watch", default=None)
+
+
+class _Stalled(Exception):
+    """The Hub sent nothing for STALL_S (no httpx error, so that huggingface_hub does not retry it)."""
+
+
+def _before_request(request) -> None:
+    watch = _watch.get()
+    if watch is None:  # a request of another huggingface_hub user in this process
+        return
+    if watch.last_data is None:
+        watch.last_data = time.monotonic()
+    left = watch.last_data + downloads.STALL_S - time.monotonic()
+    if left <= 0:
+        raise _Stalled
+    timeouts = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {key: left if timeouts.get(key) is None else min(timeouts[key], left)
+                                     for key in ("connect", "read", "write", "pool")}
+
+
+def _after_response(response) -> None:
+    watch = _watch.get()
+    if watch is None:
+        return
+    if response.request.method == "HEAD":  # the whole answer has come
+        watch.last_data = time.monotonic()
+        return
+    # A body counts as it arrives, read by read (huggingface_hub only sees 10 MB chunks); its
+    # headers alone do not, or a server that answers every resumed request and then stalls would
+    # keep huggingface_hub retrying. The response reads its body through iter_raw, so the
+    # instance's own iter_raw sees every read.
+    iter_raw = response.iter_raw
+
+    def watched_iter_raw(*args, **kwargs):
+        for chunk in iter_raw(*args, **kwargs):
+            watch.last_data = time.monotonic()
+            yield chunk
+
+    response.iter_raw = watched_iter_raw
+
+
+def _with_watch(client):
+    """``client``, one of huggingface_hub's HTTP clients, plus the watch's hooks (idle outside :func:`_download`)."""
+    client.event_hooks["request"].append(_before_request)
+    client.event_hooks["response"].append(_after_response)
+    return client
+
+
+_factory_lock = threading.Lock()
+_factory_set = False
+
+
+def _use_watched_clients() -> None:
+    """Make huggingface_hub's client factory add the watch's hooks to what the factory in place
+    makes (its default, or one the program set), once: a factory rather than hooks on the current
+    client, which huggingface_hub replaces after every connection error."""
+    global _factory_set
+    with _factory_lock:
+        if not _factory_set:
+            make = hf_http._GLOBAL_CLIENT_FACTORY  # the factory in place; huggingface_hub has no getter for it
+            set_client_factory(lambda: _with_watch(make()))
+            _factory_set = True
+
+
 def _download(repo_id: str, filename: str, revision: str | None, label: str) -> Path:
-    """``hf_hub_download`` with our error messages. ``label`` names the style for messages."""
+    """``hf_hub_download`` with our error messages, given up after :data:`~.downloads.STALL_S`
+    without a byte from the Hub. ``label`` names the style for messages."""
     where = f"{repo_id}@{revision or 'main'}/{filename}"
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    _use_watched_clients()
+    watching = _watch.set(_Watch())
     try:
         return Path(
             hf_hub_download(
@@ -68,11 +173,13 @@ def _download(repo_id: str, filename: str, revision: str | None, label: str) -> 
                 revision=revision,
                 cache_dir=cache_dir(),
                 local_files_only=is_offline(),
-                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                endpoint=endpoint,
                 library_name="portrait-stylize",
                 library_version=__version__,
             )
         )
+    except (_Stalled, *_TIMEOUTS):
+        raise stalled(label, f"the Hub at {endpoint or constants.ENDPOINT} ({where})") from None
     except LocalEntryNotFoundError:
         reason = "HF_HUB_OFFLINE is set" if is_offline() else "the Hub cannot be reached"
         raise StyleNotCachedError(
@@ -94,11 +201,13 @@ def _download(repo_id: str, filename: str, revision: str | None, label: str) -> 
                                  f"at revision {revision or 'main'}") from None
     except HfHubHTTPError as exc:
         raise StyleDownloadError(f"{label}: downloading {where} failed: {exc}") from None
-    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+    except _BROKE_OFF as exc:
         raise StyleDownloadError(f"{label}: the download of {where} broke off ({exc}); try again, or work offline "
                                  "(HF_HUB_OFFLINE=1) with the styles already cached") from None
-    except httpx.TransportError as exc:  # refused, DNS, timeouts
+    except _TRANSPORT_ERRORS as exc:  # refused, DNS
         raise unreachable(label, where, exc) from None
+    finally:
+        _watch.reset(watching)
 
 
 def _config_name(weights_filename: str) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ..errors import StyleDownloadError
-from .downloads import client, unreachable
+from .downloads import client, stalled, unreachable
 
 DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 ENV_ENDPOINT = "MODELSCOPE_DOMAIN"
@@ -59,6 +59,8 @@ def file_url(model_id: str, revision: str, path: str) -> str:
 def _get_json(http: httpx.Client, url: str, label: str) -> tuple[int, Any]:
     try:
         response = http.get(url)
+    except httpx.TimeoutException:
+        raise stalled(label, url) from None
     except httpx.TransportError as exc:
         raise unreachable(label, url, exc) from None
     try:

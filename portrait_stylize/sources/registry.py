@@ -59,6 +59,10 @@ FILE_ROLES = ("head", "bg", "alpha")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
 _HUB_ID = re.compile(rf"^(?:hf-hub:)?(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w./-]+))?$")
+#: One part of a repository id the Hub accepts (huggingface_hub's ``validate_repo_id``).
+_HUB_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?", re.ASCII)
+HUB_ID_RULES = ("a Hub id is 'org/name', each part 1 to 96 letters, digits, '-', '_' or '.' that starts and ends "
+                "with a letter, digit or '_', without '--' or '..', the name not ending in '.git'")
 
 
 def _key(typ: type, kinds: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -138,6 +142,13 @@ def parse_hub_id(text: str) -> tuple[str, str | None] | None:
     return match["repo"], match["rev"]
 
 
+def is_valid_hub_repo_id(repo_id: str) -> bool:
+    """Whether the Hub accepts ``repo_id`` (an ``org/name`` from :func:`parse_hub_id`); see
+    :data:`HUB_ID_RULES`. huggingface_hub would refuse any other with its own exception."""
+    return (all(_HUB_REPO_PART.fullmatch(part) for part in repo_id.split("/"))
+            and "--" not in repo_id and ".." not in repo_id and not repo_id.endswith(".git"))
+
+
 @dataclass(frozen=True)
 class Registry:
     """Parsed registry: the styles by name and the default style's name."""
@@ -171,8 +182,8 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
             raise RegistryError(f"{ctx}: key {key!r} must be a {meta['type'].__name__}, "
                                 f"got {type(entry[key]).__name__}")
     if kind == "hub":
-        if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None):
-            raise RegistryError(f"{ctx}: key 'repo_id' must look like 'org/name', got {entry['repo_id']!r}")
+        if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None) or not is_valid_hub_repo_id(entry["repo_id"]):
+            raise RegistryError(f"{ctx}: key 'repo_id' must be a Hub id ({HUB_ID_RULES}), got {entry['repo_id']!r}")
         parts = entry["filename"].replace("\\", "/").split("/")
         if entry["filename"].startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise RegistryError(f"{ctx}: key 'filename' must be a relative path inside the repo without '.' or "

@@ -28,7 +28,6 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -330,7 +329,7 @@ FAULTS = [
 @pytest.mark.parametrize("where,fault,error", FAULTS, ids=[f"{w}-{f}" for w, f, _ in FAULTS])
 def test_fault_raises_leaves_nothing_and_next_call_works(msenv, where, fault, error):
     if fault == "stall":
-        msenv.mp.setattr(downloads, "TIMEOUT", httpx.Timeout(2.0))
+        msenv.mp.setattr(downloads, "STALL_S", 2.0)
     msenv.ms.faults[where] = fault
     start = time.monotonic()
     with pytest.raises(ps.PortraitStylizeError) as exc:

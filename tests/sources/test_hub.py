@@ -1,7 +1,8 @@
 """The Hub cache (offline), downloads from a local fake Hub, checksums and safetensors checks.
 
 Covers :mod:`portrait_stylize.sources.hub` (``fetch_style_files``, ``is_cached``, ``cache_dir``,
-``is_offline``, eviction of files that fail their sha256) and
+``is_offline``, eviction of files that fail their sha256, the stall limit against a Hub that stays
+silent or stops mid-body) and
 :func:`portrait_stylize.models.serialization.check_safetensors` (pickle files are never loaded).
 
 Nothing here touches the network or ``~/.cache``: every test gets a private ``HF_HUB_CACHE`` and a
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import set_client_factory
 from huggingface_hub.utils import _http as hf_http
 
 import portrait_stylize as ps
@@ -28,10 +31,11 @@ from portrait_stylize.errors import (
     StyleNotCachedError,
     UnsafeWeightsError,
 )
-from portrait_stylize.sources import hub
+from portrait_stylize.loading import load_network, resolve_spec
+from portrait_stylize.sources import downloads, hub
 
 import fake_hub
-from fake_hub import git_blob_sha1, repo_cache_dir, seed_hub_cache, sha256_hex
+from fake_hub import SilentServer, git_blob_sha1, outcome_within, repo_cache_dir, seed_hub_cache, sha256_hex
 from helpers import (
     COMMIT,
     HUB_REPO,
@@ -384,6 +388,104 @@ def test_hub_unreachable_and_not_cached(env, monkeypatch, tiny):
         ps.load_style("tiny-style")
     assert "HF_HUB_OFFLINE is set" not in str(exc.value)
     assert sleeps  # it really tried (and retried) the network, which refused
+
+
+# --- the stall limit: a Hub that accepts the connection and then says nothing -------------------
+
+#: The stall limit in these tests (30 s in use), and what may come on top of it: one back-off
+#: pause of huggingface_hub (1 s) and a busy test machine.
+STALL_S = 1.5
+SLACK_S = 1.0 + 2.5
+
+
+@pytest.fixture
+def stall_limit(online, monkeypatch):
+    """``online`` with the stall limit at :data:`STALL_S`, and without the request huggingface_hub's
+    telemetry sends once per process to huggingface.co itself (whose fate here would shift the timings)."""
+    monkeypatch.setattr(downloads, "STALL_S", STALL_S)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    return online
+
+
+def cache_files(cache: Path) -> list[str]:
+    """Every file and link in the Hub cache, relative to it (``.incomplete`` downloads included)."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def test_silent_hub_gives_up_within_the_stall_limit(stall_limit, monkeypatch):
+    with SilentServer() as silent:
+        monkeypatch.setenv("HF_ENDPOINT", silent.url)
+        error, elapsed = outcome_within(60, lambda: ps.load_style("someone/some-style"))
+    assert isinstance(error, StyleNotCachedError), repr(error)
+    assert STALL_S <= elapsed < STALL_S + SLACK_S, elapsed  # huggingface_hub alone: about 400 s
+    assert silent.accepted >= 1
+    msg = str(error)
+    assert msg.startswith(f"style 'someone/some-style': cannot reach the Hub at {silent.url} "
+                          "(someone/some-style@main/model.safetensors): the server did not answer within 1.5 s.")
+    assert "HF_ENDPOINT" in msg and "HF_HUB_OFFLINE=1" in msg and "copy the cache" in msg
+    assert not stall_limit["cache"].exists() or cache_files(stall_limit["cache"]) == []
+
+
+def test_a_client_factory_the_program_set_is_kept(stall_limit, monkeypatch):
+    """The stall watch wraps a huggingface_hub client factory set before (for a proxy, say)
+    instead of replacing it."""
+    made = []
+
+    def own_factory():
+        made.append(hf_http.default_client_factory())
+        return made[-1]
+
+    monkeypatch.setattr(hub, "_factory_set", False)  # as in a fresh process
+    before = hf_http._GLOBAL_CLIENT_FACTORY
+    set_client_factory(own_factory)
+    try:
+        with SilentServer() as silent:
+            monkeypatch.setenv("HF_ENDPOINT", silent.url)
+            error, elapsed = outcome_within(60, lambda: ps.load_style("someone/some-style"))
+    finally:
+        set_client_factory(before)
+    assert isinstance(error, StyleNotCachedError) and elapsed < STALL_S + SLACK_S, (error, elapsed)
+    assert made and all(hub._before_request in client.event_hooks["request"] for client in made)
+
+
+def test_silent_hub_still_falls_back_to_the_cached_branch(stall_limit, tiny, monkeypatch):
+    """huggingface_hub's own fallback when its first question times out (now after the stall
+    limit at most): a branch already in the cache loads."""
+    seed(stall_limit, tiny)
+    write_registry(stall_limit, {"tiny-style": hub_entry(tiny["sha256"], revision=None)})
+    loaded = {}
+    with SilentServer() as silent:
+        monkeypatch.setenv("HF_ENDPOINT", silent.url)
+        error, elapsed = outcome_within(60, lambda: loaded.update(net=load_network(resolve_spec("tiny-style"))[0]))
+    assert error is None and elapsed < 2 * STALL_S + SLACK_S, (error, elapsed)  # weights, then config.json
+    assert silent.accepted == 2  # each was asked about first
+    assert_head_equal(loaded["net"], tiny["head"])
+
+
+def test_hub_stalling_mid_body_gives_up_and_leaves_no_file(stall_limit, tiny, monkeypatch):
+    """Headers and half the weights, then nothing, and only headers to the retry: the clock runs
+    from the last byte of body, not from each answer's headers, and nothing is cached under the
+    file's name; the next download, once the Hub works, loads the right weights."""
+    fake = stall_limit["hub"]
+    commit = fake.add_repo(HUB_REPO, tiny["files"])
+    fake.stalled_blobs.add(tiny["sha256"])
+    write_registry(stall_limit, {"tiny-style": hub_entry(tiny["sha256"], commit)})
+    # huggingface_hub's own wait between two chunks, below the stall limit, so that it resumes the body
+    monkeypatch.setattr(hf_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 0.4)
+
+    error, elapsed = outcome_within(60, lambda: ps.load_style("tiny-style"))
+
+    assert isinstance(error, StyleNotCachedError), repr(error)
+    assert "the server did not answer within 1.5 s" in str(error)
+    assert STALL_S <= elapsed < STALL_S + SLACK_S, elapsed
+    assert len([r for r in fake.requests if r.server == "cdn"]) >= 2  # huggingface_hub did retry
+    repo = repo_cache_dir(stall_limit["cache"], HUB_REPO)
+    assert not os.path.lexists(repo / "snapshots" / commit / "model.safetensors")
+    assert all(name.endswith(".incomplete") for name in cache_files(repo / "blobs"))
+    assert {s.name: s.available_offline for s in ps.list_styles("tiny-*")} == {"tiny-style": False}
+
+    fake.stalled_blobs.clear()
+    assert_head_equal(load_network(resolve_spec("tiny-style"))[0], tiny["head"])
 
 
 # --- cache folder -----------------------------------------------------------------------------

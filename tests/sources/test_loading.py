@@ -1,6 +1,6 @@
 """From a style name to a loaded network: ``resolve_spec``, ``load_network``, ``SOURCES``,
 ``is_available_offline`` (:mod:`portrait_stylize.loading`) and ``ps.load_style`` end to end, by
-registry name, local style folder and Hub repo id.
+registry name, local style folder and Hub repo id, and the errors for names that are none of these.
 
 Nothing here touches the network or ``~/.cache``: the ``env`` fixture (conftest.py) gives every
 test a private ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1`` and a fake Hub that fails the test if contacted.
@@ -244,7 +244,98 @@ def test_unregistered_folder_without_a_name_is_named_after_the_folder(env, tiny,
 def test_a_missing_folder_under_an_existing_one_is_not_taken_for_a_hub_id(online, monkeypatch):
     monkeypatch.chdir(online["tmp"])
     (online["tmp"] / "styles").mkdir()
-    with pytest.raises(StyleNotFoundError, match="no style folder styles/mine .*hf-hub:styles/mine"):
+    with pytest.raises(StyleNotFoundError, match="no style folder 'styles/mine' .*write 'hf-hub:' before it"):
         ps.load_style("styles/mine")
     assert online["hub"].requests == []
     assert resolve_spec("hf-hub:styles/mine").repo_id == "styles/mine"
+
+
+# --- names that are none of a registered name, a style folder and a Hub id -----------------------
+
+
+@pytest.fixture
+def unrelated_folder(env, monkeypatch):
+    """``tmp/things`` holding files that are no style's, with the current folder inside it."""
+    folder = env["tmp"] / "things"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("notes.txt", "photo.jpg", "pytorch_model.bin"):
+        (folder / name).write_bytes(b"not a style")
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name,said", [("", "the style name is empty. "),
+                                       (" \t", "the style name is empty (only white space). ")])
+def test_an_empty_name_is_an_error_not_the_current_folder(env, unrelated_folder, name, said):
+    with pytest.raises(StyleNotFoundError) as exc:
+        ps.load_style(name)
+    msg = str(exc.value)
+    assert msg.startswith(said) and f"A style is a registered name ({', '.join(PACKAGE_STYLES)})" in msg
+    assert "notes.txt" not in msg and "things" not in msg
+
+
+@pytest.mark.parametrize("name", ["..", ".", "sub", "things-abs"])
+def test_a_folder_without_a_style_is_named_as_such_without_its_files(env, unrelated_folder, name):
+    name = str(unrelated_folder) if name == "things-abs" else name
+    with pytest.raises(StyleNotFoundError) as exc:
+        resolve_spec(name)
+    msg = str(exc.value)
+    assert msg == (f"{name!r} is a folder but not a style folder: a style folder holds config.json and "
+                   "model.safetensors (as `portrait-stylize convert` and `save_style` write them).")
+    assert exc.value.exit_code == 2
+
+
+def test_a_registered_local_entry_on_a_folder_without_a_style(env, unrelated_folder):
+    write_registry(env, {"mine": {"kind": "local", "path": str(unrelated_folder)}})
+    assert {s.name: s.available_offline for s in ps.list_styles("mine")} == {"mine": False}
+    with pytest.raises(StyleNotFoundError) as exc:
+        ps.load_style("mine")
+    assert str(exc.value) == f"style 'mine': {unrelated_folder} is a folder but not a style folder: a style " \
+                             "folder holds config.json and model.safetensors (as `portrait-stylize convert` and " \
+                             "`save_style` write them)"
+
+
+def test_a_half_copied_style_folder_still_says_what_is_missing(env, tiny):
+    folder = env["tmp"] / "half"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(tiny["files"]["config.json"])
+    with pytest.raises(InvalidStyleError, match="no model.safetensors"):
+        ps.load_style(str(folder))
+
+
+def test_a_file_is_not_a_style(env, unrelated_folder):
+    for name in ("notes.txt", str(unrelated_folder / "photo.jpg")):
+        with pytest.raises(StyleNotFoundError) as exc:
+            resolve_spec(name)
+        assert str(exc.value) == (f"{name!r} is a file, not a style: give the style folder that holds config.json "
+                                  "and model.safetensors.")
+
+
+@pytest.mark.parametrize("name,reason", [
+    pytest.param("x" * 10_000, " is not a valid style name (File name too long). A style is", id="10kB"),
+    pytest.param("./" + "y" * 300, " is not a valid style name (File name too long). A style is",
+                 id="long_path_part"),
+    pytest.param("org/" + "z" * 200, " is not a valid style name: a Hub id is 'org/name', each part 1 to 96",
+                 id="hub_name_over_96"),
+    pytest.param("org/na--me", " is not a valid style name: a Hub id is", id="hub_double_dash"),
+])
+def test_an_invalid_name_is_said_to_be_invalid_and_cut_short(env, name, reason):
+    with pytest.raises(StyleNotFoundError) as exc:
+        ps.load_style(name)
+    msg = str(exc.value)
+    shown = repr(name if len(name) <= 80 else name[:79] + "…")
+    assert msg.startswith(shown + reason), msg
+    assert len(msg) < 400
+
+
+def test_the_command_line_echoes_at_most_80_characters_of_a_name(env, tmp_path, capsys):
+    from PIL import Image
+
+    from portrait_stylize.cli import main
+
+    photo, out = tmp_path / "p.png", tmp_path / "o.png"
+    Image.new("RGB", (32, 32)).save(photo)
+    assert main(["run", str(photo), "-o", str(out), "--style", "q" * 10_000]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: '" + "q" * 79 + "…' is not a valid style name") and len(err) < 400
+    assert not out.exists()

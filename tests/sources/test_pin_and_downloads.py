@@ -1,4 +1,5 @@
-"""``portrait-stylize pin`` and the downloader, against the local fake ModelScope server."""
+"""``portrait-stylize pin`` and the downloader, against the local fake ModelScope server (and a
+server that never answers, for the stall limit)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 
 from portrait_stylize.cli import main
 from portrait_stylize.errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
-from portrait_stylize.sources import downloads
+from portrait_stylize.sources import downloads, modelscope
 
+from fake_hub import SilentServer, outcome_within
 from fake_modelscope import FakeModelScope, sha256_hex
 
 FILES = {"cartoon_h.pb": b"head graph " * 100, "cartoon_bg.pb": b"bg graph " * 90, "alpha.jpg": b"mask" * 10}
@@ -97,3 +99,47 @@ class TestDownload:
         with pytest.raises(StyleNotCachedError, match="cannot reach http://127.0.0.1:9/x"):
             downloads.download("http://127.0.0.1:9/x", tmp_path / "x", label="style 'x'", progress=False)
         assert list(tmp_path.iterdir()) == []
+
+
+class TestStallLimit:
+    """Servers that accept the connection and then send nothing, before or within a body: each
+    request ends after the stall limit (lowered here from 30 s), says so and leaves no file."""
+
+    STALL_S = 1.5
+    SLACK_S = 2.5  # a busy test machine
+    CALLS = {
+        "file": lambda dest: downloads.download(modelscope.file_url("iic/cv_test", "v1.0.0", "cartoon_h.pb"), dest,
+                                                sha256=sha256_hex(FILES["cartoon_h.pb"]), label="style 'x'",
+                                                progress=False),
+        "listing": lambda dest: modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'"),
+        "tags": lambda dest: modelscope.newest_tag("iic/cv_test", "style 'x'"),
+    }
+
+    @pytest.fixture(autouse=True)
+    def stall_limit(self, monkeypatch):
+        monkeypatch.setattr(downloads, "STALL_S", self.STALL_S)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def check(self, error, elapsed, folder):
+        assert isinstance(error, StyleNotCachedError), repr(error)
+        assert "style 'x': cannot reach " in str(error) and "the server did not answer within 1.5 s" in str(error)
+        assert "HF_HUB_OFFLINE=1" in str(error) and "MODELSCOPE_DOMAIN" in str(error)
+        assert self.STALL_S <= elapsed < self.STALL_S + self.SLACK_S, elapsed
+        assert list(folder.iterdir()) == []  # no DEST.part, no DEST
+
+    @pytest.mark.parametrize("call", CALLS)
+    def test_silent_server(self, tmp_path, monkeypatch, call):
+        with SilentServer() as silent:
+            monkeypatch.setenv("MODELSCOPE_DOMAIN", silent.url)
+            error, elapsed = outcome_within(60, lambda: self.CALLS[call](tmp_path / "x.pb"))
+        self.check(error, elapsed, tmp_path)
+        assert f"cannot reach {silent.url}/api/v1/models/iic/cv_test" in str(error)
+        assert silent.accepted == 1  # given up, not retried
+
+    @pytest.mark.parametrize("call,fault_key", [("file", "cartoon_h.pb"), ("listing", "listing"),
+                                                ("tags", "revisions")])
+    def test_server_stalling_mid_body(self, fake, tmp_path, call, fault_key):
+        fake.add_model("iic/cv_test", FILES)
+        fake.faults[fault_key] = "stall"  # headers with the full length, half the body, then nothing
+        error, elapsed = outcome_within(60, lambda: self.CALLS[call](tmp_path / "x.pb"))
+        self.check(error, elapsed, tmp_path)

@@ -50,6 +50,10 @@ GOOD_SHA = "a" * 64
         pytest.param({"s": hub_entry(GOOD_SHA, repo_id="no-slash")}, ["key 'repo_id'", "'no-slash'"], id="bad_repo_id"),
         pytest.param({"s": "hub"}, ["style 's' must be a JSON object, got str"], id="entry_not_object"),
         pytest.param({"s": hub_entry(GOOD_SHA, repo_id="org/..")}, ["key 'repo_id'", "'org/..'"], id="repo_id_dotdot"),
+        pytest.param({"s": hub_entry(GOOD_SHA, repo_id="org/" + "n" * 97)}, ["key 'repo_id' must be a Hub id",
+                     "each part 1 to 96", "'org/nnn"], id="repo_id_over_96"),
+        pytest.param({"s": hub_entry(GOOD_SHA, repo_id="org/my--style")}, ["key 'repo_id'", "without '--'"],
+                     id="repo_id_double_dash"),
         pytest.param({"s": hub_entry(GOOD_SHA, filename="../model.safetensors")}, ["key 'filename'", "'..'"],
                      id="filename_dotdot"),
     ],
@@ -207,7 +211,10 @@ def test_local_entry_through_the_extra_registry(env):
     write_registry(env, {"mine": {"kind": "local", "path": "styles/mine"}})
     assert registry.load_registry().styles["mine"].path == str(env["registry"].parent / "styles/mine")
     assert {s.name: s.available_offline for s in ps.list_styles("mine")} == {"mine": False}  # no such folder yet
-    (env["tmp"] / "styles" / "mine").mkdir(parents=True)
+    folder = env["tmp"] / "styles" / "mine"
+    folder.mkdir(parents=True)
+    assert {s.name: s.available_offline for s in ps.list_styles("mine")} == {"mine": False}  # holds no style
+    (folder / "model.safetensors").write_bytes(b"")  # listing looks for the files, loading reads them
     assert {s.name: s.available_offline for s in ps.list_styles("mine")} == {"mine": True}
 
 
