@@ -263,8 +263,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
                          max_seconds=args.max_seconds or None,
                          smoothing=args.smoothing, progress=not args.quiet)
     if not args.quiet:
-        print(f"wrote {args.output}: {info.frames} frames at {info.fps:g} fps, {info.size[0]}x{info.size[1]}, "
-              f"audio {'kept' if info.audio else 'none in the input'}")
+        print(f"wrote {args.output}: {info.frames} frames at {info.fps:g} fps ({info.frames / info.fps:.2f} s), "
+              f"{info.size[0]}x{info.size[1]}, audio {'kept' if info.audio else 'none in the input'}")
     return 0
 
 

@@ -280,7 +280,7 @@ def test_cli_video(clip, tmp_path):
     result = run_cli("video", str(clip), "-o", str(out), "--style", "sketch", "--regions", "hair", "--face-backend",
                      "mediapipe")
     assert result.returncode == 0, result.stderr
-    assert "16 frames at 8 fps, 350x232, audio kept" in result.stdout and _frames(out).shape[0] == 16
+    assert "16 frames at 8 fps (2.00 s), 350x232, audio kept" in result.stdout and _frames(out).shape[0] == 16
     device = tmp_path / "null.mp4"
     device.symlink_to("/dev/null")  # as -o /dev/null, but a regression could only replace the link
     result = run_cli("video", str(clip), "-o", str(device), "--style", "sketch")
