@@ -9,8 +9,9 @@ PNG of its own photo's size (no result given to the wrong request), a bad one a 
 (Gradio's error), nothing else. The server's RSS (with its children) is sampled every 0.25 s.
 
 Printed: the CPU and load, answers by kind, latencies (all, and the first at each picture size),
-and RSS: after the warm-up (the first ``--warmup`` requests), its peak and its last value over
-the rest of the run, and after ``--idle`` seconds without requests; "unexpected" must be 0.
+and RSS: the highest during the warm-up (the first ``--warmup`` requests: two requests' working
+set once everything is loaded), the highest in each quarter of the rest (flat = no growth), at
+the end, and after ``--idle`` seconds without requests; "unexpected" must be 0.
 
 Run:  .venv/bin/python benchmarks/soak_app.py [--requests 1000] [--concurrency 2] [--warmup 100] [--idle 20]
 """
@@ -229,12 +230,16 @@ def main() -> None:
             q = statistics.quantiles(values, n=20) if len(values) > 1 else [values[0]] * 19
             print(f"  {name}: {len(values)}, median {statistics.median(values):.2f} s, p95 {q[18]:.2f} s, "
                   f"max {max(values):.2f} s")
-    after = [rss for t, rss in sampler.samples if warm_at[0] <= t <= run_end]
-    warm = after[0] if after else 0
     mb = 1 << 20
-    print(f"RSS: warm (after {args.warmup} requests) {warm / mb:.0f} MB, peak after it {max(after) / mb:.0f} MB "
-          f"({max(after) / warm:.2f}x), at the end {after[-1] / mb:.0f} MB ({after[-1] / warm:.2f}x), "
-          f"after {args.idle:g} s idle {idle_rss / mb:.0f} MB ({idle_rss / warm:.2f}x)")
+    during_warmup = [rss for t, rss in sampler.samples if run_start <= t < warm_at[0]]
+    after = [(t, rss) for t, rss in sampler.samples if warm_at[0] <= t <= run_end]
+    busy = max(during_warmup)
+    quarters = [max((rss for t, rss in after if warm_at[0] + q * (run_end - warm_at[0]) / 4 <= t
+                     <= warm_at[0] + (q + 1) * (run_end - warm_at[0]) / 4), default=0) for q in range(4)]
+    print(f"RSS: highest during the warm-up ({args.warmup} requests) {busy / mb:.0f} MB; highest in each quarter of "
+          f"the rest: {', '.join(f'{q / mb:.0f}' for q in quarters)} MB ({max(quarters) / busy:.2f}x the warm-up's); "
+          f"at the end {after[-1][1] / mb:.0f} MB, after {args.idle:g} s idle {idle_rss / mb:.0f} MB "
+          f"(right after the warm-up {after[0][1] / mb:.0f} MB)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
