@@ -40,10 +40,45 @@ def _lines(luma: torch.Tensor, sigma: float, threshold: float, gain: float, cond
     return xdog(luma, sigma * conditions.scale, threshold + conditions.artefacts / 4.0, gain)
 
 
+def _feature_detail(image: torch.Tensor, flat: torch.Tensor, conditions: Conditions, threshold: float = 0.03,
+                    gain: float = 1.0, softness: float = 0.7) -> torch.Tensor:
+    """The facial features' lightness that flattening took away, to draw back on top of a style.
+
+    Eyes, brows, nostrils and the lips' line are small marks much darker or lighter than the skin
+    around them; a flattening window as wide as a blurry or small face's features averages them
+    into the skin (eyes vanish, mouths smear). This is the luma of ``image``, lightly
+    cleaned (a self-guided filter one scale step wide whose regularisation is the artefact contrast,
+    so noise and JPEG blocks stay out, then a Gaussian of ``softness`` times the scale, so hair
+    strands and pores of a sharp photo do not come back), minus that of ``flat`` (the style's
+    flattened picture), kept only where it is stronger than ``threshold`` plus half the artefact contrast
+    (a soft step up to twice that): skin texture, noise and blocks are weaker and stay flat. Purely
+    local (bounded support, measured with the rest of the style by ``_measured_reach``) and
+    deterministic, so styles using it still tile exactly.
+
+    Args:
+        image: ``(B, 3, H, W)`` RGB in [0, 1].
+        flat: ``(B, 3, H, W)`` the style's flattened picture, RGB in [0, 1].
+        conditions: the picture's scale and artefact level.
+        threshold: luma difference below which detail is texture, not a feature.
+        gain: how strongly the detail is drawn back (1: as in the photo).
+        softness: blur of the detail, pixels at scale 1.
+
+    Returns:
+        ``(B, 1, H, W)`` lightness to add to the style's (OKLab) lightness (negative: darker; luma
+        steps are used as lightness steps, which they are close to).
+    """
+    luma = rgb_to_luma(image)
+    clean = guided_filter(luma, luma, max(1, round(conditions.scale)), 1e-4 + conditions.artefacts ** 2,
+                          subsample=max(1, int(conditions.scale)))
+    detail = gaussian_blur(clean, softness * conditions.scale) - rgb_to_luma(flat)
+    floor = threshold + conditions.artefacts / 2.0
+    return gain * detail * torch.clamp(detail.abs() / floor - 1.0, 0.0, 1.0)
+
+
 def toon(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_radius: int = 5,
          smooth_eps: float = 4e-3, smooth_iters: int = 2, levels: int = 4, sharpness: float = 12.0,
          chroma: float = 1.45, line_sigma: float = 1.1, line_threshold: float = 0.003,
-         line_gain: float = 90.0) -> torch.Tensor:
+         line_gain: float = 90.0, feature_threshold: float = 0.03, feature_gain: float = 1.0) -> torch.Tensor:
     """Cartoon look: edge-preserving smoothing, soft cel shading in OKLab and clean line art.
 
     Args:
@@ -55,16 +90,21 @@ def toon(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_ra
         levels, sharpness: number of lightness bands (OKLab L) and how hard their borders are.
         chroma: colour gain in OKLab (1 keeps the photo's colours).
         line_sigma, line_threshold, line_gain: width, sensitivity and darkness of the lines.
+        feature_threshold, feature_gain: the facial features (eyes, brows, mouth) are drawn back
+            on top of the flat tones where the photo's detail is stronger than this (OKLab
+            luma), this strongly (see :func:`_feature_detail`); ``feature_gain=0`` turns it off.
 
     Returns:
         ``(B, 3, H, W)`` RGB in [0, 1].
     """
     conditions = conditions or measure(image)
-    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, smooth_iters, conditions))
+    flat = _flatten(image, smooth_radius, smooth_eps, smooth_iters, conditions)
+    lab = rgb_to_oklab(flat)
     lightness = lab[:, :1]
-    shaded = quantize_soft(lightness, 1.0 / levels, sharpness)
+    features = _feature_detail(image, flat, conditions, feature_threshold, feature_gain)
+    shaded = quantize_soft(lightness, 1.0 / levels, sharpness) + features
     lines = _lines(lightness, line_sigma, line_threshold, line_gain, conditions)
-    colour = oklab_to_rgb(torch.cat([shaded, lab[:, 1:] * chroma], dim=1))
+    colour = oklab_to_rgb(torch.cat([shaded.clamp(0.0, 1.0), lab[:, 1:] * chroma], dim=1))
     return torch.clamp(colour * (1.0 - 0.85 * lines), 0.0, 1.0)
 
 
@@ -100,7 +140,7 @@ def sketch(image: torch.Tensor, conditions: Conditions | None = None, *, dodge_s
 def comic(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_radius: int = 4,
           smooth_eps: float = 6e-3, tones: int = 2, sharpness: float = 30.0, chroma: float = 1.4,
           shadow: float = 0.42, line_sigma: float = 2.0, line_threshold: float = 0.002,
-          line_gain: float = 60.0) -> torch.Tensor:
+          line_gain: float = 60.0, feature_threshold: float = 0.03, feature_gain: float = 1.0) -> torch.Tensor:
     """Comic-book ink: a few flat tones of strong colour, solid black shadows and bold outlines.
 
     Args:
@@ -111,14 +151,19 @@ def comic(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_r
         chroma: colour gain in OKLab (1 keeps the photo's colours).
         shadow: OKLab lightness below which the ink is solid black.
         line_sigma, line_threshold, line_gain: width, sensitivity and darkness of the outlines.
+        feature_threshold, feature_gain: the facial features (eyes, brows, mouth) are drawn back
+            on top of the flat tones where the photo's detail is stronger than this (OKLab
+            luma), this strongly (see :func:`_feature_detail`); ``feature_gain=0`` turns it off.
 
     Returns:
         ``(B, 3, H, W)`` RGB in [0, 1].
     """
     conditions = conditions or measure(image)
-    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2, conditions))
+    flat = _flatten(image, smooth_radius, smooth_eps, 2, conditions)
+    lab = rgb_to_oklab(flat)
     lightness = lab[:, :1]
-    banded = quantize_soft(lightness, 1.0 / tones, sharpness).clamp(0.35, 1.0)
+    features = _feature_detail(image, flat, conditions, feature_threshold, feature_gain)
+    banded = (quantize_soft(lightness, 1.0 / tones, sharpness).clamp(0.35, 1.0) + features).clamp(0.0, 1.0)
     colour = oklab_to_rgb(torch.cat([banded, lab[:, 1:] * chroma], dim=1))
     ink = torch.maximum(torch.sigmoid((shadow - lightness) * 40.0),
                         _lines(lightness, line_sigma, line_threshold, line_gain, conditions))
@@ -127,7 +172,8 @@ def comic(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_r
 
 def watercolour(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_radius: int = 8,
                 smooth_eps: float = 1e-2, bleed_sigma: float = 5.0, wash: float = 0.38, pooling: float = 5.0,
-                pool_sigma: float = 2.0, chroma: float = 0.9) -> torch.Tensor:
+                pool_sigma: float = 2.0, chroma: float = 0.9, feature_threshold: float = 0.03,
+                feature_gain: float = 1.0) -> torch.Tensor:
     """Watercolour: soft, light washes whose colour bleeds across edges, with darker pigment
     pooled along them.
 
@@ -139,16 +185,21 @@ def watercolour(image: torch.Tensor, conditions: Conditions | None = None, *, sm
         wash: how much lighter everything gets (0 keeps the lightness, 1 is blank paper).
         pooling, pool_sigma: darkness and width of the pigment rims along edges.
         chroma: colour gain in OKLab.
+        feature_threshold, feature_gain: the facial features (eyes, brows, mouth) are drawn back
+            into the washes where the photo's detail is stronger than this (OKLab
+            luma), this strongly (see :func:`_feature_detail`); ``feature_gain=0`` turns it off.
 
     Returns:
         ``(B, 3, H, W)`` RGB in [0, 1].
     """
     conditions = conditions or measure(image)
-    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2, conditions))
+    flat = _flatten(image, smooth_radius, smooth_eps, 2, conditions)
+    lab = rgb_to_oklab(flat)
     lightness = lab[:, :1]
     pool_sigma = pool_sigma * conditions.scale
     rims = (gaussian_blur(lightness, pool_sigma) - gaussian_blur(lightness, 2.0 * pool_sigma)).abs()
-    lightness = lightness + (1.0 - lightness) * wash - pooling * rims
+    features = _feature_detail(image, flat, conditions, feature_threshold, feature_gain)
+    lightness = lightness + features + (1.0 - lightness - features) * wash - pooling * rims
     ab = gaussian_blur(lab[:, 1:], bleed_sigma * conditions.scale) * chroma
     return oklab_to_rgb(torch.cat([lightness.clamp(0.0, 1.0), ab], dim=1))
 
@@ -156,7 +207,8 @@ def watercolour(image: torch.Tensor, conditions: Conditions | None = None, *, sm
 def poster(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_radius: int = 4,
            smooth_eps: float = 5e-3, levels: int = 3, chroma_step: float = 0.06, chroma: float = 1.3,
            sharpness: float = 40.0, line_sigma: float = 1.2, line_threshold: float = 0.004,
-           line_gain: float = 0.0) -> torch.Tensor:
+           line_gain: float = 0.0, feature_threshold: float = 0.03, feature_gain: float = 1.0,
+           feature_step: float = 0.08, feature_sharpness: float = 5.0) -> torch.Tensor:
     """Flat-colour poster, like a screen print: three lightness bands and flat hues (outlines
     optional: ``line_gain > 0``).
 
@@ -169,16 +221,24 @@ def poster(image: torch.Tensor, conditions: Conditions | None = None, *, smooth_
         chroma: colour gain in OKLab before quantizing.
         sharpness: how hard the band borders are.
         line_sigma, line_threshold, line_gain: width, sensitivity and darkness of the outlines.
+        feature_threshold, feature_gain: the facial features (eyes, brows, mouth) are drawn back
+            on top of the bands where the photo's detail is stronger than this (OKLab
+            luma), this strongly (see :func:`_feature_detail`); ``feature_gain=0`` turns it off.
+        feature_step, feature_sharpness: the features are printed in steps of this much lightness
+            too, with soft borders (hard ones would add steps on the JPEG block grid).
 
     Returns:
         ``(B, 3, H, W)`` RGB in [0, 1].
     """
     conditions = conditions or measure(image)
-    lab = rgb_to_oklab(_flatten(image, smooth_radius, smooth_eps, 2, conditions))
-    lightness = quantize_soft(lab[:, :1], 1.0 / levels, sharpness)
+    flat = _flatten(image, smooth_radius, smooth_eps, 2, conditions)
+    lab = rgb_to_oklab(flat)
+    features = _feature_detail(image, flat, conditions, feature_threshold, feature_gain)
+    lightness = quantize_soft(lab[:, :1], 1.0 / levels, sharpness) + quantize_soft(features, feature_step,
+                                                                                  feature_sharpness)
     ab = quantize_soft(lab[:, 1:] * chroma, chroma_step, sharpness)
     lines = _lines(lab[:, :1], line_sigma, line_threshold, line_gain, conditions)
-    return torch.clamp(oklab_to_rgb(torch.cat([lightness, ab], dim=1)) * (1.0 - 0.8 * lines), 0.0, 1.0)
+    return torch.clamp(oklab_to_rgb(torch.cat([lightness.clamp(0.0, 1.0), ab], dim=1)) * (1.0 - 0.8 * lines), 0.0, 1.0)
 
 
 #: Reach is measured at scales of this ladder (steps per octave), the step at or above a picture's:
