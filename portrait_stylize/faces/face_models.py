@@ -16,8 +16,10 @@ Models (inputs NHWC float32 RGB, free batch; outputs as the TFLite files define 
 
 :func:`run_face_model` runs one: on the CPU, the two detectors (they run on every call, so their
 cost is every call's) run in OpenVINO where it is installed (:mod:`..models.tflite_openvino`, the
-same values to 1e-4, about twice as fast as PyTorch) from their :data:`OPENVINO_FROM_CALL`-th
-call in a process on; the rest, and every model on another device, in PyTorch.
+same values to 1e-4, about twice as fast as PyTorch) from the first call on, so that a request
+gives the same answer whenever it comes (a first call in PyTorch and later ones in OpenVINO
+differed in the last bits, which moved a hair mask's pixels); the rest, and every model on
+another device, in PyTorch.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ import functools
 import hashlib
 import json
 import logging
-import threading
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +86,6 @@ def load_face_model(name: str, device: str | torch.device | None = None) -> TFLi
     return _load(name, str(torch.device(device or "cpu")))
 
 
-#: A detector's first calls in a process run in PyTorch: importing OpenVINO and compiling the two
-#: detectors cost about 0.7 s, which a one-shot command (one face search: the CLI on one photo)
-#: never wins back at some 20 ms a search, and a server, a video or a batch wins back soon.
-OPENVINO_FROM_CALL = 3
-_calls: Counter[str] = Counter()
-_calls_lock = threading.Lock()
-
-
 @functools.cache
 def _openvino(name: str) -> OpenVINOTFLiteGraph | None:
     """The CPU model ``name`` compiled by OpenVINO, or ``None`` (not installed, or a graph it cannot build)."""
@@ -114,10 +106,7 @@ def run_face_model(name: str, batch: np.ndarray, device: str | torch.device | No
     its outputs, float32 arrays with batch first, in the file's order. See the module docstring
     for where it runs."""
     target = torch.device(device or "cpu")
-    with _calls_lock:
-        _calls[name] += 1
-        repeated = _calls[name] >= OPENVINO_FROM_CALL
-    compiled = _openvino(name) if target.type == "cpu" and repeated else None
+    compiled = _openvino(name) if target.type == "cpu" else None
     if compiled is not None:
         return list(compiled.forward_any_size(batch) if any_size else compiled.forward(batch))
     model = load_face_model(name, target)

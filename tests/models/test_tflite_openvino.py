@@ -107,21 +107,3 @@ class TestRunFaceModel:
         x = np.random.default_rng(0).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
         _close(face_models.run_face_model("face_detection_short_range", x),
                _torch(face_models.load_face_model("face_detection_short_range"), x))
-
-    def test_a_detectors_first_calls_in_a_process_skip_the_compile(self, monkeypatch):
-        """A one-shot command never pays OpenVINO's import and compile; repeated calls do, once."""
-        from collections import Counter
-
-        monkeypatch.setattr(face_models, "_calls", Counter())
-        compiled = []
-        openvino = face_models._openvino
-        monkeypatch.setattr(face_models, "_openvino", lambda name: compiled.append(name) or openvino(name))
-        name = "face_detection_full_range_sparse"
-        graph = face_models.load_face_model(name)
-        x = np.random.default_rng(1).uniform(-1, 1, (1, 192, 192, 3)).astype(np.float32)
-        for _ in range(face_models.OPENVINO_FROM_CALL - 1):
-            for ours, reference in zip(face_models.run_face_model(name, x), _torch(graph, x)):
-                np.testing.assert_array_equal(ours, reference)  # PyTorch itself
-        assert compiled == []
-        _close(face_models.run_face_model(name, x), _torch(graph, x))
-        assert compiled == [name]
