@@ -15,13 +15,11 @@ graphs stay with PyTorch (:func:`supports`).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..common.openvino_compiled import CompiledPerShape, cpu_config, infer
 from ..errors import InvalidArgumentError
 from . import tflite_ops
 from .tflite_graph import TFLiteGraph, execution_plan
@@ -167,34 +165,14 @@ class OpenVINOTFLiteGraph:
         import openvino as ov
 
         self._graph = graph
-        self._core = ov.Core()
-        self._config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "NUM_STREAMS": 1,
-                        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        self._fixed = self._core.compile_model(build_model(graph, any_size=False), "CPU", self._config)
-        self._any_size = build_model(graph, any_size=True) if graph.size_multiple else None
-        self._sized: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _compiled_for(self, shape: tuple[int, ...]):
-        with self._lock:
-            if shape not in self._sized:
-                model = self._any_size.clone()
-                model.reshape(list(shape))
-                self._sized[shape] = self._core.compile_model(model, "CPU", self._config)
-                if len(self._sized) > COMPILED_SHAPES:
-                    self._sized.popitem(last=False)
-            self._sized.move_to_end(shape)
-            return self._sized[shape]
-
-    @staticmethod
-    def _infer(compiled, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        request = compiled.create_infer_request()  # one per call: thread-safe
-        request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return tuple(request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs)))
+        config = cpu_config(threads)
+        self._fixed = ov.Core().compile_model(build_model(graph, any_size=False), "CPU", config)
+        self._sized = CompiledPerShape(build_model(graph, any_size=True), config, COMPILED_SHAPES) \
+            if graph.size_multiple else None
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """The graph on a ``(B, H, W, C)`` float32 batch of the file's input size."""
-        return self._infer(self._fixed, x)
+        return infer(self._fixed, x)
 
     def forward_any_size(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """:meth:`TFLiteGraph.forward_any_size`: sides multiples of the graph's ``size_multiple``.
@@ -206,4 +184,4 @@ class OpenVINOTFLiteGraph:
         if multiple is None or x.ndim != 4 or x.shape[1] % multiple or x.shape[2] % multiple:
             raise InvalidArgumentError(f"{self._graph.graph_spec()['source']}: takes (B, H, W, C) with H and W "
                                        f"multiples of {multiple}, got {tuple(x.shape)}")
-        return self._infer(self._compiled_for(tuple(x.shape)), x)
+        return infer(self._sized(tuple(x.shape)), x)

@@ -477,7 +477,7 @@ class TestOpenVINOGraph:
             with torch.inference_mode():
                 expected = net.forward_aligned(torch.from_numpy(x)).numpy()
             assert np.abs(graph(x) - expected).max() <= 1e-4
-        assert [shape[-1] for shape in graph._compiled] == [24, 16, 28, 32]
+        assert [shape[-1] for shape in graph._compiled.shapes()] == [24, 16, 28, 32]
 
     def test_calls_from_several_threads_each_get_their_own_answer(self, small_ttn):
         net = small_ttn
