@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .common.downloads import download
 from .common.files import sha256_file
 from .common.offline import is_offline
 from .common.style_files import CONFIG_NAME, WEIGHTS_NAME
 from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .sources import converted_cache as converted
 from .sources import modelscope
-from .sources.downloads import download
 from .sources.hub import fetch_spec, is_cached
 from .sources.registry import HUB_ID_RULES, Registry, StyleSpec, is_valid_hub_repo_id, load_registry, parse_hub_id
 

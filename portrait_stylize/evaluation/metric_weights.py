@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.data_home import data_home
+from ..common.downloads import download
 from ..common.files import sha256_file, write_atomically
 from ..common.offline import OFFLINE_VARIABLES, is_offline
 from ..errors import ChecksumMismatchError, MetricWeightsError, StyleNotCachedError
-from ..sources.downloads import download
 
 #: The ``lpips`` 0.1.4 wheel's ``lpips/weights/v0.1/alex.pth`` (the perceptual linear heads).
 LPIPS_HEADS_SHA256 = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"

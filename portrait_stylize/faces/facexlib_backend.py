@@ -1,8 +1,10 @@
 """RetinaFace detection and BiSeNet face parsing from facexlib.
 
-facexlib downloads its weights from GitHub releases on first use into ``model_rootpath``
-(``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``; see :data:`WEIGHT_URLS`); put them
-there yourself to work offline. In offline mode (:func:`portrait_stylize.common.offline.is_offline`)
+facexlib's weights come from its GitHub releases on first use, into ``model_rootpath``
+(``detection_Resnet50_Final.pth``, ``parsing_bisenet.pth``; see :data:`WEIGHT_URLS`), fetched by our
+downloader (:mod:`portrait_stylize.common.downloads`: the stall limit, resumed bodies, nothing
+partial left) rather than facexlib's (torch.hub's urllib, which waits forever on a silent server);
+put them there yourself to work offline. In offline mode (:func:`portrait_stylize.common.offline.is_offline`)
 nothing is downloaded: a missing file raises :class:`~portrait_stylize.errors.StyleNotCachedError`
 naming the file, its URL and the folder to put it in; so does a download that fails. Both are
 plain state dicts, loaded by ``torch.load`` (``weights_only`` by default in PyTorch >= 2.6).
@@ -13,16 +15,15 @@ parses each face on a 512² aligned crop; labels are warped back with nearest-ne
 
 from __future__ import annotations
 
-import http.client
 import os
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..common.downloads import download
 from ..common.offline import OFFLINE_VARIABLES, is_offline
-from ..errors import StyleNotCachedError
+from ..errors import StyleDownloadError, StyleNotCachedError
 from . import align
 from .backend import FaceBackend
 from .face import Face, merge_detections
@@ -73,7 +74,7 @@ def _by_hand(names: list[str], root: Path) -> str:
 
 def ensure_weights(root: str | Path | None = None) -> Path:
     """Make sure both weight files are in ``root`` (default :func:`default_root`), downloading
-    the missing ones with facexlib's loader unless offline; return the absolute folder.
+    the missing ones unless offline; return the absolute folder.
 
     Raises:
         StyleNotCachedError: a file is missing and offline mode is on (nothing is attempted over
@@ -89,21 +90,12 @@ def ensure_weights(root: str | Path | None = None) -> Path:
             f"facexlib face backend: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {root} "
             f"and offline mode is on ({' or '.join(OFFLINE_VARIABLES)}); unset it to download, "
             f"or {_by_hand(missing, root)}")
-    from facexlib.utils import misc  # its download_url_to_file is torch.hub's (urllib, no timeout of its own)
-
     for i, name in enumerate(missing):
         url = WEIGHT_URLS[name]
         try:
-            misc.load_file_from_url(url=url, model_dir="facexlib/weights", progress=True, file_name=name,
-                                    save_dir=str(root))
-        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
-            # HTTPError is a URLError, IncompleteRead an HTTPException; torch.hub downloads into a
-            # temporary file and removes it on failure, so nothing partial is left as `name`.
-            raise StyleNotCachedError(
-                f"facexlib face backend: could not download {name} from {url} into {root} "
-                f"({type(exc).__name__}: {exc}). Connect to the internet and try again, "
-                f"or {_by_hand(missing[i:], root)}"
-            ) from None
+            download(url, root / name, label=f"facexlib face backend: {name}", fallback=_by_hand(missing[i:], root))
+        except StyleDownloadError as exc:  # an HTTP error or a broken body: unreachable ones say all this already
+            raise StyleNotCachedError(f"{exc}; or {_by_hand(missing[i:], root)}") from None
     return root
 
 

@@ -34,6 +34,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import _http as hf_http
 
+from ..common import downloads
+from ..common.downloads import stalled, unreachable
 from ..common.files import sha256_file
 from ..common.offline import is_offline
 from ..common.style_files import CONFIG_NAME, WEIGHTS_NAME, check_safetensors
@@ -46,8 +48,6 @@ from ..errors import (
     UnsafeWeightsError,
 )
 from ..version import __version__
-from . import downloads
-from .downloads import stalled, unreachable
 from .registry import StyleSpec
 
 try:  # huggingface_hub 2 talks through httpx2, 1.x through httpx: the same errors, as distinct classes

@@ -20,8 +20,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from ..common.downloads import client, stalled, unreachable
 from ..errors import StyleDownloadError
-from .downloads import client, stalled, unreachable
 
 DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 ENV_ENDPOINT = "MODELSCOPE_DOMAIN"

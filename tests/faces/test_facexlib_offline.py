@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import inspect
 import shutil
-import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 import torch
 import torch.hub
+from fake_github import FakeGitHub
 
+from portrait_stylize.common import downloads
 from portrait_stylize.errors import PortraitStylizeError, StyleNotCachedError
 from portrait_stylize.faces import facexlib_backend as fx
 from portrait_stylize.faces import resolve_face_backend
+
+from fake_hub import SilentServer, outcome_within
 
 misc = pytest.importorskip("facexlib.utils.misc")
 
@@ -94,44 +97,64 @@ def test_auto_backend_offline_without_weights_is_mediapipe_without_network(tmp_p
     assert resolve_face_backend("auto") == "mediapipe"
 
 
-@pytest.mark.parametrize("failure", [
-    urllib.error.URLError(OSError(-3, "Temporary failure in name resolution")),
-    urllib.error.HTTPError("https://github.com/x", 404, "Not Found", None, None),
-    TimeoutError("The read operation timed out"),
-    ConnectionResetError(104, "Connection reset by peer"),
-], ids=["URLError", "HTTPError", "timeout", "reset"])
-def test_failed_download_is_a_clear_error(tmp_path, monkeypatch, online, failure):
-    calls = []
+@pytest.fixture
+def github(monkeypatch):
+    """facexlib's release URLs pointed at a local stand-in for GitHub (nothing is served yet)."""
+    with FakeGitHub() as fake:
+        for name, url in fx.WEIGHT_URLS.items():
+            monkeypatch.setitem(fx.WEIGHT_URLS, name, fake.url + "/" + url.split("github.com/", 1)[1])
+        yield fake
 
-    def unreachable(url, dst, *args, **kwargs):
-        calls.append((url, dst))
-        raise failure
 
-    monkeypatch.setattr(misc, "download_url_to_file", unreachable)
+def release_path(name: str) -> str:
+    return fx.WEIGHT_URLS[name].split("/", 3)[3]
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_failed_download_is_a_clear_error(tmp_path, online, github, status):
+    name, other = fx.WEIGHT_FILES  # the first missing file is the first one tried
+    github.status[release_path(name)] = status
     with pytest.raises(StyleNotCachedError) as info:
         fx.FacexlibBackend(tmp_path)
-    name = fx.WEIGHT_FILES[0]  # the first missing file is the first one tried
-    assert calls == [(fx.WEIGHT_URLS[name], str((tmp_path / name).absolute()))]
+    assert github.requests == [release_path(name)]
     message = str(info.value)
     assert name in message and fx.WEIGHT_URLS[name] in message and str(tmp_path.absolute()) in message
-    assert type(failure).__name__ in message
-    other = fx.WEIGHT_FILES[1]  # still missing too: the by-hand instructions name it as well
-    assert other in message and fx.WEIGHT_URLS[other] in message
+    assert f"HTTP {status}" in message
+    assert other in message and fx.WEIGHT_URLS[other] in message  # still missing: the by-hand advice names it
     assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained traceback
-    assert not (tmp_path / name).exists()
+    assert list(tmp_path.iterdir()) == []  # nothing partial left
 
 
-def test_online_downloads_only_what_is_missing(tmp_path, monkeypatch, online, random_weights):
+def test_unreachable_server_is_a_clear_error(tmp_path, monkeypatch, online):
+    for name in fx.WEIGHT_FILES:
+        monkeypatch.setitem(fx.WEIGHT_URLS, name, f"http://127.0.0.1:9/{name}")  # nothing listens on port 9
+    with pytest.raises(StyleNotCachedError) as info:
+        fx.FacexlibBackend(tmp_path)
+    message = str(info.value)
+    assert "cannot reach http://127.0.0.1:9/detection_Resnet50_Final.pth" in message
+    assert "put them in the folder" in message and "'toon'" not in message  # the advice is facexlib's, not a style's
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_silent_server_ends_at_the_stall_limit(tmp_path, monkeypatch, online):
+    monkeypatch.setattr(downloads, "STALL_S", 1.0)
+    with SilentServer() as silent:
+        for name in fx.WEIGHT_FILES:
+            monkeypatch.setitem(fx.WEIGHT_URLS, name, f"{silent.url}/{name}")
+        error, elapsed = outcome_within(30, lambda: fx.FacexlibBackend(tmp_path))
+    assert isinstance(error, StyleNotCachedError), repr(error)
+    assert "did not answer within 1 s" in str(error) and 1.0 <= elapsed < 6, elapsed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_online_downloads_only_what_is_missing(tmp_path, online, github, random_weights):
     shutil.copy(random_weights / fx.WEIGHT_FILES[0], tmp_path)
-    fetched = []
-
-    def fake_download(url, dst, *args, **kwargs):
-        fetched.append(url)
-        shutil.copy(random_weights / url.rsplit("/", 1)[1], dst)
-
-    monkeypatch.setattr(misc, "download_url_to_file", fake_download)
+    for name in fx.WEIGHT_FILES:
+        github.releases[release_path(name)] = (random_weights / name).read_bytes()
     backend = fx.FacexlibBackend(tmp_path)
-    assert fetched == [fx.WEIGHT_URLS[fx.WEIGHT_FILES[1]]]
+    wanted = fx.WEIGHT_FILES[1]
+    assert github.requests[0] == release_path(wanted) and len(github.requests) == 2  # the release, then its asset
+    assert (tmp_path / wanted).read_bytes() == (random_weights / wanted).read_bytes()
     assert fx.weights_present(tmp_path) and backend.name == "facexlib"
 
 

@@ -1,7 +1,7 @@
 """Styles converted on first use (registry kinds ``modelscope`` and ``url``), end to end and offline.
 
 Covers :func:`portrait_stylize.loading._load_converted` with its two makers, the converted-style
-cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`portrait_stylize.sources.downloads`)
+cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`portrait_stylize.common.downloads`)
 and the ModelScope client (:mod:`portrait_stylize.sources.modelscope`), against :class:`fake_modelscope.FakeModelScope`
 (and, for ``url`` styles, a tiny local file server). Nothing here touches the network or ``~/.cache``:
 every test gets private ``PORTRAIT_STYLIZE_CACHE`` / ``HF_HOME`` / ``HF_HUB_CACHE`` folders, an extra
@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 import portrait_stylize as ps
+from portrait_stylize.common import downloads
 from portrait_stylize.convert.ttn_releases import read_tflite, ttn_from_weights
 from portrait_stylize.errors import (
     ChecksumMismatchError,
@@ -41,7 +42,6 @@ from portrait_stylize.errors import (
     StyleNotCachedError,
 )
 from portrait_stylize.sources import converted_cache as converted
-from portrait_stylize.sources import downloads
 from portrait_stylize.sources.registry import builtin_registry_path, read_registry
 
 import fake_modelscope

@@ -25,6 +25,7 @@ from huggingface_hub import set_client_factory
 from huggingface_hub.utils import _http as hf_http
 
 import portrait_stylize as ps
+from portrait_stylize.common import downloads
 from portrait_stylize.errors import (
     ChecksumMismatchError,
     StyleDownloadError,
@@ -32,7 +33,7 @@ from portrait_stylize.errors import (
     UnsafeWeightsError,
 )
 from portrait_stylize.loading import load_network, resolve_spec
-from portrait_stylize.sources import downloads, hub
+from portrait_stylize.sources import hub
 
 import fake_hub
 from fake_hub import SilentServer, git_blob_sha1, outcome_within, repo_cache_dir, seed_hub_cache, sha256_hex

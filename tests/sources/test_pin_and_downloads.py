@@ -8,8 +8,9 @@ import json
 import pytest
 
 from portrait_stylize.cli import main
+from portrait_stylize.common import downloads
 from portrait_stylize.errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
-from portrait_stylize.sources import downloads, modelscope
+from portrait_stylize.sources import modelscope
 
 from fake_hub import SilentServer, outcome_within
 from fake_modelscope import FakeModelScope, sha256_hex

@@ -1,12 +1,14 @@
 """Downloading one file over HTTP(S): streamed, resumable, bounded in time, verified by sha256.
 
-Used by the sources that are not the Hugging Face Hub (ModelScope, fixed URLs; see
-:mod:`portrait_stylize.loading`). A file is written to ``DEST.part`` and renamed to ``DEST`` only
-after its size and sha256 check out, so a partial or wrong download is never taken for a good
-one; a ``.part`` left by an interrupted run is resumed with an HTTP ``Range`` request.
+Used by the sources that are not the Hugging Face Hub (ModelScope, fixed URLs, git repositories;
+see :mod:`portrait_stylize.loading`), the metric weights and the facexlib face backend's weights.
+A file is written to ``DEST.part`` and renamed to ``DEST`` only after its size and sha256 check
+out, so a partial or wrong download is never taken for a good one; a ``.part`` left by an
+interrupted run is resumed with an HTTP ``Range`` request.
 
-:data:`STALL_S` is the stall limit of these downloads and of the Hub's (:mod:`.hub`), with the
-errors for servers that cannot be reached or stay silent.
+:data:`STALL_S` is the stall limit of these downloads and of the Hub's
+(:mod:`portrait_stylize.sources.hub`), with the errors for servers that cannot be reached or stay
+silent.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
-from ..common.files import sha256_file
-from ..common.offline import OFFLINE_VARIABLES, is_offline
 from ..errors import ChecksumMismatchError, StyleDownloadError, StyleNotCachedError
 from ..version import __version__
+from .files import sha256_file
+from .offline import OFFLINE_VARIABLES, is_offline
 
 #: Seconds a server may stay silent (to accept the connection, to answer, between two chunks of a
 #: body) before a download gives up: the "30 s without data" of docs/reliability.md. Read at every
@@ -30,6 +32,8 @@ USER_AGENT = f"portrait-stylize/{__version__}"
 #: How often a body that broke off is resumed before giving up.
 RETRIES = 2
 _CHUNK = 1 << 20
+#: The last advice of a failed style download's message.
+STYLE_FALLBACK = "use a built-in style such as 'toon'"
 
 
 class _Incomplete(Exception):
@@ -41,24 +45,26 @@ def client() -> httpx.Client:
     return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(STALL_S), headers={"User-Agent": USER_AGENT})
 
 
-def unreachable(label: str, url: str, exc: Exception) -> StyleNotCachedError:
-    """The error for a server that cannot be reached (no network, DNS, refused)."""
+def unreachable(label: str, url: str, exc: Exception, fallback: str = STYLE_FALLBACK) -> StyleNotCachedError:
+    """The error for a server that cannot be reached (no network, DNS, refused); ``fallback`` is
+    the last advice."""
     return StyleNotCachedError(f"{label}: cannot reach {url} ({type(exc).__name__}: {exc}). Connect to the "
-                               "internet and try again, or use a built-in style such as 'toon'.")
+                               f"internet and try again, or {fallback}.")
 
 
-def stalled(label: str, url: str) -> StyleNotCachedError:
+def stalled(label: str, url: str, fallback: str = STYLE_FALLBACK) -> StyleNotCachedError:
     """The error for a server that stayed silent for :data:`STALL_S` (a hung server, a proxy or
-    firewall that swallows requests)."""
+    firewall that swallows requests); ``fallback`` is the last advice."""
     return StyleNotCachedError(
         f"{label}: cannot reach {url}: the server did not answer within {STALL_S:g} s. Check the network "
         "connection (a proxy or firewall?) and the server address (HF_ENDPOINT for the Hub, MODELSCOPE_DOMAIN "
         "for ModelScope, where set); or download it where the network works, copy the cache ($HF_HOME) here "
-        "and work offline (HF_HUB_OFFLINE=1); or use a built-in style such as 'toon'.")
+        f"and work offline (HF_HUB_OFFLINE=1); or {fallback}.")
 
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
-             label: str = "download", progress: bool = True, http: httpx.Client | None = None) -> Path:
+             label: str = "download", progress: bool = True, http: httpx.Client | None = None,
+             fallback: str = STYLE_FALLBACK) -> Path:
     """Fetch ``url`` into ``dest`` and return ``dest``.
 
     Args:
@@ -68,6 +74,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
         label: names what is downloaded in messages (e.g. ``"style 'anime'"``).
         progress: show a tqdm bar (the web app follows tqdm bars too).
         http: a client to reuse (default: a new :func:`client`).
+        fallback: the last advice of an unreachable or silent server's message.
 
     Raises:
         StyleNotCachedError: offline, or the server cannot be reached or stays silent for :data:`STALL_S`.
@@ -84,7 +91,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
     own = http is None
     http = http or client()
     try:
-        _stream_with_retries(http, url, part, label, progress)
+        _stream_with_retries(http, url, part, label, progress, fallback)
     except BaseException:
         part.unlink(missing_ok=True)  # nothing half-downloaded is left behind
         raise
@@ -103,7 +110,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
     return dest
 
 
-def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:
+def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, progress: bool, fallback: str) -> None:
     """:func:`_stream`, resuming a body that broke off (HTTP ``Range``) up to :data:`RETRIES` times,
     with our errors for the network's."""
     for attempt in range(1 + RETRIES):
@@ -114,9 +121,9 @@ def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, p
                 raise StyleDownloadError(f"{label}: the download of {url} broke off {RETRIES + 1} times "
                                          f"({exc}); try again later") from None
         except httpx.TimeoutException:  # silent to the connection, the request or within the body
-            raise stalled(label, url) from None
+            raise stalled(label, url, fallback) from None
         except httpx.TransportError as exc:  # refused, DNS
-            raise unreachable(label, url, exc) from None
+            raise unreachable(label, url, exc, fallback) from None
 
 
 def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:
