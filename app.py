@@ -89,10 +89,12 @@ def stylize_video(video, style, regions, strength, face_backend, progress=gr.Pro
                         max_work_seconds=space_policy.MAX_VIDEO_WORK_SECONDS, keep_results=space_policy.MAX_RESULTS)
 
 
-def create_demo(max_side: int = space_policy.DEFAULT_MAX_SIDE) -> gr.Blocks:
+def create_demo(max_side: int = space_policy.DEFAULT_MAX_SIDE, first_style: ui.FirstStyle | None = None) -> gr.Blocks:
     """The whole UI; queued: space_policy.CONCURRENCY jobs at a time over all heavy events, at most
-    space_policy.QUEUE_SIZE waiting."""
-    style0 = ui.default_style()
+    space_policy.QUEUE_SIZE waiting. It opens on ``first_style`` (default: space_policy.FIRST_STYLE,
+    fetched in the background from now on; a built-in when that cannot be had)."""
+    first_style = first_style or ui.FirstStyle(space_policy.FIRST_STYLE)
+    style0 = first_style()
     cache_seconds = space_policy.GRADIO_CACHE_SECONDS
     with gr.Blocks(title="portrait-stylize", delete_cache=(cache_seconds, cache_seconds)) as demo:
         gr.Markdown("# portrait-stylize\nTurn a portrait into art — all of it, or only the regions you tick.")
@@ -144,6 +146,8 @@ def create_demo(max_side: int = space_policy.DEFAULT_MAX_SIDE) -> gr.Blocks:
         style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name)),
                                     ui.style_preview(name)),
                      style, [info, reference, preview], **PRIVATE)
+        # A page opened after the first style's fetch failed gets the built-in instead.
+        demo.load(first_style, None, style, **PRIVATE)
         face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
                             face_backend, regions, **PRIVATE)
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)

@@ -8,6 +8,11 @@ bigger machine means changing this file only.
 #: must name it (tests/front_ends/test_space.py), so moving the Space to other hardware means revisiting this file.
 HARDWARE = "cpu-basic"
 
+#: The style the demo opens on: the learned DCT-Net anime style (the Space reaches ModelScope), fetched
+#: and converted in the background from start-up so the first click does not wait; where it cannot
+#: be had (offline, or its fetch failed) the demo opens on the registry's built-in default instead.
+FIRST_STYLE = "anime"
+
 #: Jobs (face search, photo, video) running at once, all events together: one per vCPU, since
 #: each job keeps a core busy and more at once would only slow every one of them down.
 CONCURRENCY = 2

@@ -41,12 +41,21 @@ def overlay(photo: Image.Image, masks: dict[str, np.ndarray]) -> Image.Image:
 
 #: The built-in styles, in the gallery's row order.
 BUILTINS = ("toon", "sketch", "comic", "watercolour", "poster")
+#: Learned styles the gallery shows once they are on this machine (nothing is downloaded for it).
+LEARNED_KINDS = ("modelscope", "url", "github", "hub")
 THUMB = 256
 
 
-def gallery(photos: list[Image.Image], path: Path) -> None:
-    """One row per built-in style (the photos first), one column per photo, THUMB pixels high."""
-    rows = [photos] + [[ps.load_style(style)(p) for p in photos] for style in BUILTINS]
+def gallery_styles() -> list[str]:
+    """The built-in styles, then every learned style already downloaded here (a reference-based
+    style is left out: its look depends on the reference given)."""
+    learned = [s.name for s in ps.list_styles() if s.kind in LEARNED_KINDS and s.available_offline]
+    return [*BUILTINS, *(name for name in learned if not ps.load_style(name).reference_based)]
+
+
+def gallery(photos: list[Image.Image], path: Path, styles: list[str]) -> None:
+    """One row per style (the photos first), one column per photo, THUMB pixels high."""
+    rows = [photos] + [[ps.load_style(style)(p) for p in photos] for style in styles]
     widths = [round(p.width * THUMB / p.height) for p in photos]
     canvas = Image.new("RGB", (sum(widths) + GAP * (len(photos) - 1), len(rows) * (THUMB + GAP) - GAP), "white")
     for r, row in enumerate(rows):
@@ -55,16 +64,16 @@ def gallery(photos: list[Image.Image], path: Path) -> None:
             canvas.paste(image.convert("RGB").resize((width, THUMB), Image.LANCZOS), (x, r * (THUMB + GAP)))
             x += width + GAP
     canvas.save(path, quality=88)
-    print(f"wrote {path}")
+    print(f"wrote {path}: {', '.join(styles)}")
 
 
 def main() -> None:
     photo = Image.open(EXAMPLES / "astronaut.jpg").convert("RGB")
     strip([photo] + [ps.load_style(name)(photo) for name in BUILTINS], "builtin-styles.jpg")
     hopper = Image.open(EXAMPLES / "hopper.jpg").convert("RGB")
-    gallery([photo, hopper], OUT.parent / "gallery.png")
+    gallery([photo, hopper], OUT.parent / "gallery.png", gallery_styles())
     hopper = hopper.resize((512, round(512 * hopper.height / hopper.width)), Image.LANCZOS)
-    gallery([degrade(hopper, how) for how in ("sharp", *DEGRADATIONS)], OUT / "degraded.jpg")
+    gallery([degrade(hopper, how) for how in ("sharp", *DEGRADATIONS)], OUT / "degraded.jpg", list(BUILTINS))
     toon = ps.load_style("toon", face_backend="mediapipe")
     picked, details = toon(photo, regions=["hair", "lips", "eyes"], return_details=True)
     _, everything = toon(photo, regions=list(COLOURS), return_details=True)

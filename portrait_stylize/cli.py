@@ -152,7 +152,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
             print(f"{args.style}: a built-in filter, not a network: it always runs on torch")
             return 0
         net, side = ranking_probe(stylizer.model.subnetworks(), stylizer.tile_size)
-    candidates, threads = tuple(cpu_candidates()), torch.get_num_threads()
+    candidates, threads = tuple(cpu_candidates(net)), torch.get_num_threads()
     print(f"CPU: {cpu.cpu_description()}\nthreads: {threads}\ncandidates: {', '.join(candidates)}\n"
           f"network: {ranking.network_key(net, side)}")
     entry = (ranking.measure_ranking(candidates, threads, net, side) if args.measure

@@ -4,8 +4,9 @@
 a registry name, a local style folder (kind ``local``) or a Hub repo id ``org/name[@revision]``
 (kind ``hub`` without a sha256). :func:`load_network` then loads it with the :class:`Source` of its
 kind. Adding a source is one :class:`Source` in :data:`SOURCES` plus its keys in ``StyleSpec``.
-``modelscope`` and ``url`` styles are released TensorFlow files, downloaded, verified and converted
-on first use, then cached (:mod:`portrait_stylize.sources.converted_cache`).
+``modelscope`` and ``url`` styles are released TensorFlow files, ``github`` styles PyTorch
+checkpoints pinned by commit and git blob id; all three are downloaded, verified and converted on
+first use, then cached (:mod:`portrait_stylize.sources.converted_cache`).
 
 Listing styles and asking what is cached never imports torch: the network code is imported by
 the loaders that need it.
@@ -28,7 +29,7 @@ from .common.offline import is_offline
 from .common.style_files import CONFIG_NAME, WEIGHTS_NAME
 from .errors import InvalidArgumentError, StyleDownloadError, StyleNotCachedError, StyleNotFoundError
 from .sources import converted_cache as converted
-from .sources import modelscope
+from .sources import github, modelscope
 from .sources.hub import fetch_spec, is_cached
 from .sources.registry import HUB_ID_RULES, Registry, StyleSpec, is_valid_hub_repo_id, load_registry, parse_hub_id
 
@@ -86,11 +87,13 @@ def _converted_key(spec: StyleSpec) -> tuple[str, str | None, dict[str, str]]:
     """``(source, revision, expected file hashes)`` of a converted-on-first-use style's cache entry."""
     if spec.kind == "url":
         return spec.url, spec.sha256[:16], {Path(spec.url.split("?")[0]).name: spec.sha256}
+    if spec.kind == "github":
+        return f"{spec.repo_id}/{spec.filename}", spec.revision, {_blob_key(spec.filename): spec.git_blob_sha1}
     return spec.model_id, spec.revision, dict(spec.file_sha256)
 
 
 def _load_converted(spec: StyleSpec) -> StyleNetwork:
-    """``modelscope`` and ``url`` styles: the cached conversion, else download, verify, convert
+    """``modelscope``, ``url`` and ``github`` styles: the cached conversion, else download, verify, convert
     and cache it (see :mod:`portrait_stylize.sources.converted_cache`)."""
     label = f"style {spec.name!r}"
     source, revision, expected = _converted_key(spec)
@@ -102,7 +105,7 @@ def _load_converted(spec: StyleSpec) -> StyleNetwork:
                 "machine, and offline mode is on (HF_HUB_OFFLINE or PORTRAIT_STYLIZE_OFFLINE). Unset it once "
                 "to download it, or use a built-in style such as 'toon'.")
         if revision is None:
-            revision = modelscope.newest_tag(source, label)
+            revision = modelscope.default_revision(source, label)
         make = _MAKERS[spec.kind]
         folder = converted.build(converted.style_folder(spec.kind, source, revision), expected,
                                  lambda work: make(spec, revision, work, label))
@@ -168,7 +171,24 @@ def _make_url(spec: StyleSpec, revision: str, work: Path, label: str) -> convert
     return converted.Provenance("url", spec.url, revision, {name: spec.sha256})
 
 
-_MAKERS = {"modelscope": _make_modelscope, "url": _make_url}
+def _blob_key(filename: str) -> str:
+    """The provenance entry holding a ``github`` file's git blob id (its sha256 is under its name)."""
+    return f"{filename} (git blob)"
+
+
+def _make_github(spec: StyleSpec, revision: str, work: Path, label: str) -> converted.Provenance:
+    from .convert.checkpoints import convert_checkpoint
+
+    path = github.fetch_verified(spec.repo_id, revision, spec.filename, spec.git_blob_sha1,
+                                 work / "files" / Path(spec.filename).name, label)
+    origin = f"https://github.com/{spec.repo_id}/blob/{revision}/{spec.filename}"
+    convert_checkpoint(spec.arch, path, work / "style", name=spec.name, description=spec.description,
+                       licence=spec.licence, source=origin, command=f"# converted on first use from {origin}")
+    return converted.Provenance("github", f"{spec.repo_id}/{spec.filename}", revision,
+                                {spec.filename: sha256_file(path), _blob_key(spec.filename): spec.git_blob_sha1})
+
+
+_MAKERS = {"modelscope": _make_modelscope, "url": _make_url, "github": _make_github}
 
 
 def _is_converted(spec: StyleSpec) -> bool:
@@ -182,6 +202,7 @@ SOURCES: dict[str, Source] = {
     "local": Source(_load_local, lambda spec: _is_style_folder(Path(spec.path))),
     "modelscope": Source(_load_converted, _is_converted),
     "url": Source(_load_converted, _is_converted),
+    "github": Source(_load_converted, _is_converted),
 }
 
 
@@ -278,7 +299,7 @@ def list_styles(pattern: str = "*") -> list[StyleSpec]:
 
 def pin(spec: StyleSpec) -> StyleSpec:
     """``spec`` (kind ``modelscope``) with its revision and the sha256 of each file it uses filled
-    in from ModelScope (online): the newest tag when it has none, hashes from the listing, or
+    in from ModelScope (online): the newest tag, else ``master``, when it has none; hashes from the listing, or
     from the downloaded bytes where the listing gives none.
 
     Raises:
@@ -286,9 +307,10 @@ def pin(spec: StyleSpec) -> StyleSpec:
     """
     if spec.kind != "modelscope":
         raise InvalidArgumentError(f"style {spec.name!r} is of kind {spec.kind!r}; only modelscope entries are "
-                                   "pinned (hub and url entries already name their sha256)")
+                                   "pinned (hub and url entries already name their sha256, github entries their "
+                                   "commit and git blob id)")
     label = f"style {spec.name!r}"
-    revision = spec.revision or modelscope.newest_tag(spec.model_id, label)
+    revision = spec.revision or modelscope.default_revision(spec.model_id, label)
     answered, chosen = _modelscope_files(spec, revision, label)
     hashes = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,8 @@ def pytest_runtest_makereport(item, call):
 
 #: The package's settings from the environment: a user's own must not steer the tests.
 AMBIENT_SETTINGS = ("PORTRAIT_STYLIZE_CHECKPOINTS", "PORTRAIT_STYLIZE_CACHE", "PORTRAIT_STYLIZE_OFFLINE",
-                    "PORTRAIT_STYLIZE_FACE_BACKEND", "PORTRAIT_STYLIZE_FACEXLIB_DIR")
+                    "PORTRAIT_STYLIZE_GITHUB_RAW", "PORTRAIT_STYLIZE_FACE_BACKEND", "PORTRAIT_STYLIZE_FACEXLIB_DIR",
+                    "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN")
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,10 @@ modelscope.cn does. Every JSON answer is ``{"Code": ..., "Success": ..., "Messag
   top-level folders); true lists every file and a ``tree`` entry for every sub-folder.
 * ``GET /api/v1/models/{owner}/{name}/revisions[?EndTime={unix}]``: ``Data.RevisionMap`` =
   ``{"Branches": [{"Revision": "master", ...}], "Tags": [{"Revision": tag, "CreatedAt": unix, ...}]}``.
-  Tags come in the order they were added (oldest first); the newest tag is the one with the largest
-  ``CreatedAt`` (every added tag gets a strictly larger one). ``EndTime`` drops tags created after it,
-  as modelscope.cn does for the client's release-date cutoff.
+  Tags come newest first (the largest ``CreatedAt`` first), as modelscope.cn lists them; every
+  added tag gets a strictly larger ``CreatedAt``. A model added with ``tags=()`` has none
+  (``"Tags": []``) and only ``master``. ``EndTime`` drops tags created after it, as modelscope.cn
+  does for the client's release-date cutoff.
 * ``GET|HEAD /api/v1/models/{owner}/{name}/repo?Revision={rev}&FilePath={path}`` (``FilePath``
   URL-encoded, e.g. ``a%2Fb.pb``): by default a ``302`` whose ``Location`` is
   ``{endpoint}/blobs/{sha256}`` on the same server; with ``FakeModelScope(redirect=False)`` the
@@ -40,6 +41,11 @@ or ``"a/b.pb"``, or ``"listing"`` / ``"revisions"`` for those endpoints):
   ``"wrong-bytes"``: same length, every byte different (a sha256 check must fail). For a file these
   happen where the bytes are served: at ``/blobs/{sha256}`` after the redirect, or at the ``/repo``
   URL with ``redirect=False``. A ranged request gets the fault applied to its slice.
+
+Passing trouble (:meth:`FakeModelScope.queue_statuses`): the next requests to an endpoint (same
+keys; a file path at its ``/repo`` URL) answer the queued statuses in turn, e.g. 503 twice, with a
+JSON error body (``Success: false``) and ``Retry-After`` if given; then the endpoint answers as usual.
+A queued status comes before a fault.
 
 Every request is recorded in :attr:`FakeModelScope.requests` (method, path without query, decoded
 query, headers). ``stop()`` closes open connections, so a stalled response ends promptly.
@@ -119,6 +125,7 @@ class FakeModelScope:
         self.blobs: dict[str, bytes] = {}
         self.blob_paths: dict[str, set[str]] = {}  # sha256 -> file paths with those bytes (for faults)
         self.faults: dict[str, str] = {}
+        self.queued: dict[str, list[tuple[int, str | None]]] = {}  # key -> (status, Retry-After) to answer next
         self.requests: list[Request] = []
         self.endpoint = ""
         self._clock = FIRST_CREATED_AT
@@ -133,7 +140,8 @@ class FakeModelScope:
     def add_model(self, model_id: str, files: dict[str, bytes], tags: Iterable[str] = ("v1.0.0",)) -> None:
         """Add (or replace) a model whose ``files`` are at ``master`` and at every tag.
 
-        Tags get increasing ``CreatedAt`` in the order given, so the last one is the newest.
+        Tags get increasing ``CreatedAt`` in the order given, so the last one is the newest;
+        ``tags=()`` makes a repository without tags.
         """
         _split(model_id)
         with self._lock:
@@ -170,6 +178,18 @@ class FakeModelScope:
             if key is None:
                 raise KeyError(model_id)
             return max(self.models[key].tags, key=lambda t: t[1])[0]
+
+    def queue_statuses(self, key: str, statuses: Iterable[int], retry_after: str | None = None) -> None:
+        """Answer the next requests to ``key`` (``"listing"``, ``"revisions"`` or a file path) with
+        ``statuses`` in turn (and ``Retry-After: retry_after`` if given), then as usual."""
+        with self._lock:
+            self.queued.setdefault(key, []).extend((int(status), retry_after) for status in statuses)
+
+    def next_queued(self, key: str | None) -> tuple[int, str | None] | None:
+        """Take the next queued ``(status, Retry-After)`` of ``key``, if any."""
+        with self._lock:
+            queue = self.queued.get(key or "")
+            return queue.pop(0) if queue else None
 
     def _tick(self) -> int:
         self._clock += 86_400
@@ -352,6 +372,9 @@ def _handler(fake: FakeModelScope) -> type[BaseHTTPRequestHandler]:
                 route = m[3]
                 fault_key = {"/repo/files": "listing", "/revisions": "revisions"}.get(route or "")
                 fault = fake.faults.get(fault_key) if fault_key else None
+                queued = fake.next_queued(query.get("FilePath", "").lstrip("/") if route == "/repo" else fault_key)
+                if queued:
+                    return self._queued_answer(*queued, send_body)
                 if fault in ("404", "500", "html"):  # injected before any lookup
                     return self._fault_answer(fault, send_body)
                 if model is None:
@@ -372,6 +395,11 @@ def _handler(fake: FakeModelScope) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
                 pass  # the client gave up, or stop() closed the socket
 
+        def _queued_answer(self, status: int, retry_after: str | None, send_body: bool) -> None:
+            obj = {"Code": status, "Success": False, "Message": f"HTTP {status} (queued)", "Data": None}
+            headers = {"Content-Type": "application/json", **({"Retry-After": retry_after} if retry_after else {})}
+            self._send(status, headers, json.dumps(obj).encode(), send_body)
+
         # --- endpoints ---------------------------------------------------------------------
 
         def _revisions(self, model: FakeModel, query: dict[str, str], send_body: bool,
@@ -385,7 +413,8 @@ def _handler(fake: FakeModelScope) -> type[BaseHTTPRequestHandler]:
             data = {"RevisionMap": {
                 "Branches": [{"Revision": "master", "CommitId": commits["master"],
                               "CreatedAt": model.master_created_at}],
-                "Tags": [{"Revision": t, "CreatedAt": c, "CommitId": commits[t]} for t, c in tags],
+                "Tags": [{"Revision": t, "CreatedAt": c, "CommitId": commits[t]}
+                         for t, c in sorted(tags, key=lambda tag: -tag[1])],  # newest first
             }}
             self._ok(data, send_body, fault)
 

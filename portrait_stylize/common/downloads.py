@@ -57,9 +57,9 @@ def stalled(label: str, url: str, fallback: str = STYLE_FALLBACK) -> StyleNotCac
     firewall that swallows requests); ``fallback`` is the last advice."""
     return StyleNotCachedError(
         f"{label}: cannot reach {url}: the server did not answer within {STALL_S:g} s. Check the network "
-        "connection (a proxy or firewall?) and the server address (HF_ENDPOINT for the Hub, MODELSCOPE_DOMAIN "
-        "for ModelScope, where set); or download it where the network works, copy the cache ($HF_HOME) here "
-        f"and work offline (HF_HUB_OFFLINE=1); or {fallback}.")
+        "connection (a proxy or firewall?) and the server address (HF_ENDPOINT for the Hub, MODELSCOPE_ENDPOINT "
+        "or MODELSCOPE_DOMAIN for ModelScope, where set); or download it where the network works, copy the "
+        f"cache ($HF_HOME) here and work offline (HF_HUB_OFFLINE=1); or {fallback}.")
 
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,

@@ -15,13 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+def _hash_file(path: str | os.PathLike, digest: hashlib._Hash) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    return _hash_file(path, hashlib.sha256())
+
+
+def git_blob_sha1_file(path: str | os.PathLike) -> str:
+    """The git blob id of a file's content: hex SHA-1 of ``b"blob <size>\\0"`` followed by the
+    bytes, which is what a commit's tree records for the file."""
+    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode(), usedforsecurity=False)
+    return _hash_file(path, digest)
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[str], None], *, suffix: str = "",

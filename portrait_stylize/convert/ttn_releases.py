@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import torch
 
 from ..common.files import sha256_file
 from ..errors import ConversionError
-from ..models.serialization import save_style
+from ..models.serialization import save_style_replacing
 from ..models.ttn import TTN
 from ..models.ttn_style import TTNStyle
 from . import tfformats as tff
@@ -429,25 +427,8 @@ def convert(sources: list[str | Path], output: str | Path, *, name: str = "", de
     lines += [f"| {part} | `{f.name}` | `{sha256_file(f)}` |" for part, f in inputs]
     lines += ["", "Conventions detected in the source graphs (before command-line overrides): "
               + "; ".join(f"{part}: {found[part] or 'none (checkpoint)'}" for part in nets)]
-    _save_atomically(model, output, "\n".join(lines) + "\n")
+    save_style_replacing(model, output, "\n".join(lines) + "\n")
     return model
-
-
-def _save_atomically(model: TTNStyle, output: Path, card_extra: str) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
-    try:
-        save_style(model, tmp, card_extra=card_extra, load_name=str(output))
-        if output.exists():
-            old = output.with_name(f".{output.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def command_line(argv: list[str]) -> str:

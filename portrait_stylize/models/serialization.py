@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -85,6 +87,25 @@ def save_style(network: StyleNetwork, folder: str | os.PathLike, *, load_name: s
     card = model_card(network, load_name, card_extra)
     write_atomically(folder / CARD_NAME, lambda p: Path(p).write_text(card, encoding="utf-8"))
     return folder
+
+
+def save_style_replacing(network: StyleNetwork, output: Path, card_extra: str = "") -> None:
+    """Write ``network`` as the style folder ``output`` in one step: saved into a temporary folder
+    beside it, which then replaces ``output`` (a previous style there is never left half-replaced)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        save_style(network, tmp, card_extra=card_extra, load_name=str(output))
+        if output.exists():
+            old = output.with_name(f".{output.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_style_files(config_path: str | os.PathLike, weights_path: str | os.PathLike,

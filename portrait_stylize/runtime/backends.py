@@ -60,22 +60,22 @@ from ..options import BACKENDS, INT8_BACKENDS
 # The machine's facts and the measured ranking are read through their modules, so that a test
 # patching them where they are defined sees the choice change.
 from . import cpu, ranking
-from .runners import Runners
+from .runners import Runners, takes
 
 #: What each backend outside PyTorch needs installed (the int8 ones quantize with ONNX Runtime).
 _NEEDS = {"onnx": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino"),
           "openvino-bf16": ("onnx", "openvino"), "openvino-int8": ("onnx", "onnxruntime", "openvino")}
 
 
-def cpu_candidates() -> list[str]:
-    """The CPU backends ``auto`` chooses among on this machine."""
+def cpu_candidates(net: nn.Module | None = None) -> list[str]:
+    """The CPU backends ``auto`` chooses among on this machine (for ``net``: those that can run it)."""
     bf16, int8 = cpu.has_native_bf16(torch.device("cpu")), cpu.has_int8_units()
 
     def usable(backend: str) -> bool:
         return cpu.has_packages(*_NEEDS.get(backend, ())) and (bf16 or "bf16" not in backend) and (
             int8 or backend not in INT8_BACKENDS)
 
-    return [b for b in BACKENDS if usable(b)]
+    return [b for b in BACKENDS if usable(b) and (net is None or takes(net, b))]
 
 
 def auto_backend(device: torch.device, net: nn.Module | None = None, side: int = ranking.PROBE_SIDE) -> str:
@@ -83,7 +83,7 @@ def auto_backend(device: torch.device, net: nn.Module | None = None, side: int =
     at ``side`` (default: a DCT-Net-shaped TTN at 512²)."""
     if device.type != "cpu":
         return "torch-bf16" if cpu.has_native_bf16(device) else "torch"
-    return ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads(), net, side)[0]
+    return ranking.ranked_cpu_backends(tuple(cpu_candidates(net)), torch.get_num_threads(), net, side)[0]
 
 
 def auto_fallback(device: torch.device, net: nn.Module | None = None, side: int = ranking.PROBE_SIDE) -> str:
@@ -91,7 +91,7 @@ def auto_fallback(device: torch.device, net: nn.Module | None = None, side: int 
     float backend here (for ``net`` at ``side``, as :func:`auto_backend`)."""
     if device.type != "cpu":
         return auto_backend(device)
-    ranked = ranking.ranked_cpu_backends(tuple(cpu_candidates()), torch.get_num_threads(), net, side)
+    ranked = ranking.ranked_cpu_backends(tuple(cpu_candidates(net)), torch.get_num_threads(), net, side)
     return next(b for b in ranked if b not in INT8_BACKENDS)
 
 
@@ -133,7 +133,7 @@ def choose_runners(subnetworks: dict[str, nn.Module], choice: str | None, device
         return Runners(subnetworks, "torch", device)
     net, side = ranking_probe(subnetworks, tile_size)
     backend = resolve_backend(choice, device, net, side)
-    candidates = tuple(cpu_candidates())
+    candidates = tuple(cpu_candidates(net))
     check = (ranking.CallCheck(candidates, torch.get_num_threads(), net, side)
              if choice in (None, "auto") and device.type == "cpu" and len(candidates) > 1 else None)
     fallback = (auto_fallback(device, net, side) if backend in INT8_BACKENDS and choice in (None, "auto")

@@ -60,6 +60,12 @@ def int8_runner(net: nn.Module, backend: str, checked: bool = True) -> Runner:
     return _unet_then_filter(net, lambda x: session.run(None, {"image": x})[0])
 
 
+def takes(net: nn.Module, backend: str) -> bool:
+    """Whether ``backend`` can run ``net``: the int8 and ``openvino-bf16`` backends run a TTN's
+    U-Net apart from its guided filter, so they take only networks that have both."""
+    return backend not in (*INT8_BACKENDS, "openvino-bf16") or (hasattr(net, "unet") and hasattr(net, "finish"))
+
+
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     """A callable running the sub-network ``net`` with ``backend`` on ``device``; ``net`` itself
     is not modified.
@@ -70,7 +76,7 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     if backend in ("torch", "torch-bf16"):
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if backend in (*INT8_BACKENDS, "openvino-bf16") and not (hasattr(net, "unet") and hasattr(net, "finish")):
+    if not takes(net, backend):
         raise InvalidArgumentError(f"the {backend} backend runs a network's U-Net apart from its guided filter, and "
                                    f"{type(net).__name__} has none; use torch, onnx or openvino")
     if backend in INT8_BACKENDS:

@@ -17,16 +17,21 @@ Format::
                   "description": "...", "licence": "apache-2.0", "source": "https://..."},
         "mine":  {"kind": "local", "path": "styles/mine", "description": "..."},
         "dct-anime": {"kind": "modelscope", "model_id": "iic/<model>", "revision": "<tag>",
-                      "files": {"head": ["cartoon_anime_h.pb"], "bg": ["cartoon_anime_bg.pb"]},
+                      "files": {"head": ["cartoon_h.pb"], "bg": ["cartoon_bg.pb"]},
                       "conversion": {"channel_order": "bgr"}, "licence": "apache-2.0"},
         "whitebox": {"kind": "url", "url": "https://.../model.tflite", "sha256": "<64 hex>",
-                     "conversion": {"channel_order": "bgr"}, "licence": "cc-by-nc-sa-4.0"}
+                     "conversion": {"channel_order": "bgr"}, "licence": "cc-by-nc-sa-4.0"},
+        "anime-portrait": {"kind": "github", "repo_id": "owner/repo", "revision": "<40-hex commit>",
+                           "filename": "weights/model.pt", "git_blob_sha1": "<40 hex>",
+                           "arch": "animegan2", "licence": "mit"}
       }
     }
 
-The five kinds (:data:`KINDS`): ``builtin`` (weight-free, in the package), ``hub`` (a safetensors
-style on the Hugging Face Hub), ``local`` (a style folder on disk), and two converted on first use
-and cached: ``modelscope`` (a ModelScope release) and ``url`` (one released file at a fixed URL).
+The six kinds (:data:`KINDS`): ``builtin`` (weight-free, in the package), ``hub`` (a safetensors
+style on the Hugging Face Hub), ``local`` (a style folder on disk), and three converted on first
+use and cached: ``modelscope`` (a ModelScope release), ``url`` (one released file at a fixed URL)
+and ``github`` (a PyTorch checkpoint in a public GitHub repository, pinned by commit and by the
+git blob SHA-1 that the commit's tree records for it).
 
 Which keys each kind takes, and which it must have, is written once: in the field metadata of
 :class:`StyleSpec`. A ``local`` entry's relative ``path`` is relative to the registry file.
@@ -50,13 +55,18 @@ logger = logging.getLogger(__name__)
 
 ENV_EXTRA_REGISTRY = "PORTRAIT_STYLIZE_CHECKPOINTS"
 #: The source kinds, each loaded by one function in :mod:`portrait_stylize.loading`.
-KINDS = ("builtin", "hub", "local", "modelscope", "url")
+KINDS = ("builtin", "hub", "local", "modelscope", "url", "github")
 #: The :func:`portrait_stylize.convert.ttn_releases.convert` options a ``conversion`` entry may set.
 CONVERSION_OPTIONS = ("channel_order", "gf_eps", "gf_radius", "upsample", "padding", "negative_slope",
                       "image_pad_multiple", "image_pad_value")
 #: Roles of the files of a ``modelscope`` entry: the networks and DCT-Net's paste mask.
 FILE_ROLES = ("head", "bg", "alpha")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+#: A GitHub ``owner/name``: letters, digits, '-', and for the name also '_' and '.'.
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
+#: The architectures a ``github`` entry's checkpoint can be (see :mod:`portrait_stylize.convert.checkpoints`).
+CHECKPOINT_ARCHS = ("animegan2",)
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
 _HUB_ID = re.compile(rf"^(?:hf-hub:)?(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w./-]+))?$")
 #: One part of a repository id the Hub accepts (huggingface_hub's ``validate_repo_id``).
@@ -90,10 +100,14 @@ class StyleSpec:
             ad-hoc ``org/name`` passed to ``load_style``, which logs a warning).
             ``revision=None`` means ``main``.
         model_id, revision, files, file_sha256: ``modelscope``: a ModelScope model, its tag
-            (``None``: the newest tag, looked up on first use), the candidate file names per role
+            (``None``: the newest tag, else ``master``, looked up on first use), the candidate file names per role
             (``{"head": [...], "bg": [...], "alpha": [...]}``, the first one present is used) and
             the expected sha256 per file name (absent: the listing's own, trusted on first use).
         url, sha256: ``url``: one released file at a fixed address and its sha256 (required).
+        repo_id, revision, filename, git_blob_sha1, arch: ``github``: the repository
+            (``owner/name``), the commit (40 hex digits), the file's path in it, the git blob
+            SHA-1 its tree records for the file (checked before the file is read) and the
+            architecture of the PyTorch state dict it holds (:data:`CHECKPOINT_ARCHS`).
         conversion: ``modelscope``/``url``: keyword arguments for
             :func:`portrait_stylize.convert.ttn_releases.convert` (``channel_order``, ``gf_eps``,
             ``image_pad_multiple`` ...); the style is converted on first use and cached.
@@ -109,14 +123,16 @@ class StyleSpec:
     source: str = field(default="", metadata=_key(str, KINDS))
     builtin: str | None = field(default=None, metadata=_key(str, ("builtin",), ("builtin",)))
     params: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("builtin",)))
-    repo_id: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    repo_id: str | None = field(default=None, metadata=_key(str, ("hub", "github"), ("hub", "github")))
     model_id: str | None = field(default=None, metadata=_key(str, ("modelscope",), ("modelscope",)))
-    revision: str | None = field(default=None, metadata=_key(str, ("hub", "modelscope")))
-    filename: str | None = field(default=None, metadata=_key(str, ("hub",), ("hub",)))
+    revision: str | None = field(default=None, metadata=_key(str, ("hub", "modelscope", "github"), ("github",)))
+    filename: str | None = field(default=None, metadata=_key(str, ("hub", "github"), ("hub", "github")))
     files: dict[str, list[str]] = field(default_factory=dict, metadata=_key(dict, ("modelscope",), ("modelscope",)))
     url: str | None = field(default=None, metadata=_key(str, ("url",), ("url",)))
     sha256: str | None = field(default=None, metadata=_key(str, ("hub", "url"), ("hub", "url")))
     file_sha256: dict[str, str] = field(default_factory=dict, metadata=_key(dict, ("modelscope",)))
+    git_blob_sha1: str | None = field(default=None, metadata=_key(str, ("github",), ("github",)))
+    arch: str | None = field(default=None, metadata=_key(str, ("github",), ("github",)))
     conversion: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("modelscope", "url")))
     path: str | None = field(default=None, metadata=_key(str, ("local",), ("local",)))
     available_offline: bool = False
@@ -181,13 +197,16 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
         elif not isinstance(entry[key], meta["type"]):
             raise RegistryError(f"{ctx}: key {key!r} must be a {meta['type'].__name__}, "
                                 f"got {type(entry[key]).__name__}")
-    if kind == "hub":
-        if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None) or not is_valid_hub_repo_id(entry["repo_id"]):
-            raise RegistryError(f"{ctx}: key 'repo_id' must be a Hub id ({HUB_ID_RULES}), got {entry['repo_id']!r}")
+    if kind in ("hub", "github"):
         parts = entry["filename"].replace("\\", "/").split("/")
         if entry["filename"].startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise RegistryError(f"{ctx}: key 'filename' must be a relative path inside the repo without '.' or "
                                 f"'..' parts, got {entry['filename']!r}")
+    if kind == "github":
+        _check_github(entry, ctx)
+    if kind == "hub":
+        if parse_hub_id(entry["repo_id"]) != (entry["repo_id"], None) or not is_valid_hub_repo_id(entry["repo_id"]):
+            raise RegistryError(f"{ctx}: key 'repo_id' must be a Hub id ({HUB_ID_RULES}), got {entry['repo_id']!r}")
         if not entry["filename"].endswith(".safetensors"):
             raise UnsafeWeightsError(
                 f"{ctx}: key 'filename' is {entry['filename']!r}; only .safetensors weights are ever "
@@ -211,6 +230,16 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
         entry = {**entry,
                  "path": str(Path(where).resolve().parent / os.path.expandvars(os.path.expanduser(entry["path"])))}
     return StyleSpec(name=name, **entry)
+
+
+def _check_github(entry: dict[str, Any], ctx: str) -> None:
+    if not _GITHUB_REPO.match(entry["repo_id"]) or ".." in entry["repo_id"]:
+        raise RegistryError(f"{ctx}: key 'repo_id' must be a GitHub 'owner/name', got {entry['repo_id']!r}")
+    for key, what in (("revision", "a commit id"), ("git_blob_sha1", "the file's git blob SHA-1")):
+        if not _HEX40.match(entry[key]):
+            raise RegistryError(f"{ctx}: key {key!r} must be {what}: 40 lowercase hex digits, got {entry[key]!r}")
+    if entry["arch"] not in CHECKPOINT_ARCHS:
+        raise RegistryError(f"{ctx}: key 'arch' must be one of {', '.join(CHECKPOINT_ARCHS)}, got {entry['arch']!r}")
 
 
 def _check_modelscope(entry: dict[str, Any], ctx: str) -> None:

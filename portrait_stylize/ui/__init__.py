@@ -6,6 +6,7 @@ One job per module:
 
 * ``catalogue``: what can be chosen (styles with labels, descriptions and previews, face backends,
   the regions each backend sees) and the stylizer for a choice.
+* ``first_style``: the style the demo opens on (a learned one fetched in the background, or a built-in).
 * ``uploads``: opening an uploaded photo, and the message for each kind of unusable upload.
 * ``faces``: the face gallery of a group photo and the face picker's values.
 * ``overlay``: the mask overlay (regions tinted, faces boxed).
@@ -35,10 +36,11 @@ from .catalogue import (
 )
 from .errors import UserError
 from .faces import face_gallery
+from .first_style import FirstStyle
 from .photo import PhotoResult, run_photo
 from .uploads import open_photo
 from .video import describe_video, run_video
 
-__all__ = ["PhotoResult", "UserError", "default_style", "describe_video", "face_backend_choices", "face_gallery",
-           "is_reference_style", "open_photo", "regions_for", "run_photo", "run_video", "style_choices",
-           "style_markdown", "style_preview"]
+__all__ = ["FirstStyle", "PhotoResult", "UserError", "default_style", "describe_video", "face_backend_choices",
+           "face_gallery", "is_reference_style", "open_photo", "regions_for", "run_photo", "run_video",
+           "style_choices", "style_markdown", "style_preview"]

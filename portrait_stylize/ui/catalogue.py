@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 #: Where each kind of style comes from on first use, for the style's description line.
 FIRST_USE = {"hub": "downloads from the Hugging Face Hub on first use",
              "modelscope": "downloads from ModelScope (two ~6 MB graphs) and converts on first use",
-             "url": "downloads from its publisher and converts on first use"}
+             "url": "downloads from its publisher and converts on first use",
+             "github": "downloads from GitHub (one ~9 MB checkpoint) and converts on first use"}
 #: The face the style previews show: a bundled crop of the public-domain astronaut photo
 #: (``data/calibration/README.md``).
 PREVIEW_PORTRAIT = Path(__file__).parents[1] / "data" / "calibration" / "astronaut.jpg"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.hub
-from fake_github import FakeGitHub
 
 from portrait_stylize.common import downloads
 from portrait_stylize.errors import PortraitStylizeError, StyleNotCachedError
 from portrait_stylize.faces import facexlib_backend as fx
 from portrait_stylize.faces import resolve_face_backend
 
+from fake_github import FakeGitHub
 from fake_hub import SilentServer, outcome_within
 
 misc = pytest.importorskip("facexlib.utils.misc")

@@ -39,6 +39,29 @@ def app():
     return module
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Offline: a demo built here opens on the built-in default and fetches nothing at start-up."""
+    monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("fetched, shown", [(True, "anime"), (False, "toon")])
+def test_the_demo_opens_on_the_first_style_unless_its_fetch_failed(app, monkeypatch, fetched, shown):
+    monkeypatch.delenv("PORTRAIT_STYLIZE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def load(name):
+        if not fetched:
+            raise ps.errors.StyleNotCachedError("cannot reach https://www.modelscope.cn")
+
+    first = ui.FirstStyle(space_policy.FIRST_STYLE, load=load)
+    assert first.wait(5)
+    demo = app.create_demo(first_style=first)
+    (dropdown,) = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Style"]
+    assert dropdown.value == shown == first()
+    assert any(getattr(fn.fn, "__self__", None) is first or fn.fn is first for fn in demo.fns.values())  # page loads
+
+
 def _pixels(image) -> np.ndarray:
     """A picture (path or PIL image) as float RGB."""
     return np.asarray((image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB"), np.float64)

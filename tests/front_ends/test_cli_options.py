@@ -63,7 +63,9 @@ def test_styles_glob_lists_exactly_the_matching_names(capsys):
         assert cli.main(["styles", pattern]) == 0
         assert _names(capsys.readouterr().out) == [n for n in everything if fnmatch.fnmatchcase(n, pattern)]
     assert cli.main(["styles", "*toon*"]) == 0
-    assert _names(capsys.readouterr().out) == ["toon"]
+    assert _names(capsys.readouterr().out) == ["toon", "webtoon"]
+    assert cli.main(["styles", "anime*"]) == 0
+    assert _names(capsys.readouterr().out) == ["anime", "anime-portrait", "anime-portrait-v1"]
 
 
 def test_strength_0_gives_the_photo_back_and_0_5_lies_halfway(tmp_path):

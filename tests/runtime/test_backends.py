@@ -153,7 +153,7 @@ class TestAutoMeasuresOnce:
         assert choose_runners({"head": head, "bg": bg}, "torch", CPU).check is None  # named: nothing to check
 
     def test_auto_falls_back_to_the_fastest_float_backend(self, measured, monkeypatch):
-        monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx-int8", "onnx"])
+        monkeypatch.setattr(backends, "cpu_candidates", lambda net=None: ["torch", "onnx-int8", "onnx"])
         assert backends.auto_backend(CPU) == "onnx-int8" and backends.auto_fallback(CPU) == "onnx"
 
     def test_a_damaged_choice_file_is_measured_again_and_rewritten(self, measured):
@@ -267,7 +267,7 @@ class TestAutoMeasuresOnce:
 
 def test_backends_command_shows_the_remembered_ranking_and_measures_on_request(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(backends, "cpu_candidates", lambda: ["torch", "onnx"])
+    monkeypatch.setattr(backends, "cpu_candidates", lambda net=None: ["torch", "onnx"])
     assert main(["backends"]) == 0
     assert "candidates: torch, onnx" in capsys.readouterr().out.splitlines()[2]
     monkeypatch.setattr(ranking, "measure_backends", lambda candidates, side, net=None: {"torch": 0.9, "onnx": 0.25})

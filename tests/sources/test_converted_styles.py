@@ -5,10 +5,10 @@ cache (:mod:`portrait_stylize.sources.converted_cache`), the downloader (:mod:`p
 and the ModelScope client (:mod:`portrait_stylize.sources.modelscope`), against :class:`fake_modelscope.FakeModelScope`
 (and, for ``url`` styles, a tiny local file server). Nothing here touches the network or ``~/.cache``:
 every test gets private ``PORTRAIT_STYLIZE_CACHE`` / ``HF_HOME`` / ``HF_HUB_CACHE`` folders, an extra
-registry named by ``PORTRAIT_STYLIZE_CHECKPOINTS`` and ``MODELSCOPE_DOMAIN`` pointing at the fake.
+registry named by ``PORTRAIT_STYLIZE_CHECKPOINTS`` and ``MODELSCOPE_ENDPOINT`` pointing at the fake.
 
 The served model is made of the frozen graphs of the ``tf_fixtures`` fixture (exported like the
-official DCT-Net ``cartoon_*_h.pb`` / ``cartoon_*_bg.pb``) and a synthetic ``alpha.jpg``; the parity
+official DCT-Net ``cartoon_h.pb`` / ``cartoon_bg.pb``) and a synthetic ``alpha.jpg``; the parity
 tests run those graphs in TensorFlow itself through ``tests/tf_run_graph.py`` (in the Python named by
 ``PORTRAIT_STYLIZE_TF_PYTHON``).
 """
@@ -42,6 +42,7 @@ from portrait_stylize.errors import (
     StyleNotCachedError,
 )
 from portrait_stylize.sources import converted_cache as converted
+from portrait_stylize.sources import modelscope
 from portrait_stylize.sources.registry import builtin_registry_path, read_registry
 
 import fake_modelscope
@@ -51,8 +52,8 @@ from helpers import REPO, SHARED_FIXTURES, psnr
 MODEL = "iic/cv_test"
 STYLE = "test-anime"
 LABEL = f"'{STYLE}'"  # how messages name the style
-FILES = {"head": ["cartoon_anime_h.pb", "cartoon_h.pb"], "bg": ["cartoon_anime_bg.pb", "cartoon_bg.pb"],
-         "alpha": ["alpha.jpg"]}
+#: The files every official DCT-Net model's pipeline loads (the SDK's ImageCartoonPipeline), per role.
+FILES = {"head": ["cartoon_h.pb"], "bg": ["cartoon_bg.pb"], "alpha": ["alpha.jpg"]}
 USED = ("cartoon_h.pb", "cartoon_bg.pb", "alpha.jpg")  # the files the style is made of, in role order
 CONVERSION = {"channel_order": "bgr", "image_pad_multiple": 16, "image_pad_value": 1.0}
 WRONG_SHA = hashlib.sha256(b"not the served file").hexdigest()
@@ -127,12 +128,15 @@ def has_range(request) -> bool:
 
 
 def isolate(mp: pytest.MonkeyPatch, tmp: Path, endpoint: str) -> Path:
-    """Private caches, online (CI sets HF_HUB_OFFLINE=1 globally), the fake as ModelScope."""
+    """Private caches, online (CI sets HF_HUB_OFFLINE=1 globally), the fake as ModelScope, whose
+    busy answers are retried with a short backoff."""
     cache = tmp / "converted"
     mp.setenv("PORTRAIT_STYLIZE_CACHE", str(cache))
     mp.setenv("HF_HOME", str(tmp / "hf_home"))
     mp.setenv("HF_HUB_CACHE", str(tmp / "hf_cache"))
-    mp.setenv("MODELSCOPE_DOMAIN", endpoint)
+    mp.setenv("MODELSCOPE_ENDPOINT", endpoint)
+    mp.delenv("MODELSCOPE_DOMAIN", raising=False)
+    mp.setattr(modelscope, "BACKOFF_S", 0.01)
     for variable in downloads.OFFLINE_VARIABLES:
         mp.delenv(variable, raising=False)
     mp.delenv("PORTRAIT_STYLIZE_CHECKPOINTS", raising=False)
@@ -348,6 +352,9 @@ def test_fault_raises_leaves_nothing_and_next_call_works(msenv, where, fault, er
         assert "broke off" in str(exc.value)
     if fault == "wrong-bytes":
         assert sha256_hex(msenv.served[where]) in str(exc.value)
+    if where == "listing" and fault == "500":  # a busy service: retried, then said so
+        assert msenv.requests() == ["listing"] * modelscope.ATTEMPTS
+        assert f"HTTP 500 after {modelscope.ATTEMPTS} attempts" in str(exc.value)
 
     msenv.ms.faults.clear()
     st = load()
@@ -397,7 +404,14 @@ def test_damo_model_id_answers_via_iic(msenv):
     assert "modelscope:iic/cv_test@v1.0.0" in json.loads((folder / "config.json").read_text())["source"]
 
 
-# --- 4. an unpinned entry follows the newest tag, once ---------------------------------------------
+def test_a_busy_listing_is_retried(msenv):
+    msenv.ms.queue_statuses("listing", [503, 429])
+    load()
+    assert msenv.requests()[:4] == ["listing", "listing", "listing", "file cartoon_h.pb"]
+    assert cache_contents(msenv.cache)[0] == [msenv.folder()]
+
+
+# --- 4. an unpinned entry follows the newest tag (else master), once -------------------------------
 
 
 def test_unpinned_entry_uses_newest_tag_then_the_cache(msenv, served):
@@ -423,6 +437,17 @@ def test_unpinned_entry_uses_newest_tag_then_the_cache(msenv, served):
     msenv.ms.stop()
     load()
     assert len(msenv.ms.requests) == count
+
+
+def test_unpinned_entry_of_a_repository_without_tags_uses_master(msenv, served):
+    msenv.ms.add_model("iic/cv_untagged", served, tags=())
+    msenv.registry({STYLE: modelscope_entry("iic/cv_untagged", revision=None)})
+    load()
+    assert msenv.requests()[:2] == ["revisions", "listing"]
+    assert {r.query["Revision"] for r in msenv.ms.requests[1:] if r.path.startswith("/api/")} == {"master"}
+    folder = msenv.folder("master", "iic/cv_untagged")
+    assert json.loads((folder / "provenance.json").read_text())["revision"] == "master"
+    assert cache_contents(msenv.cache)[0] == [folder]
 
 
 # --- 5. sha256 pinned in the registry ---------------------------------------------------------------
@@ -597,17 +622,20 @@ def test_url_style_whitebox(urlenv, whitebox_file):
 
 def test_real_registry_entries():
     registry = read_registry(builtin_registry_path())
-    modelscope = {name: spec for name, spec in registry.styles.items() if spec.kind == "modelscope"}
-    assert {"anime", "3d", "handdrawn", "dct-sketch", "artstyle", "sd-design", "sd-illustration"} <= set(modelscope)
-    for name, spec in modelscope.items():
-        assert set(spec.files) == {"head", "bg", "alpha"}, name
-        assert all(spec.files[role] for role in spec.files), name
-        assert spec.files["alpha"] == ["alpha.jpg"], name
+    styles = {name: spec for name, spec in registry.styles.items() if spec.kind == "modelscope"}
+    assert {"anime", "3d", "handdrawn", "dct-sketch", "artstyle", "sd-design", "sd-illustration"} <= set(styles)
+    for name, spec in styles.items():
+        assert spec.files == FILES, name  # the names the official pipeline loads, for all seven
         assert spec.conversion["channel_order"] == "bgr", name
         assert spec.conversion["image_pad_multiple"] == 16, name
-        assert spec.model_id.startswith("iic/") and spec.licence == "apache-2.0", name
-    assert modelscope["sd-design"].revision == "v1.0.0"
-    assert modelscope["sd-illustration"].revision == "v1.0.0"
+        assert spec.model_id.startswith("iic/cv_unet_person-image-cartoon") and spec.licence == "apache-2.0", name
+        assert spec.model_id.endswith("_compound-models"), name
+        rule = f"tag {spec.revision};" if spec.revision else "the newest tag, else master;"
+        assert rule in spec.description and "newest tag;" not in spec.description, name
+    assert styles["sd-design"].model_id == "iic/cv_unet_person-image-cartoon-sd-design_compound-models"
+    assert styles["sd-illustration"].model_id == "iic/cv_unet_person-image-cartoon-sd-illustration_compound-models"
+    assert styles["sd-design"].revision == "v1.0.0"
+    assert styles["sd-illustration"].revision == "v1.0.0"
     whitebox = registry.styles["whitebox"]
     assert whitebox.kind == "url" and whitebox.sha256 == WHITEBOX_SHA
     assert whitebox.url.startswith("https://") and whitebox.url.endswith(WHITEBOX_FILE)

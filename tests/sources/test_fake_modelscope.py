@@ -69,12 +69,12 @@ def test_revisions_and_newer_tag(ms, client):
     assert r.json()["Success"] is True
     assert [b["Revision"] for b in data["Branches"]] == ["master"]
     tags = data["Tags"]
-    assert [t["Revision"] for t in tags] == ["v1.0.0", "v1.0.1", "v2.0.0"]  # order added
+    assert [t["Revision"] for t in tags] == ["v2.0.0", "v1.0.1", "v1.0.0"]  # newest first, as modelscope.cn
     created = [t["CreatedAt"] for t in tags]
-    assert created == sorted(set(created)) and ms.newest_tag(MODEL) == "v2.0.0"
+    assert created == sorted(set(created), reverse=True) and ms.newest_tag(MODEL) == "v2.0.0"
     # EndTime cuts newer tags off
     r = client.get(f"{ms.endpoint}/api/v1/models/{MODEL}/revisions", params={"EndTime": created[1]})
-    assert [t["Revision"] for t in r.json()["Data"]["RevisionMap"]["Tags"]] == ["v1.0.0", "v1.0.1"]
+    assert [t["Revision"] for t in r.json()["Data"]["RevisionMap"]["Tags"]] == ["v1.0.1", "v1.0.0"]
     # old tag keeps its files, the new tag and master have the new ones
     def listing(rev):
         return {f["Path"] for f in client.get(
@@ -84,6 +84,36 @@ def test_revisions_and_newer_tag(ms, client):
     assert listing("v2.0.0") == listing("master") == {"cartoon_h.pb"}
     assert download(client, ms, "cartoon_h.pb", "v2.0.0", follow_redirects=True).content == b"new head"
     assert download(client, ms, "cartoon_h.pb", "v1.0.0", follow_redirects=True).content == FILES["cartoon_h.pb"]
+
+
+def test_model_without_tags_has_only_master(client):
+    with FakeModelScope() as ms:
+        ms.add_model("iic/untagged", {"a.pb": b"aaa"}, tags=())
+        data = client.get(f"{ms.endpoint}/api/v1/models/iic/untagged/revisions").json()["Data"]["RevisionMap"]
+        assert data["Tags"] == [] and [b["Revision"] for b in data["Branches"]] == ["master"]
+        r = client.get(repo_url(ms, "iic/untagged") + "/files", params={"Revision": "master"})
+        assert [f["Path"] for f in r.json()["Data"]["Files"]] == ["a.pb"]
+        r = client.get(repo_url(ms, "iic/untagged") + "/files", params={"Revision": "v1.0.0"})
+        assert r.status_code == 404 and r.json()["Code"] == 10010205002
+
+
+def test_queued_statuses_are_answered_in_turn_then_the_usual_answer(ms, client):
+    listing = repo_url(ms) + "/files"
+    ms.queue_statuses("listing", [503, 429], retry_after="3")
+    ms.queue_statuses("cartoon_h.pb", [502])
+    r = client.get(f"{ms.endpoint}/api/v1/models/{MODEL}/revisions")  # other endpoints are unaffected
+    assert r.status_code == 200
+    first, second, third = (client.get(listing) for _ in range(3))
+    assert (first.status_code, second.status_code, third.status_code) == (503, 429, 200)
+    assert first.headers["retry-after"] == "3" and first.json()["Success"] is False
+    assert third.json()["Success"] is True and "retry-after" not in third.headers
+    assert download(client, ms, "cartoon_bg.pb", follow_redirects=True).status_code == 200
+    assert download(client, ms, "cartoon_h.pb", follow_redirects=True).status_code == 502
+    assert download(client, ms, "cartoon_h.pb", follow_redirects=True).content == FILES["cartoon_h.pb"]
+    ms.queue_statuses("listing", [403])  # before a fault too
+    ms.faults["listing"] = "500"
+    assert [client.get(listing).status_code for _ in range(2)] == [403, 500]
+    assert ms.queued == {"listing": [], "cartoon_h.pb": []}
 
 
 def test_download_redirect_range_and_head(ms, client):

@@ -1,9 +1,12 @@
-"""``portrait-stylize pin`` and the downloader, against the local fake ModelScope server (and a
-server that never answers, for the stall limit)."""
+"""``portrait-stylize pin``, the ModelScope client (default revision, endpoint choice, retries) and
+the downloader, against the local fake ModelScope server (and a server that never answers, for the
+stall limit)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -15,9 +18,19 @@ from portrait_stylize.sources import modelscope
 from fake_hub import SilentServer, outcome_within
 from fake_modelscope import FakeModelScope, sha256_hex
 
+REFUSED = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
 FILES = {"cartoon_h.pb": b"head graph " * 100, "cartoon_bg.pb": b"bg graph " * 90, "alpha.jpg": b"mask" * 10}
 ENTRY = {"kind": "modelscope", "model_id": "iic/cv_test", "files": {"head": ["cartoon_anime_h.pb", "cartoon_h.pb"],
          "bg": ["cartoon_bg.pb"], "alpha": ["alpha.jpg"]}, "licence": "apache-2.0", "description": "test"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_client(monkeypatch):
+    """No ModelScope variable of the user's, no site choice left by another test, fast backoff."""
+    for variable in modelscope.ENV_ENDPOINTS:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(modelscope, "_international", threading.Event())
+    monkeypatch.setattr(modelscope, "BACKOFF_S", 0.05)
 
 
 @pytest.fixture
@@ -27,6 +40,10 @@ def fake(monkeypatch):
     with FakeModelScope() as server:
         monkeypatch.setenv("MODELSCOPE_DOMAIN", server.endpoint)
         yield server
+
+
+def paths(server: FakeModelScope, suffix: str) -> list[str]:
+    return [r.path for r in server.requests if r.path.endswith(suffix)]
 
 
 class TestPin:
@@ -43,6 +60,17 @@ class TestPin:
         assert entry["file_sha256"] == {name: sha256_hex(data) for name, data in newer.items()}
         assert entry["files"] == ENTRY["files"] and "other" in json.loads(registry.read_text())["styles"]
         assert "anime: iic/cv_test at v1.0.1" in capsys.readouterr().out
+
+    def test_a_repository_without_tags_is_pinned_to_master_with_its_hashes(self, fake, tmp_path, capsys):
+        fake.add_model("iic/cv_test", FILES, tags=())
+        registry = tmp_path / "registry.json"
+        registry.write_text(json.dumps({"format_version": 1, "styles": {"anime": ENTRY}}))
+        assert main(["pin", "anime", "--registry", str(registry)]) == 0
+        entry = json.loads(registry.read_text())["styles"]["anime"]
+        assert entry["revision"] == "master"
+        assert entry["file_sha256"] == {name: sha256_hex(data) for name, data in FILES.items()}
+        assert [r.query["Revision"] for r in fake.requests if r.path.endswith("/repo/files")] == ["master"]
+        assert "anime: iic/cv_test at master" in capsys.readouterr().out
 
     def test_unknown_name_and_wrong_kind_are_one_line_errors(self, fake, tmp_path, capsys):
         registry = tmp_path / "registry.json"
@@ -113,7 +141,7 @@ class TestStallLimit:
                                                 sha256=sha256_hex(FILES["cartoon_h.pb"]), label="style 'x'",
                                                 progress=False),
         "listing": lambda dest: modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'"),
-        "tags": lambda dest: modelscope.newest_tag("iic/cv_test", "style 'x'"),
+        "tags": lambda dest: modelscope.default_revision("iic/cv_test", "style 'x'"),
     }
 
     @pytest.fixture(autouse=True)
@@ -144,3 +172,188 @@ class TestStallLimit:
         fake.faults[fault_key] = "stall"  # headers with the full length, half the body, then nothing
         error, elapsed = outcome_within(60, lambda: self.CALLS[call](tmp_path / "x.pb"))
         self.check(error, elapsed, tmp_path)
+
+
+class TestDefaultRevision:
+    def test_newest_tag_by_created_at(self, fake):
+        fake.add_model("iic/cv_test", FILES, tags=["v1.0.0", "v1.1.0"])
+        fake.add_tag("iic/cv_test", "v2.0.0")
+        assert modelscope.default_revision("iic/cv_test", "style 'x'") == "v2.0.0"
+        assert paths(fake, "/revisions") == ["/api/v1/models/iic/cv_test/revisions"]
+
+    def test_a_repository_without_tags_takes_master(self, fake):
+        fake.add_model("iic/cv_test", FILES, tags=())
+        assert modelscope.default_revision("iic/cv_test", "style 'x'") == "master"
+        _, files = modelscope.list_files("iic/cv_test", "master", "style 'x'")
+        assert sorted(f.path for f in files) == sorted(FILES)
+
+    @pytest.mark.parametrize("tags,expected", [
+        ([{"Revision": "old", "CreatedAt": 1_600_000_000}, {"Revision": "new", "CreatedAt": 1_700_000_000}], "new"),
+        ([{"Revision": "new", "CreatedAt": "1700000000"}, {"Revision": "old", "CreatedAt": 1_600_000_000}], "new"),
+        ([{"Revision": "ms", "CreatedAt": 1_700_000_000_000}, {"Revision": "s", "CreatedAt": 1_650_000_000}], "ms"),
+        ([{"Revision": "first"}, {"Revision": "second", "CreatedAt": 1_700_000_000}], "first"),
+        ([{"Revision": "a", "CreatedAt": 5}, {"Revision": "b", "CreatedAt": 5}], "a"),
+        ([{"Revision": ""}, {"Tag": "x"}], "master"),
+        (None, "master"),
+    ])
+    def test_choice(self, monkeypatch, tags, expected):
+        """The largest ``CreatedAt`` (seconds or milliseconds), else the first listed, else master."""
+        answer = ("iic/m", {"RevisionMap": {"Branches": [{"Revision": "master"}], "Tags": tags}})
+        monkeypatch.setattr(modelscope, "_answer", lambda *args, **kwargs: answer)
+        assert modelscope.default_revision("iic/m", "style 'x'") == expected
+
+
+class TestEndpoint:
+    def test_precedence(self, monkeypatch):
+        assert modelscope.endpoint() == modelscope.DEFAULT_ENDPOINT == "https://modelscope.cn"
+        monkeypatch.setenv("MODELSCOPE_DOMAIN", "ms.example.org/")
+        assert modelscope.endpoint() == "https://ms.example.org"
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:8000/")
+        assert modelscope.endpoint() == "http://127.0.0.1:8000"
+        assert modelscope.file_url("iic/m", "v1", "a/b.pb") == (
+            "http://127.0.0.1:8000/api/v1/models/iic/m/repo?Revision=v1&FilePath=a%2Fb.pb")
+
+    def test_endpoint_wins_over_domain(self, fake, monkeypatch):
+        fake.add_model("iic/cv_test", FILES)
+        monkeypatch.setenv("MODELSCOPE_DOMAIN", REFUSED)
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", fake.endpoint)
+        assert modelscope.default_revision("iic/cv_test", "style 'x'") == "v1.0.0"
+
+    def test_unreachable_default_site_falls_back_to_the_international_one_for_good(self, monkeypatch):
+        with FakeModelScope() as intl:
+            intl.add_model("iic/cv_test", FILES)
+            monkeypatch.setattr(modelscope, "DEFAULT_ENDPOINT", REFUSED)
+            monkeypatch.setattr(modelscope, "INTL_ENDPOINT", intl.endpoint)
+            assert modelscope.endpoint() == REFUSED
+            answered, files = modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+            assert answered == "iic/cv_test" and sorted(f.path for f in files) == sorted(FILES)
+            assert modelscope.endpoint() == intl.endpoint
+            assert modelscope.file_url("iic/cv_test", "v1.0.0", "a.pb").startswith(intl.endpoint + "/api/v1/")
+            assert modelscope.default_revision("iic/cv_test", "style 'x'") == "v1.0.0"
+            assert [r.path.rsplit("/", 1)[-1] for r in intl.requests] == ["files", "revisions"]
+
+    def test_the_fallback_is_chosen_once_across_threads(self, monkeypatch):
+        with FakeModelScope() as intl:
+            intl.add_model("iic/cv_test", FILES)
+            monkeypatch.setattr(modelscope, "DEFAULT_ENDPOINT", REFUSED)
+            monkeypatch.setattr(modelscope, "INTL_ENDPOINT", intl.endpoint)
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(
+                modelscope.default_revision("iic/cv_test", "style 'x'"))) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert results == ["v1.0.0"] * 8 and modelscope.endpoint() == intl.endpoint
+
+    def test_a_reachable_default_site_is_kept_even_when_it_answers_404(self, fake, monkeypatch):
+        monkeypatch.delenv("MODELSCOPE_DOMAIN")
+        with FakeModelScope() as intl:
+            intl.add_model("iic/cv_missing", FILES)
+            monkeypatch.setattr(modelscope, "DEFAULT_ENDPOINT", fake.endpoint)
+            monkeypatch.setattr(modelscope, "INTL_ENDPOINT", intl.endpoint)
+            with pytest.raises(StyleDownloadError, match="no such model or revision"):
+                modelscope.list_files("iic/cv_missing", "v1.0.0", "style 'x'")
+            assert intl.requests == [] and modelscope.endpoint() == fake.endpoint
+            assert len(paths(fake, "/repo/files")) == 2  # iic/, then damo/
+
+    @pytest.mark.parametrize("variable", ["MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN"])
+    def test_a_configured_site_is_never_swapped(self, monkeypatch, variable):
+        with FakeModelScope() as intl:
+            intl.add_model("iic/cv_test", FILES)
+            monkeypatch.setattr(modelscope, "INTL_ENDPOINT", intl.endpoint)
+            monkeypatch.setenv(variable, REFUSED)
+            with pytest.raises(StyleNotCachedError) as exc:
+                modelscope.default_revision("iic/cv_test", "style 'x'")
+            assert intl.requests == [] and modelscope.endpoint() == REFUSED
+        message = str(exc.value)
+        assert f"style 'x': cannot reach {REFUSED}/api/v1/models/iic/cv_test/revisions (ConnectError" in message
+        assert " or " not in message.split("(")[0] and "MODELSCOPE_ENDPOINT" in message
+
+    def test_both_sites_unreachable_names_both(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(modelscope, "DEFAULT_ENDPOINT", REFUSED)
+        monkeypatch.setattr(modelscope, "INTL_ENDPOINT", "http://127.0.0.1:7")
+        with pytest.raises(StyleNotCachedError) as exc:
+            modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        message = str(exc.value)
+        assert f"cannot reach {REFUSED}/api/v1/models/iic/cv_test/repo/files?" in message
+        assert " or http://127.0.0.1:7/api/v1/models/iic/cv_test/repo/files?" in message
+        assert "MODELSCOPE_ENDPOINT" in message and "use a built-in style" in message
+
+
+class TestRetries:
+    def test_busy_answers_are_retried_with_backoff(self, fake):
+        fake.add_model("iic/cv_test", FILES)
+        fake.queue_statuses("listing", [503, 502])
+        start = time.monotonic()
+        answered, files = modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        assert time.monotonic() - start >= 0.05 + 0.1  # BACKOFF_S, then twice that
+        assert answered == "iic/cv_test" and sorted(f.path for f in files) == sorted(FILES)
+        assert paths(fake, "/repo/files") == ["/api/v1/models/iic/cv_test/repo/files"] * 3
+
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    def test_revisions_are_retried_too(self, fake, status):
+        fake.add_model("iic/cv_test", FILES, tags=())
+        fake.queue_statuses("revisions", [status])
+        assert modelscope.default_revision("iic/cv_test", "style 'x'") == "master"
+        assert len(paths(fake, "/revisions")) == 2
+
+    @pytest.mark.parametrize("key,call", [
+        ("listing", lambda: modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")),
+        ("revisions", lambda: modelscope.default_revision("iic/cv_test", "style 'x'")),
+    ])
+    def test_a_service_that_stays_busy_is_reported_as_busy(self, fake, key, call):
+        fake.add_model("iic/cv_test", FILES)
+        fake.queue_statuses(key, [503] * 10)
+        start = time.monotonic()
+        with pytest.raises(StyleDownloadError) as exc:
+            call()
+        elapsed = time.monotonic() - start
+        assert 0.05 * (1 + 2 + 4) <= elapsed < 5
+        message = str(exc.value)
+        assert message.startswith("style 'x': ModelScope answered ") and "/api/v1/models/iic/cv_test/" in message
+        assert "HTTP 503 after 4 attempts" in message and "try again later" in message
+        assert "no such model" not in message
+        assert len(fake.requests) == modelscope.ATTEMPTS  # not asked under the damo/ spelling either
+
+    def test_a_listing_403_is_retried_a_revisions_403_is_not(self, fake):
+        fake.add_model("iic/cv_test", FILES)
+        fake.queue_statuses("listing", [403])
+        modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        assert len(paths(fake, "/repo/files")) == 2
+        fake.queue_statuses("listing", [403] * 4)
+        with pytest.raises(StyleDownloadError, match="HTTP 403 after 4 attempts.*may be private"):
+            modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        fake.queue_statuses("revisions", [403, 403])  # the iic/ and the damo/ spelling, once each
+        with pytest.raises(StyleDownloadError, match="no such model or revision.*HTTP 403"):
+            modelscope.default_revision("iic/cv_test", "style 'x'")
+        assert len(paths(fake, "/revisions")) == 2
+
+    def test_404_is_not_retried(self, fake):
+        with pytest.raises(StyleDownloadError, match="no such model or revision"):
+            modelscope.list_files("iic/cv_missing", "v1.0.0", "style 'x'")
+        assert len(fake.requests) == 2  # iic/, then damo/
+
+    def test_retry_after_is_honoured_and_capped(self, fake, monkeypatch):
+        fake.add_model("iic/cv_test", FILES)
+        fake.queue_statuses("listing", [429], retry_after="1")
+        start = time.monotonic()
+        modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        assert 1.0 <= time.monotonic() - start < 3
+        monkeypatch.setattr(modelscope, "MAX_WAIT_S", 0.2)
+        fake.queue_statuses("listing", [503, 503], retry_after="3600")
+        start = time.monotonic()
+        modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        assert 0.4 <= time.monotonic() - start < 2
+        assert len(paths(fake, "/repo/files")) == 5
+
+    def test_a_dropped_connection_is_not_mistaken_for_an_unreachable_site(self, fake, monkeypatch):
+        """Only a connection that cannot be made moves to the international site."""
+        fake.add_model("iic/cv_test", FILES)
+        fake.faults["listing"] = "truncate"
+        monkeypatch.delenv("MODELSCOPE_DOMAIN")
+        monkeypatch.setattr(modelscope, "DEFAULT_ENDPOINT", fake.endpoint)
+        monkeypatch.setattr(modelscope, "INTL_ENDPOINT", REFUSED)
+        with pytest.raises(StyleNotCachedError, match=f"cannot reach {fake.endpoint}/api"):
+            modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
+        assert modelscope.endpoint() == fake.endpoint and len(paths(fake, "/repo/files")) == 1

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import portrait_stylize as ps
+from portrait_stylize import loading
 from portrait_stylize.errors import RegistryError, UnsafeWeightsError
 from portrait_stylize.sources import registry
 from portrait_stylize.sources.registry import StyleSpec, parse_hub_id, parse_registry, read_registry
@@ -170,7 +171,8 @@ def test_list_styles_glob_and_stylize_shortcut():
 
 
 def test_kinds_are_a_closed_set():
-    assert registry.KINDS == ("builtin", "hub", "local", "modelscope", "url")
+    assert registry.KINDS == ("builtin", "hub", "local", "modelscope", "url", "github")
+    assert set(loading.SOURCES) == set(registry.KINDS)
     for f in dataclasses.fields(StyleSpec):
         if not f.metadata:  # name, available_offline: not registry keys
             assert f.name in ("name", "available_offline"), f.name
