@@ -1,7 +1,8 @@
 """Styles converted on first use from their publishers' files, cached as style folders.
 
-A ``modelscope`` or ``url`` style (see :mod:`portrait_stylize.sources.registry`) is downloaded, verified,
-converted by :func:`portrait_stylize.convert.ttn_releases.convert` and kept under
+A ``modelscope``, ``url`` or ``github`` style (see :mod:`portrait_stylize.sources.registry`) is
+downloaded, verified, converted (:func:`portrait_stylize.convert.ttn_releases.convert`, or
+:func:`portrait_stylize.convert.checkpoints.convert_checkpoint` for a PyTorch checkpoint) and kept under
 ``$HF_HOME/portrait-stylize/converted/KIND/ID/REVISION/`` (``$HF_HOME`` defaults to
 ``~/.cache/huggingface``, the home of the Hub cache), next to a ``provenance.json``: source, model
 id, revision, every file's sha256 and the converter version. Later uses read that folder and need
@@ -40,10 +41,11 @@ class Provenance:
     """Where a converted style came from (``provenance.json``).
 
     Attributes:
-        kind: the registry kind (``modelscope``, ``url``).
-        source: the model id or URL.
-        revision: the tag or the URL file's sha256.
-        files: file name -> sha256 of every downloaded file.
+        kind: the registry kind (``modelscope``, ``url``, ``github``).
+        source: the model id, URL, or ``owner/name/path`` of a GitHub file.
+        revision: the tag, the URL file's sha256 (first 16 digits), or the commit.
+        files: file name -> sha256 of every downloaded file (a GitHub file's git blob id too,
+            under ``"NAME (git blob)"``).
         converter_version: :data:`CONVERTER_VERSION` at conversion time.
     """
 
