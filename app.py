@@ -146,8 +146,9 @@ def create_demo(max_side: int = space_policy.DEFAULT_MAX_SIDE, first_style: ui.F
         style.change(lambda name: (ui.style_markdown(name), gr.update(visible=ui.is_reference_style(name)),
                                     ui.style_preview(name)),
                      style, [info, reference, preview], **PRIVATE)
-        # A page opened after the first style's fetch failed gets the built-in instead.
-        demo.load(first_style, None, style, **PRIVATE)
+        # Each page opens on the first style (the built-in once its fetch has failed), labelled as
+        # things stand now (a style downloaded since start-up no longer says it will download).
+        demo.load(lambda: gr.update(choices=ui.style_choices(), value=first_style()), None, style, **PRIVATE)
         face_backend.change(_user_errors(lambda fb: gr.update(choices=ui.regions_for(fb or None), value=[])),
                             face_backend, regions, **PRIVATE)
         image.change(find_faces, [image, face_backend, side], [gallery, faces], api_visibility="private", **WORK)

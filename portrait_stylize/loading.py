@@ -183,7 +183,8 @@ def _make_github(spec: StyleSpec, revision: str, work: Path, label: str) -> conv
                                  work / "files" / Path(spec.filename).name, label)
     origin = f"https://github.com/{spec.repo_id}/blob/{revision}/{spec.filename}"
     convert_checkpoint(spec.arch, path, work / "style", name=spec.name, description=spec.description,
-                       licence=spec.licence, source=origin, command=f"# converted on first use from {origin}")
+                       licence=spec.licence, source=origin, command=f"# converted on first use from {origin}",
+                       **spec.conversion)
     return converted.Provenance("github", f"{spec.repo_id}/{spec.filename}", revision,
                                 {spec.filename: sha256_file(path), _blob_key(spec.filename): spec.git_blob_sha1})
 

@@ -450,6 +450,9 @@ class StylizerCache:
         self.size = bounded_int("size", size, 1, 1024)
         self._stylizers: OrderedDict[tuple, Stylizer] = OrderedDict()
         self._lock = threading.Lock()
+        #: One lock per key being loaded: a slow load (a first download) holds back only the
+        #: requests for that same stylizer, never the others.
+        self._loading: dict[tuple, threading.Lock] = {}
         #: How many stylizers this cache has loaded (for tests and benchmarks).
         self.loads = 0
 
@@ -467,14 +470,25 @@ class StylizerCache:
         settings["face_backend"] = resolve_face_backend(settings["face_backend"])
         key = (repr(spec), tuple(sorted((k, repr(v)) for k, v in settings.items())))
         with self._lock:
-            if key not in self._stylizers:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # the same stylizer asked twice at once is loaded once
+            try:
+                with self._lock:
+                    if key in self._stylizers:
+                        self._stylizers.move_to_end(key)
+                        return self._stylizers[key]
                 network, spec = load_network(spec)
-                self._stylizers[key] = Stylizer(network, spec, **settings)
-                self.loads += 1
-                while len(self._stylizers) > self.size:
-                    self._stylizers.popitem(last=False)
-            self._stylizers.move_to_end(key)
-            return self._stylizers[key]
+                stylizer = Stylizer(network, spec, **settings)
+                with self._lock:
+                    self._stylizers[key] = stylizer
+                    self.loads += 1
+                    while len(self._stylizers) > self.size:
+                        self._stylizers.popitem(last=False)
+                return stylizer
+            finally:
+                with self._lock:
+                    if self._loading.get(key) is loading:
+                        del self._loading[key]
 
     def clear(self) -> None:
         """Drop every loaded stylizer."""

@@ -52,6 +52,13 @@ def unreachable(label: str, url: str, exc: Exception, fallback: str = STYLE_FALL
                                f"internet and try again, or {fallback}.")
 
 
+def bad_address(label: str, url: str, exc: Exception) -> StyleDownloadError:
+    """The error for an address that is no http(s) URL (a mistyped server variable, usually)."""
+    return StyleDownloadError(f"{label}: {url!r} is not a usable http(s) address ({exc}); check the server "
+                              "address you set (HF_ENDPOINT, MODELSCOPE_ENDPOINT or MODELSCOPE_DOMAIN, "
+                              "PORTRAIT_STYLIZE_GITHUB_RAW)")
+
+
 def stalled(label: str, url: str, fallback: str = STYLE_FALLBACK) -> StyleNotCachedError:
     """The error for a server that stayed silent for :data:`STALL_S` (a hung server, a proxy or
     firewall that swallows requests); ``fallback`` is the last advice."""
@@ -122,8 +129,13 @@ def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, p
                                          f"({exc}); try again later") from None
         except httpx.TimeoutException:  # silent to the connection, the request or within the body
             raise stalled(label, url, fallback) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise bad_address(label, url, exc) from None
         except httpx.TransportError as exc:  # refused, DNS
             raise unreachable(label, url, exc, fallback) from None
+        except (httpx.TooManyRedirects, httpx.DecodingError) as exc:
+            raise StyleDownloadError(f"{label}: the download of {url} failed ({type(exc).__name__}: {exc}); "
+                                     "try again later, and check the server address if it persists") from None
 
 
 def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:

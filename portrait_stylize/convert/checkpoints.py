@@ -50,8 +50,8 @@ def animegan_key(key: str) -> str | None:
     return f"{_ANIMEGAN_BLOCKS[match[1]]}.{match[2]}.{_ANIMEGAN_PARTS[match[3]]}.{match[4]}"
 
 
-def _animegan2(state: dict[str, torch.Tensor], where: str, meta: dict[str, str]) -> StyleNetwork:
-    model = AnimeGANStyle(**meta)
+def _animegan2(state: dict[str, torch.Tensor], where: str, settings: dict[str, Any]) -> StyleNetwork:
+    model = AnimeGANStyle(**settings)
     ours = model.generator.state_dict()
     renamed, unknown = {}, []
     for key, tensor in state.items():
@@ -72,8 +72,8 @@ def _animegan2(state: dict[str, torch.Tensor], where: str, meta: dict[str, str])
     return model.eval()
 
 
-#: ``arch`` -> ``(state dict, file name for messages, provenance) -> style``.
-READERS: dict[str, Callable[[dict[str, torch.Tensor], str, dict[str, str]], StyleNetwork]] = {
+#: ``arch`` -> ``(state dict, file name for messages, the style's arguments) -> style``.
+READERS: dict[str, Callable[[dict[str, torch.Tensor], str, dict[str, Any]], StyleNetwork]] = {
     "animegan2": _animegan2}
 
 
@@ -86,8 +86,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        why = str(exc).partition("\n")[0][:200] or "no details"  # torch's messages run to many lines
         raise ConversionError(f"{path.name}: not a PyTorch checkpoint of plain tensors "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+                              f"({type(exc).__name__}: {why})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -97,9 +98,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def convert_checkpoint(arch: str, path: str | Path, output: str | Path, *, name: str = "", description: str = "",
-                       licence: str = "other", source: str = "", command: str | None = None) -> StyleNetwork:
+                       licence: str = "other", source: str = "", command: str | None = None,
+                       **options: Any) -> StyleNetwork:
     """Convert the checkpoint ``path`` of architecture ``arch`` (a key of :data:`READERS`) into
-    the style folder ``output`` (replaced in one step); returns the style.
+    the style folder ``output`` (replaced in one step), with the style's ``options`` (e.g.
+    ``face_size`` for ``animegan2``); returns the style.
 
     The caller verifies ``path`` (its pinned hash) before calling: this is where it is unpickled.
 
@@ -109,8 +112,8 @@ def convert_checkpoint(arch: str, path: str | Path, output: str | Path, *, name:
     if arch not in READERS:
         raise ConversionError(f"no converter for architecture {arch!r}; known: {', '.join(READERS)}")
     path, output = Path(path), Path(output)
-    meta = {"name": name, "description": description, "licence": licence, "source": source}
-    model = READERS[arch](read_state_dict(path), path.name, meta)
+    settings = {"name": name, "description": description, "licence": licence, "source": source, **options}
+    model = READERS[arch](read_state_dict(path), path.name, settings)
     card = "\n".join(["", "## Conversion", "",
                       f"Converted from a PyTorch checkpoint (read with `torch.load(weights_only=True)`), "
                       f"its tensors renamed and checked against the {arch} architecture.", "",

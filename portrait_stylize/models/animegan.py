@@ -49,6 +49,9 @@ WHOLE_PIXELS = 1024 * 768
 MIN_SIDE = 8
 #: Reach of the whole-picture ops, for the tiler: a halo this large makes every picture one tile.
 WHOLE_PICTURE_HALO = 1 << 20
+#: Faces run through the generator at once (each costs about 0.6 GB at 512²; the norms work per
+#: picture, so splitting a batch changes nothing but the peak memory).
+FACES_PER_PASS = 2
 
 
 class ConvNormAct(nn.Module):
@@ -128,7 +131,8 @@ class AnimeGANStyle(StyleNetwork):
 
     Args:
         face_size: side (pixels) of the aligned face crops' own pass, which runs the generator at
-            the size its face models were trained on (512), then resizes back to the crop.
+            the size its face models were trained on (512; 256 for the webtoon model), then
+            resizes back to the crop.
         whole_pixels: pictures up to this many pixels run at their own size; larger ones at
             this many pixels, resized up (see the module docstring).
         **conventions: see :class:`~portrait_stylize.models.base.StyleNetwork`.
@@ -162,7 +166,11 @@ class AnimeGANStyle(StyleNetwork):
         if part == "face":
             return self.face_size, self.face_size
         scale = min(1.0, math.sqrt(self.whole_pixels / (height * width)))
-        return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
+        h, w = max(MIN_SIDE, int(height * scale)), max(MIN_SIDE, int(width * scale))  # rounded down: within the bound
+        # A sliver (one side held at MIN_SIDE) keeps within the bound through its long side.
+        if h <= w:
+            return h, min(w, max(MIN_SIDE, self.whole_pixels // h))
+        return min(h, max(MIN_SIDE, self.whole_pixels // w)), w
 
     def forward(self, image: torch.Tensor, part: str = "image", reference: torch.Tensor | None = None,
                 runners: Mapping[str, Runner] | None = None) -> torch.Tensor:
@@ -172,7 +180,9 @@ class AnimeGANStyle(StyleNetwork):
         work = self.working_size(*size, part)
         x = image if work == tuple(size) else F.interpolate(image, size=work, mode="bicubic", align_corners=False,
                                                           antialias=True)
-        y = self.from_network(run(self.to_network(x.clamp(0.0, 1.0))))
+        x = self.to_network(x.clamp(0.0, 1.0))
+        chunk = FACES_PER_PASS if part == "face" else len(x)
+        y = self.from_network(torch.cat([run(piece) for piece in x.split(chunk)]))
         if work != tuple(size):
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
         return y

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..common.downloads import STYLE_FALLBACK, client, stalled, unreachable
+from ..common.downloads import STYLE_FALLBACK, bad_address, client, stalled, unreachable
 from ..errors import StyleDownloadError
 
 DEFAULT_ENDPOINT = "https://modelscope.cn"  # the SDK's (modelscope-hub's) DEFAULT_ENDPOINT
@@ -95,27 +95,44 @@ def _network_error(label: str, where: str, exc: httpx.TransportError) -> Excepti
     return unreachable(label, where, exc, _ADVICE)
 
 
+def _request(http: httpx.Client, url: str, label: str) -> httpx.Response:
+    """``GET url`` with our errors, except a failed connection, which is raised as it is (the
+    caller may try the next site)."""
+    try:
+        return http.get(url)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        raise
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise bad_address(label, url, exc) from None
+    except httpx.TransportError as exc:
+        raise _network_error(label, url, exc) from None
+    except (httpx.TooManyRedirects, httpx.DecodingError) as exc:
+        raise StyleDownloadError(f"{label}: ModelScope's answer to {url} was unusable ({type(exc).__name__}: "
+                                 f"{exc}); try again later") from None
+
+
 def _get(http: httpx.Client, path: str, label: str) -> httpx.Response:
     """``GET`` ``path`` on :func:`endpoint`; when modelscope.cn (not configured) cannot be reached,
-    on the international site, which is then kept for later calls."""
+    on the international site, which is kept for later calls once it has answered."""
     sites = _sites()
-    for site in sites[:-1]:
+    if len(sites) > 1:
         try:
-            return http.get(site + path)
+            return _request(http, sites[0] + path, label)
         except (httpx.ConnectError, httpx.ConnectTimeout):  # no connection at all, not an HTTP answer
-            _international.set()
-        except httpx.TransportError as exc:
-            raise _network_error(label, site + path, exc) from None
+            pass
     try:
-        return http.get(sites[-1] + path)
-    except httpx.TransportError as exc:
+        response = _request(http, sites[-1] + path, label)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise _network_error(label, " or ".join(site + path for site in sites), exc) from None
+    if len(sites) > 1:
+        _international.set()
+    return response
 
 
 def _wait_s(response: httpx.Response, attempt: int) -> float:
     """Seconds before the next attempt: ``Retry-After`` (seconds) or the backoff, at most :data:`MAX_WAIT_S`."""
     after = response.headers.get("Retry-After", "").strip()
-    return min(float(after) if after.isdigit() else BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S)
+    return min(float(after) if after.isascii() and after.isdigit() else BACKOFF_S * 2 ** (attempt - 1), MAX_WAIT_S)
 
 
 def _get_json(http: httpx.Client, path: str, label: str, retry_403: bool = False) -> tuple[int, Any]:
@@ -155,7 +172,7 @@ def _answer(http: httpx.Client, model_id: str, suffix: str, label: str, retry_40
 def _created_at(tag: dict) -> float | None:
     """A tag's ``CreatedAt`` in seconds (numbers or digit strings; milliseconds as the SDK reads them), or None."""
     value = tag.get("CreatedAt")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None

@@ -67,6 +67,9 @@ _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
 #: The architectures a ``github`` entry's checkpoint can be (see :mod:`portrait_stylize.convert.checkpoints`).
 CHECKPOINT_ARCHS = ("animegan2",)
+#: The style options a ``github`` entry's ``conversion`` may set (those of
+#: :class:`~portrait_stylize.models.animegan.AnimeGANStyle`).
+CHECKPOINT_OPTIONS = ("face_size", "whole_pixels")
 _REPO_ID = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
 _HUB_ID = re.compile(rf"^(?:hf-hub:)?(?P<repo>{_REPO_ID})(?:@(?P<rev>[\w./-]+))?$")
 #: One part of a repository id the Hub accepts (huggingface_hub's ``validate_repo_id``).
@@ -110,7 +113,8 @@ class StyleSpec:
             architecture of the PyTorch state dict it holds (:data:`CHECKPOINT_ARCHS`).
         conversion: ``modelscope``/``url``: keyword arguments for
             :func:`portrait_stylize.convert.ttn_releases.convert` (``channel_order``, ``gf_eps``,
-            ``image_pad_multiple`` ...); the style is converted on first use and cached.
+            ``image_pad_multiple`` ...); ``github``: the style's options (:data:`CHECKPOINT_OPTIONS`,
+            e.g. ``face_size``); the style is converted on first use and cached.
         path: ``local``: the style folder.
         available_offline: filled in by :func:`portrait_stylize.list_styles`: ``True`` when the
             style can be used with no network (built-in, local, or weights already cached).
@@ -133,7 +137,7 @@ class StyleSpec:
     file_sha256: dict[str, str] = field(default_factory=dict, metadata=_key(dict, ("modelscope",)))
     git_blob_sha1: str | None = field(default=None, metadata=_key(str, ("github",), ("github",)))
     arch: str | None = field(default=None, metadata=_key(str, ("github",), ("github",)))
-    conversion: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("modelscope", "url")))
+    conversion: dict[str, Any] = field(default_factory=dict, metadata=_key(dict, ("modelscope", "url", "github")))
     path: str | None = field(default=None, metadata=_key(str, ("local",), ("local",)))
     available_offline: bool = False
 
@@ -214,10 +218,11 @@ def _parse_entry(name: str, entry: Any, where: str) -> StyleSpec:
             )
     if kind == "modelscope":
         _check_modelscope(entry, ctx)
-    unknown = set(entry.get("conversion", {})) - set(CONVERSION_OPTIONS)
+    options = CHECKPOINT_OPTIONS if kind == "github" else CONVERSION_OPTIONS
+    unknown = set(entry.get("conversion", {})) - set(options)
     if unknown:
         raise RegistryError(f"{ctx}: key 'conversion' has unknown option(s) {', '.join(sorted(unknown))}; "
-                            f"allowed: {', '.join(CONVERSION_OPTIONS)}")
+                            f"allowed: {', '.join(options)}")
     if kind == "url" and not (entry["url"].startswith("https://") or entry["url"].startswith("http://")):
         raise RegistryError(f"{ctx}: key 'url' must be an http(s) address, got {entry['url']!r}")
     digests = {"'sha256'": entry.get("sha256"),

@@ -59,7 +59,8 @@ def test_the_demo_opens_on_the_first_style_unless_its_fetch_failed(app, monkeypa
     demo = app.create_demo(first_style=first)
     (dropdown,) = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Style"]
     assert dropdown.value == shown == first()
-    assert any(getattr(fn.fn, "__self__", None) is first or fn.fn is first for fn in demo.fns.values())  # page loads
+    (on_load,) = [fn for fn in demo.fns.values() if any(event == "load" for _, event in fn.targets)]
+    assert on_load.outputs == [dropdown] and on_load.fn()["value"] == shown  # every page opened later
 
 
 def _pixels(image) -> np.ndarray:

@@ -132,12 +132,21 @@ def test_the_raw_address_form():
     ("repo_id", "../etc", "'repo_id' must be a GitHub 'owner/name'"),
     ("filename", "../weights/x.pt", "'filename' must be a relative path"),
     ("arch", "vgg", "'arch' must be one of animegan2"),
+    ("conversion", {"channel_order": "bgr"}, "unknown option(s) channel_order; allowed: face_size, whole_pixels"),
 ])
 def test_registry_entries_are_checked(key, value, message):
     good = entry("d75102f8f201ddaf8dbe6b913b1a97585b55f838")
     parse_registry({"styles": {"x": good}})
     with pytest.raises(RegistryError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_registry({"styles": {"x": {**good, key: value}}})
+
+
+def test_the_registry_knows_exactly_the_convertible_architectures_and_their_options():
+    from portrait_stylize.convert.checkpoints import READERS
+    from portrait_stylize.models.animegan import AnimeGANStyle
+    from portrait_stylize.sources.registry import CHECKPOINT_ARCHS, CHECKPOINT_OPTIONS
+
+    assert tuple(READERS) == CHECKPOINT_ARCHS and set(CHECKPOINT_OPTIONS) == set(AnimeGANStyle().architecture_config())
 
 
 def test_the_registered_animegan_styles_are_pinned():
@@ -160,6 +169,7 @@ def test_the_registered_styles_download_from_the_stand_in(online):
             data = checkpoint_bytes(seed)
             fake.add_file(REPO, COMMIT, spec["filename"], data)
             write_registry(online, {name: {**spec, "git_blob_sha1": git_blob_sha1(data)}})
-            out = np.asarray(ps.load_style(name, backend="torch")(np.full((40, 48, 3), 128, np.uint8)))
-            assert out.shape == (40, 48, 3)
+            st = ps.load_style(name, backend="torch")
+            assert np.asarray(st(np.full((40, 48, 3), 128, np.uint8))).shape == (40, 48, 3)
+            assert st.model.face_size == (256 if spec["filename"].endswith("celeba_distill.pt") else 512)
         assert sorted(fake.requests) == sorted(f"{REPO}/{COMMIT}/{s['filename']}" for s in styles.values())

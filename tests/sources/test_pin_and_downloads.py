@@ -119,6 +119,13 @@ class TestDownload:
                                progress=False)
         assert list(tmp_path.iterdir()) == []
 
+    @pytest.mark.parametrize("url", ["http://[::1/x", "ftp://example.org/x", "example.org/x"])
+    def test_a_malformed_address_is_a_clear_error(self, tmp_path, monkeypatch, url):
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        with pytest.raises(StyleDownloadError, match="is not a usable http\\(s\\) address"):
+            downloads.download(url, tmp_path / "x", label="style 'x'", progress=False)
+        assert list(tmp_path.iterdir()) == []
+
     def test_offline_and_unreachable(self, tmp_path, monkeypatch):
         monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
         with pytest.raises(StyleNotCachedError, match="offline mode is on"):
@@ -279,6 +286,14 @@ class TestEndpoint:
         assert f"cannot reach {REFUSED}/api/v1/models/iic/cv_test/repo/files?" in message
         assert " or http://127.0.0.1:7/api/v1/models/iic/cv_test/repo/files?" in message
         assert "MODELSCOPE_ENDPOINT" in message and "use a built-in style" in message
+        assert not modelscope._international.is_set()  # neither answered: modelscope.cn is tried again next time
+
+    @pytest.mark.parametrize("variable, value", [("MODELSCOPE_ENDPOINT", "http://[::1"),
+                                                 ("MODELSCOPE_ENDPOINT", "ftp://ms.example.org")])
+    def test_a_malformed_address_is_named(self, monkeypatch, variable, value):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(StyleDownloadError, match="is not a usable http\\(s\\) address.*MODELSCOPE_ENDPOINT"):
+            modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
 
 
 class TestRetries:
@@ -346,6 +361,8 @@ class TestRetries:
         modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
         assert 0.4 <= time.monotonic() - start < 2
         assert len(paths(fake, "/repo/files")) == 5
+        fake.queue_statuses("listing", [503], retry_after="²")  # not a number of seconds: the backoff instead
+        modelscope.list_files("iic/cv_test", "v1.0.0", "style 'x'")
 
     def test_a_dropped_connection_is_not_mistaken_for_an_unreachable_site(self, fake, monkeypatch):
         """Only a connection that cannot be made moves to the international site."""

@@ -443,6 +443,35 @@ class TestStyleInterface:
 
 
 class TestCaches:
+    def test_a_slow_load_holds_back_only_its_own_style(self, monkeypatch):
+        """A first download (the web demo's first style, fetched in the background) must not hold
+        every other request; two requests for the loading style wait for the one load."""
+        import threading
+        import time
+
+        pipeline.STYLIZERS.clear()
+        release, calls, real = threading.Event(), [], pipeline.load_network
+
+        def load_network(spec):
+            calls.append(spec.name)
+            if spec.name == "comic":
+                release.wait(30)
+            return real(spec)
+
+        monkeypatch.setattr(pipeline, "load_network", load_network)
+        got = []
+        slow = [threading.Thread(target=lambda: got.append(pipeline.cached_stylizer("comic"))) for _ in range(2)]
+        for thread in slow:
+            thread.start()
+        time.sleep(0.2)
+        start = time.monotonic()
+        assert pipeline.cached_stylizer("toon").name == "toon"
+        assert time.monotonic() - start < 5 and not got
+        release.set()
+        for thread in slow:
+            thread.join(30)
+        assert len(got) == 2 and got[0] is got[1] and calls.count("comic") == 1
+
     def test_stylize_reuses_one_loaded_style(self):
         pipeline.STYLIZERS.clear()
         loads = pipeline.STYLIZERS.loads
