@@ -229,7 +229,7 @@ def test_download_registered_style_then_load(online, tiny):
     assert fake.requests == []  # list_styles never goes online
 
     torch.manual_seed(0)
-    st = ps.load_style("tiny-style", device="cpu")
+    st = ps.load_style("tiny-style", device="cpu", backend="torch")  # "auto" would time the backends first
 
     assert_head_equal(st.model, tiny["head"])
     # the real client talked to us: HEAD then GET from the "CDN" for the weights, HEAD + GET for config
@@ -253,7 +253,7 @@ def test_download_registered_style_then_load(online, tiny):
     assert {s.name: s.available_offline for s in ps.list_styles("tiny-*")} == {"tiny-style": True}
     os.environ["HF_HUB_OFFLINE"] = "1"  # restored by monkeypatch (online fixture deleted it)
     try:
-        st2 = ps.load_style("tiny-style", device="cpu")
+        st2 = ps.load_style("tiny-style", device="cpu", backend="torch")
     finally:
         del os.environ["HF_HUB_OFFLINE"]
     assert_head_equal(st2.model, tiny["head"])
