@@ -71,7 +71,7 @@ def stalled(label: str, url: str, fallback: str = STYLE_FALLBACK) -> StyleNotCac
 
 def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
              label: str = "download", progress: bool = True, http: httpx.Client | None = None,
-             fallback: str = STYLE_FALLBACK) -> Path:
+             fallback: str = STYLE_FALLBACK, max_size: int | None = None) -> Path:
     """Fetch ``url`` into ``dest`` and return ``dest``.
 
     Args:
@@ -82,11 +82,13 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
         progress: show a tqdm bar (the web app follows tqdm bars too).
         http: a client to reuse (default: a new :func:`client`).
         fallback: the last advice of an unreachable or silent server's message.
+        max_size: the most bytes accepted where the size is not known in advance (a body that
+            announces or sends more is refused at once, so a wrong file cannot fill the disk).
 
     Raises:
         StyleNotCachedError: offline, or the server cannot be reached or stays silent for :data:`STALL_S`.
-        StyleDownloadError: an HTTP error, a body shorter than announced, or an HTML page where
-            a file was expected.
+        StyleDownloadError: an HTTP error, a body shorter than announced or longer than
+            ``max_size``, or an HTML page where a file was expected.
         ChecksumMismatchError: the bytes differ from ``sha256``.
     """
     dest = Path(dest)
@@ -98,7 +100,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
     own = http is None
     http = http or client()
     try:
-        _stream_with_retries(http, url, part, label, progress, fallback)
+        _stream_with_retries(http, url, part, label, progress, fallback, max_size)
     except BaseException:
         part.unlink(missing_ok=True)  # nothing half-downloaded is left behind
         raise
@@ -117,12 +119,13 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, si
     return dest
 
 
-def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, progress: bool, fallback: str) -> None:
+def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, progress: bool, fallback: str,
+                         max_size: int | None) -> None:
     """:func:`_stream`, resuming a body that broke off (HTTP ``Range``) up to :data:`RETRIES` times,
     with our errors for the network's."""
     for attempt in range(1 + RETRIES):
         try:
-            return _stream(http, url, part, label, progress)
+            return _stream(http, url, part, label, progress, max_size)
         except (httpx.RemoteProtocolError, httpx.ReadError, _Incomplete) as exc:
             if attempt == RETRIES:
                 raise StyleDownloadError(f"{label}: the download of {url} broke off {RETRIES + 1} times "
@@ -138,14 +141,19 @@ def _stream_with_retries(http: httpx.Client, url: str, part: Path, label: str, p
                                      "try again later, and check the server address if it persists") from None
 
 
-def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool) -> None:
+def _too_large(label: str, url: str, max_size: int) -> StyleDownloadError:
+    return StyleDownloadError(f"{label}: {url} is larger than the {max_size:,} bytes expected at most for it; "
+                              "nothing was kept (is the address or the registry entry wrong?)")
+
+
+def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool, max_size: int | None) -> None:
     """Append ``url``'s body to ``part`` (resuming from its size with ``Range``)."""
     offset = part.stat().st_size if part.is_file() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code == 416 and offset:  # the partial file is already complete (or wrong)
             part.unlink(missing_ok=True)
-            return _stream(http, url, part, label, progress)
+            return _stream(http, url, part, label, progress, max_size)
         if response.status_code >= 400:
             raise StyleDownloadError(f"{label}: {url} answered HTTP {response.status_code} "
                                      f"{response.reason_phrase}; the file or revision may not exist")
@@ -154,11 +162,15 @@ def _stream(http: httpx.Client, url: str, part: Path, label: str, progress: bool
                                      "page?); check the address, or download it in a browser to see why")
         resumed = response.status_code == 206
         total = int(response.headers.get("content-length", 0)) + (offset if resumed else 0) or None
+        if max_size is not None and (total or 0) > max_size:
+            raise _too_large(label, url, max_size)
         with open(part, "ab" if resumed else "wb") as fh, \
                 tqdm(total=total, initial=offset if resumed else 0, unit="B", unit_scale=True,
                      desc=f"{label}: {url.rsplit('/', 1)[-1][:40]}", disable=not progress, leave=False) as bar:
             for chunk in response.iter_bytes(_CHUNK):
                 fh.write(chunk)
                 bar.update(len(chunk))
+                if max_size is not None and fh.tell() > max_size:
+                    raise _too_large(label, url, max_size)
         if total is not None and part.stat().st_size < total:
             raise _Incomplete(f"{part.stat().st_size} of {total} bytes")

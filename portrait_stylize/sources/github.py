@@ -21,6 +21,9 @@ from ..errors import ChecksumMismatchError
 
 DEFAULT_RAW = "https://raw.githubusercontent.com"
 ENV_RAW = "PORTRAIT_STYLIZE_GITHUB_RAW"
+#: The largest file accepted (its size is only known from the download itself; the AnimeGANv2
+#: checkpoints are about 8.6 MB).
+MAX_FILE_BYTES = 1 << 30
 
 
 def raw_base() -> str:
@@ -38,10 +41,11 @@ def fetch_verified(repo: str, commit: str, path: str, blob_sha1: str, dest: Path
 
     Raises:
         ChecksumMismatchError: the bytes are not the blob ``blob_sha1`` (``dest`` is removed).
-        StyleNotCachedError, StyleDownloadError: see :func:`portrait_stylize.common.downloads.download`.
+        StyleNotCachedError, StyleDownloadError: see :func:`portrait_stylize.common.downloads.download`
+            (a file over :data:`MAX_FILE_BYTES` too).
     """
     url = raw_url(repo, commit, path)
-    download(url, dest, label=label)
+    download(url, dest, label=label, max_size=MAX_FILE_BYTES)
     actual = git_blob_sha1_file(dest)
     if actual != blob_sha1:
         size = dest.stat().st_size

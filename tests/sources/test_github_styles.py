@@ -113,6 +113,14 @@ def test_a_missing_file_names_the_address(gh, online):
     assert cached_styles(online) == []
 
 
+def test_a_file_larger_than_the_bound_is_refused_while_it_streams(gh, online, monkeypatch):
+    monkeypatch.setattr(github, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(StyleDownloadError, match="larger than the 1,000 bytes expected at most"):
+        ps.load_style(STYLE)
+    assert cached_styles(online) == []
+    assert not [p for p in (online["tmp"] / "hf_home").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+
+
 def test_unreachable_host(gh, online):
     online["monkeypatch"].setenv(github.ENV_RAW, "http://127.0.0.1:9")
     with pytest.raises(StyleNotCachedError, match="cannot reach http://127.0.0.1:9/"):

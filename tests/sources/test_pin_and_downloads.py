@@ -126,6 +126,38 @@ class TestDownload:
             downloads.download(url, tmp_path / "x", label="style 'x'", progress=False)
         assert list(tmp_path.iterdir()) == []
 
+    def test_a_body_longer_than_max_size_is_cut_off_while_it_streams(self, tmp_path, monkeypatch):
+        """No Content-Length (a body that ends when the connection closes): counted as it comes."""
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Endless(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                try:
+                    for _ in range(64):
+                        self.wfile.write(b"x" * 65536)
+                except OSError:  # the client hung up, as it should
+                    pass
+
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with pytest.raises(StyleDownloadError, match="larger than the 100,000 bytes expected at most"):
+                downloads.download(f"http://127.0.0.1:{server.server_address[1]}/x", tmp_path / "x",
+                                   label="style 'x'", progress=False, max_size=100_000)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert list(tmp_path.iterdir()) == []
+
     def test_offline_and_unreachable(self, tmp_path, monkeypatch):
         monkeypatch.setenv("PORTRAIT_STYLIZE_OFFLINE", "1")
         with pytest.raises(StyleNotCachedError, match="offline mode is on"):
