@@ -68,9 +68,32 @@ class Conv2dSame(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.explicit_pad:
             return super().forward(x)
+        if torch.onnx.is_in_onnx_export():
+            return _PaddedConv.apply(x, self.weight, self.bias, self.stride[0], *self._pads(self.stride[0]))
         top, bottom = self._pads(x.shape[-2])
         left, right = self._pads(x.shape[-1])
         return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+class _PaddedConv(torch.autograd.Function):
+    """What ONNX export writes for :class:`Conv2dSame` with an explicit pad: one ``Conv`` with
+    asymmetric ``pads``. A separate ``Pad`` runs as a slow reference kernel in OpenVINO, and in
+    an int8 graph it breaks the chain of int8 operations (dequantize, pad, quantize again):
+    together 7 % of the White-box U-Net's int8 time at 512² (AVX-512, docs/performance.md).
+    The pads are those of sides that are multiples of the stride (``before``, ``after`` on each
+    axis), as every exported graph's input is (a multiple of :attr:`TTN.size_multiple`). Export
+    only (no backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,
+                before: int, after: int) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (before, after, before, after)), weight, bias, stride)
+
+    @staticmethod
+    def symbolic(g, x, weight, bias, stride: int, before: int, after: int):
+        k = weight.type().sizes()[-1]
+        return g.op("Conv", x, weight, bias, kernel_shape_i=[k, k], strides_i=[stride, stride],
+                    pads_i=[before, before, after, after], dilations_i=[1, 1], group_i=1)
 
 
 def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:

@@ -5,8 +5,10 @@ see :meth:`StyleNetwork.subnetworks <portrait_stylize.models.base.StyleNetwork.s
 input ``image`` ``(B, 3, H, W)`` float32 in the style's ``input_range`` and ``channel_order`` with
 ``H, W`` multiples of the sub-network's ``size_multiple`` (pad by edge replication, then crop the
 output), output ``stylized`` of the same shape, unclipped. Colour order, range and padding stay
-outside the graph so that any runtime can feed it. Styles without sub-networks (built-in filters,
-reference-based styles, which run only as a whole in PyTorch) have nothing to export.
+outside the graph so that any runtime can feed it. A TTN's output convolution is written as a
+sub-pixel convolution (:mod:`.subpixel`: the same values, faster on CPUs), and its stride-2
+convolutions pad inside the ``Conv`` (no ``Pad`` node). Styles without sub-networks (built-in
+filters, reference-based styles, which run only as a whole in PyTorch) have nothing to export.
 
 Needs the ``onnx`` package (used by ``torch.onnx.export``) and ``onnxruntime`` for the check.
 """
@@ -28,6 +30,7 @@ from torch import nn
 from ..errors import ExportError, InvalidArgumentError
 from ..imaging.ops import pad_to_multiple
 from ..models import StyleNetwork
+from .subpixel import with_subpixel_output
 
 OPSET = 17
 #: Largest absolute difference between ONNX Runtime and PyTorch accepted by :func:`export_onnx`.
@@ -51,7 +54,7 @@ def onnx_bytes(net: nn.Module, method: str = "forward_aligned") -> bytes:
         import onnx  # noqa: F401  (torch.onnx.export needs it; fail with our message, not torch's)
     except ImportError:
         raise ExportError("ONNX export needs the 'onnx' package: pip install onnx onnxruntime") from None
-    net = copy.deepcopy(net).float().cpu().eval()
+    net = with_subpixel_output(copy.deepcopy(net).float().cpu().eval())
     buffer = io.BytesIO()
     dynamic = {0: "batch", 2: "height", 3: "width"}
     # The tracer warns about shape arithmetic turned into constants and the exporter about its

@@ -52,6 +52,9 @@ CALIBRATE_ON, HELD_OUT = ("astronaut.jpg", "group.jpg"), "hopper.jpg"
 CALIBRATE_TEXTURES, HELD_OUT_TEXTURE = (1,), 2
 #: Side of the calibration pictures (the portraits' crops are this size).
 _SIDE = 192
+#: How the cached graphs are made (export and quantization); part of the cache key, so that a
+#: change here makes them again instead of reusing graphs made the old way.
+GRAPH_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -91,18 +94,18 @@ def texture(seed: int, side: int = _SIDE) -> np.ndarray:
 
 
 def _key(net: TTN) -> str:
-    """The cache key of ``net``'s int8 U-Net: its weights, ONNX Runtime's version, and whether the CPU
-    has int8 dot-product units. The PSNRs kept with it hold for that arithmetic only: without those
-    units the runtimes multiply bytes in pairs that saturate at 16 bits (the White-box style: 42.7
-    dB on a portrait with VNNI, 33 on the same machine capped to AVX2), so a cache shared with
-    another machine (a network home, a container image) must not carry a VNNI machine's check to
-    an AVX2 one."""
+    """The cache key of ``net``'s int8 U-Net: its weights, ONNX Runtime's version,
+    :data:`GRAPH_VERSION`, and whether the CPU has int8 dot-product units. The PSNRs kept with it
+    hold for that arithmetic only: without those units the runtimes multiply bytes in pairs that
+    saturate at 16 bits (the White-box style: 42.7 dB on a portrait with VNNI, 33 on the same
+    machine capped to AVX2), so a cache shared with another machine (a network home, a container
+    image) must not carry a VNNI machine's check to an AVX2 one."""
     digest = hashlib.sha256(json.dumps(net.config, sort_keys=True).encode())
     digest.update(b"int8 units" if cpu.has_int8_units() else b"no int8 units")
     for name, tensor in sorted(net.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    digest.update(importlib.metadata.version("onnxruntime").encode())
+    digest.update(f"{importlib.metadata.version('onnxruntime')} graph {GRAPH_VERSION}".encode())
     return digest.hexdigest()[:32]
 
 
