@@ -33,6 +33,10 @@ from ..models import StyleNetwork
 from .subpixel import with_subpixel_output
 
 OPSET = 17
+#: How exported graphs are made (this module, the rewrites it applies, int8 quantization). Cached
+#: int8 graphs and ``auto``'s remembered rankings include it: when it changes, graphs are made and
+#: backends measured again instead of trusting what was made or measured the old way.
+GRAPH_VERSION = 2
 #: Largest absolute difference between ONNX Runtime and PyTorch accepted by :func:`export_onnx`.
 ONNX_TOLERANCE = 1e-4
 _CHECK_SHAPES = ((1, 3, 64, 96), (2, 3, 100, 36))

@@ -41,6 +41,7 @@ from ..common.files import write_atomically
 from ..errors import QuantizationError
 from ..models.ttn import TTN
 from . import cpu
+from .onnx_export import GRAPH_VERSION
 
 #: Quantized U-Nets further from float32 than this (dB) on the held-out portrait, or on the
 #: held-out texture, are refused.
@@ -52,9 +53,6 @@ CALIBRATE_ON, HELD_OUT = ("astronaut.jpg", "group.jpg"), "hopper.jpg"
 CALIBRATE_TEXTURES, HELD_OUT_TEXTURE = (1,), 2
 #: Side of the calibration pictures (the portraits' crops are this size).
 _SIDE = 192
-#: How the cached graphs are made (export and quantization); part of the cache key, so that a
-#: change here makes them again instead of reusing graphs made the old way.
-GRAPH_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def texture(seed: int, side: int = _SIDE) -> np.ndarray:
 
 def _key(net: TTN) -> str:
     """The cache key of ``net``'s int8 U-Net: its weights, ONNX Runtime's version,
-    :data:`GRAPH_VERSION`, and whether the CPU has int8 dot-product units. The PSNRs kept with it
+    :data:`~.onnx_export.GRAPH_VERSION`, and whether the CPU has int8 dot-product units. The PSNRs kept with it
     hold for that arithmetic only: without those units the runtimes multiply bytes in pairs that
     saturate at 16 bits (the White-box style: 42.7 dB on a portrait with VNNI, 33 on the same
     machine capped to AVX2), so a cache shared with another machine (a network home, a container

@@ -28,6 +28,7 @@ from ..common.files import write_atomically
 from ..models.ttn import TTN
 from ..options import INT8_BACKENDS
 from . import cpu
+from .onnx_export import GRAPH_VERSION
 from .runners import int8_runner, make_runner
 
 logger = logging.getLogger(__name__)
@@ -44,14 +45,15 @@ BUSY_SHARE = 0.15
 
 def machine_key(threads: int, candidates: tuple[str, ...]) -> str:
     """What a measured choice depends on: CPU, its vector units (and any cap on them), threads,
-    candidates, runtime versions."""
+    candidates, runtime versions and how our graphs are made (:data:`.onnx_export.GRAPH_VERSION`)."""
     versions = []
     for package in ("torch", "onnxruntime", "openvino"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions.append(f"{package}={importlib.metadata.version(package)}")
     # A cap on oneDNN's instruction set changes what the same CPU runs at.
     isa_cap = f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '')}"
-    return " | ".join([cpu.cpu_description(), isa_cap, f"threads={threads}", ",".join(candidates), *versions])
+    return " | ".join([cpu.cpu_description(), isa_cap, f"threads={threads}", ",".join(candidates), *versions,
+                       f"graphs={GRAPH_VERSION}"])
 
 
 def network_key(net: nn.Module | None, side: int) -> str:

@@ -128,6 +128,15 @@ class TestAutoMeasuresOnce:
         assert ranking.ranked_cpu_backends(("torch", "onnx"), 2)[0] == "onnx" and len(measured) == 2
         assert ranking.ranked_cpu_backends(("torch",), 2) == ("torch",) and len(measured) == 2  # nothing to choose
 
+    def test_a_ranking_measured_on_graphs_made_another_way_is_measured_again(self, measured, monkeypatch):
+        """A new way of making the graphs (onnx_export.GRAPH_VERSION) changes their speeds."""
+        candidates = ("torch", "onnx", "openvino")
+        ranking.ranked_cpu_backends(candidates, 2)
+        ranking.forget()
+        monkeypatch.setattr(ranking, "GRAPH_VERSION", ranking.GRAPH_VERSION + 1)
+        ranking.ranked_cpu_backends(candidates, 2)
+        assert len(measured) == 2 and len(json.loads(ranking.choice_file().read_text())) == 2
+
     def test_each_network_architecture_and_side_has_its_own_ranking(self, measured):
         candidates = ("torch", "onnx")
         small, dctnet = TTN(channels=8, num_blocks=1), TTN()
@@ -411,6 +420,14 @@ class TestInt8:
             monkeypatch.setattr(cpu, "has_int8_units", lambda units=units: units)
             keys.setdefault(units, set()).add(quantize._key(net))
         assert len(keys[True]) == len(keys[False]) == 1 and keys[True] != keys[False]
+
+    def test_the_cache_key_changes_with_the_way_graphs_are_made(self, monkeypatch):
+        from portrait_stylize.runtime import quantize
+
+        net = lively_style_model().head
+        before = quantize._key(net)
+        monkeypatch.setattr(quantize, "GRAPH_VERSION", quantize.GRAPH_VERSION + 1)
+        assert quantize._key(net) != before
 
     @pytest.mark.slow
     def test_openvino_runs_the_same_int8_network_as_onnx_runtime(self, whitebox, tmp_path, monkeypatch):
