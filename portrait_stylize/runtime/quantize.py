@@ -92,12 +92,12 @@ def texture(seed: int, side: int = _SIDE) -> np.ndarray:
 
 
 def _key(net: TTN) -> str:
-    """The cache key of ``net``'s int8 U-Net: its weights, ONNX Runtime's version,
-    :data:`~.onnx_export.GRAPH_VERSION`, and whether the CPU has int8 dot-product units. The PSNRs kept with it
-    hold for that arithmetic only: without those units the runtimes multiply bytes in pairs that
-    saturate at 16 bits (the White-box style: 42.7 dB on a portrait with VNNI, 33 on the same
-    machine capped to AVX2), so a cache shared with another machine (a network home, a container
-    image) must not carry a VNNI machine's check to an AVX2 one."""
+    """The cache key of ``net``'s int8 U-Net: its weights, ONNX Runtime's version, how our graphs
+    are made (:data:`~.onnx_export.GRAPH_VERSION`), and whether the CPU has int8 dot-product
+    units. The PSNRs kept with it hold for that arithmetic only: without those units the runtimes
+    multiply bytes in pairs that saturate at 16 bits (the White-box style: 42.7 dB on a portrait
+    with VNNI, 33 on the same machine capped to AVX2), so a cache shared with another machine (a
+    network home, a container image) must not carry a VNNI machine's check to an AVX2 one."""
     digest = hashlib.sha256(json.dumps(net.config, sort_keys=True).encode())
     digest.update(b"int8 units" if cpu.has_int8_units() else b"no int8 units")
     for name, tensor in sorted(net.state_dict().items()):

@@ -14,7 +14,7 @@ input rows ``2p + a - r … 2p + a + r``: all inside ``2p - r … 2p + 1 + r``, 
 kernel with stride 2 and padding ``r = k // 2`` holds the ``k²`` kernel at offset ``(a, b)`` for
 output channel ``4c + 2a + b`` and zeros elsewhere. 1.3× the multiplications at four times the
 lane use: the same outputs (zeros add nothing); as fast or faster in every runtime and CPU class
-measured (docs/performance.md, "int8 where it pays").
+measured (docs/performance.md, "Two rewrites of the exported graph").
 
 The rewrite needs even input sides; :func:`with_subpixel_output` applies it to a TTN's
 ``conv_out`` only, which runs at the exported graph's input size (a multiple of
