@@ -136,6 +136,31 @@ def test_guided_filter_gradcheck():
     assert torch.autograd.gradcheck(lambda g, s: guided_filter(g, s, 1, 1e-2), (guide, src))
 
 
+@pytest.mark.parametrize("radius, shape, guide_channels", [(1, (1, 3, 37, 29), 3), (2, (2, 3, 70, 41), 1),
+                                                          (1, (1, 3, 16, 8), 3)])
+def test_guided_filter_in_bands_is_the_unbanded_filter(monkeypatch, radius, shape, guide_channels):
+    """Bands of rows (each with the 2r rows its output reads) give the whole filter bit for bit,
+    at the image's top and bottom edges too; gradients flow through the bands."""
+    from portrait_stylize.imaging import ops
+
+    generator = torch.Generator().manual_seed(radius)
+    src = torch.rand(shape, generator=generator, dtype=torch.float64)
+    guide = torch.rand((shape[0], guide_channels, *shape[2:]), generator=generator, dtype=torch.float64)
+    monkeypatch.setattr(ops, "BAND_VALUES", 1 << 40)
+    whole = guided_filter(guide, src, radius, 1e-2)
+    monkeypatch.setattr(ops, "BAND_VALUES", 1)  # the fewest rows a band may have: 16 r
+    assert torch.equal(guided_filter(guide, src, radius, 1e-2), whole)
+
+
+def test_guided_filter_gradients_flow_through_bands(monkeypatch):
+    from portrait_stylize.imaging import ops
+
+    monkeypatch.setattr(ops, "BAND_VALUES", 1)  # 16-row bands: three here
+    guide = torch.rand(1, 1, 40, 4, dtype=torch.float64, requires_grad=True)
+    src = torch.rand(1, 1, 40, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda g, s: guided_filter(g, s, 1, 1e-2), (guide, src))
+
+
 def test_gaussian_blur_preserves_constant_and_mean():
     x = torch.full((1, 1, 20, 20), 0.7)
     assert torch.allclose(gaussian_blur(x, 2.0), x)
