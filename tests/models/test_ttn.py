@@ -140,7 +140,7 @@ def test_guided_filter_gradcheck():
                                                           (1, (1, 3, 16, 8), 3)])
 def test_guided_filter_in_bands_is_the_unbanded_filter(monkeypatch, radius, shape, guide_channels):
     """Bands of rows (each with the 2r rows its output reads) give the whole filter bit for bit,
-    at the image's top and bottom edges too; gradients flow through the bands."""
+    at the image's top and bottom edges too (the 16-row picture is a single band)."""
     from portrait_stylize.imaging import ops
 
     generator = torch.Generator().manual_seed(radius)
