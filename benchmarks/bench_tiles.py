@@ -1,22 +1,34 @@
-"""Exact tiling: does the core size matter, and does a big picture cost more per pixel than one
-512² call? A 2048² image through a DCT-Net-shaped style's whole-image pass with 512, 768 and
-1024-px cores (each plus the network's 64 px of context) and untiled, and a single 512² call,
-best of 2 after a warm-up, with the CPU flags; "per pixel vs one 512² call" > 1 means the big
-picture costs more per pixel.
+"""Big pictures: does a 2048² whole-image pass cost more per pixel than one 512² call?
 
-Run:  .venv/bin/python benchmarks/bench_tiles.py [--side 2048] [--threads 2] [--backend torch-bf16]
+A DCT-Net-shaped style (random weights) through ``Stylizer.stylize_image``, one 512² call against
+a ``--side``² picture run each way the package can run it with ``--backend``:
+
+* **streamed**: the U-Net by rows (``torch`` and ``torch-bf16`` on the CPU, the default there;
+  :mod:`portrait_stylize.runtime.row_stream`);
+* **exact tiles** with 512- and 1024-px cores (plus the network's 64 px of context on each side;
+  the other backends' way, and what the PyTorch backends did before streaming);
+* **untiled**: the network on the whole picture at once.
+
+Rounds alternate the ways (median of ``--repeats``, after a warm-up), with the CPU flags; "per
+pixel vs one 512² call" > 1 means the big picture costs more per pixel.
+
+Run:  .venv/bin/python benchmarks/bench_tiles.py [--side 2048] [--threads 2] [--backend torch-bf16] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 import portrait_stylize as ps
+from portrait_stylize.imaging.tiling import run_tiled
 from portrait_stylize.models import TTNStyle
 from portrait_stylize.runtime.cpu import cpu_description
+from portrait_stylize.runtime.runners import make_runner, streams
 
 
 def main() -> None:
@@ -24,35 +36,48 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backend", default="torch-bf16")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = TTNStyle(channel_order="bgr")
     image = torch.rand(1, 3, args.side, args.side)
-    print(f"CPU: {cpu_description()}")
-    print(f"{args.side}x{args.side}, backend {args.backend}, {args.threads} threads, best of 2\n")
-
-    def best_of_two(st: ps.Stylizer, picture: torch.Tensor) -> float:
-        with torch.inference_mode():
-            st.stylize_image(picture[..., :600, :600], None, False)  # warm-up: runner, reach
-            best = float("inf")
-            for _ in range(2):
-                start = time.perf_counter()
-                st.stylize_image(picture, None, False)
-                best = min(best, time.perf_counter() - start)
-        return best
-
     spec = ps.StyleSpec(name="bench", kind="local")
-    single = best_of_two(ps.Stylizer(model, spec, tile_size=None, backend=args.backend), image[..., :512, :512])
-    print(f"one 512x512 call: {single:.3f} s\n")
-    print("| tile core | seconds | vs 512 | per pixel vs one 512² call |")
-    print("|---|---:|---:|---:|")
-    first = None
-    for tile in (512, 768, 1024, None):
-        best = best_of_two(ps.Stylizer(model, spec, tile_size=tile, backend=args.backend), image)
-        first = first or best
-        per_pixel = (best / args.side**2) / (single / 512**2)
-        print(f"| {tile or 'untiled'} | {best:.2f} | {first / best:.2f}× | {per_pixel:.2f} |")
+    st = ps.Stylizer(model, spec, backend=args.backend)
+    print(f"CPU: {cpu_description()}")
+    print(f"{args.side}x{args.side}, backend {args.backend}, {args.threads} threads, median of {args.repeats}\n")
+
+    # The network as the backend runs it, without streaming: for the tiled and untiled ways.
+    plain = make_runner(model.head, args.backend, torch.device("cpu"))
+    plain = getattr(plain, "net", plain)
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        return model(x, "image", None, {"head": plain})
+
+    ways: dict[str, Callable[[], object]] = {
+        "one 512x512 call": lambda: st.stylize_image(image[..., :512, :512], None, False)}
+    if streams(model.head, args.backend, torch.device("cpu")):
+        ways["streamed (Stylizer)"] = lambda: st.stylize_image(image, None, False)
+    for core in (512, 1024):
+        ways[f"exact tiles, {core}-px cores"] = lambda core=core: run_tiled(network, image, core, 64, False,
+                                                                             model.tiling_context)
+    ways["untiled"] = lambda: network(image)
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    with torch.inference_mode():
+        for run in ways.values():
+            run()
+        for _ in range(args.repeats):
+            for name, run in ways.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    single = statistics.median(times["one 512x512 call"]) / 512**2
+    print("| way | seconds | per pixel vs one 512² call |")
+    print("|---|---:|---:|")
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        pixels = 512**2 if name.startswith("one") else args.side**2
+        print(f"| {name} | {median:.3f} | {median / pixels / single:.2f} |")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 MIN_FACE_SIZE = 32
 DEFAULT_TILE_OVERLAP = 64
+#: Tiles of a network that streams pictures by rows are this many times ``tile_size`` a side
+#: (2048 by default: a 2048² picture runs whole, a 4K one in 4 tiles computing 1.08x its pixels,
+#: where 512-px tiles compute 1.5x).
+STREAM_TILE_FACTOR = 4
 
 
 class Smoother(Protocol):
@@ -344,7 +348,11 @@ class Stylizer:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return model(x.to(self.device), "image", reference, self._runners)
 
-        stylized = run_tiled(forward, photo, self.tile_size, self.tile_overlap, progress, model.tiling_context)
+        # A network streamed by rows holds a few dozen rows of activations, not a tile's: its
+        # tiles can be STREAM_TILE_FACTOR times as large, and as few and even as that allows.
+        streams = self._runners.streams
+        tile_size = self.tile_size and self.tile_size * (STREAM_TILE_FACTOR if streams else 1)
+        stylized = run_tiled(forward, photo, tile_size, self.tile_overlap, progress, model.tiling_context, streams)
         return _finite(self.name, stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def face_sizes(self, rgb: np.ndarray, details: StylizeDetails) -> list[float]:
@@ -409,7 +417,9 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
             never tiles. Styles that know their reach (networks, built-in filters) tile exactly
             (``tile_size`` cores with the full reach as context, the same result as untiled);
             others in overlapping tiles of this side, cross-faded (see
-            :mod:`portrait_stylize.imaging.tiling`).
+            :mod:`portrait_stylize.imaging.tiling`). DCT-Net networks run by ``torch`` or
+            ``torch-bf16`` on the CPU need no tiles: they stream large pictures by rows
+            (:mod:`portrait_stylize.runtime.row_stream`), the same result with bounded memory.
         tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,

@@ -97,6 +97,15 @@ def _cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int
     return plan
 
 
+def _even_cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
+    """Like :func:`_cores`, but as few cores of at most ``core`` pixels (rounded up to ``align``) as
+    cover ``length``, of equal size but the last, each window ``halo`` wider on its inner sides only."""
+    count = -(-length // core)
+    size = -(-length // count // align) * align
+    return [(start, min(start + size, length), max(start - halo, 0), min(start + size + halo, length))
+            for start in range(0, length, size)]
+
+
 def _run_exact(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                rows: list[tuple[int, int, int, int]], cols: list[tuple[int, int, int, int]], bar) -> torch.Tensor:
     height, width = image.shape[-2:]
@@ -113,7 +122,7 @@ def _run_exact(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
 
 def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile_size: int | None,
               overlap: int = 128, progress: bool = False,
-              context: Callable[[], tuple[int, int] | None] | None = None) -> torch.Tensor:
+              context: Callable[[], tuple[int, int] | None] | None = None, even: bool = False) -> torch.Tensor:
     """Apply ``fn`` to ``image`` tile by tile (see the module docstring).
 
     Args:
@@ -127,6 +136,10 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
         progress: show a tqdm bar over tiles.
         context: returns ``(halo, align)`` for exact tiling, or ``None`` to cross-fade; called
             only when the image is tiled (measuring a network's reach takes a moment).
+        even: exact tiles as few and as even as cores of at most ``tile_size`` allow, each window
+            only as large as its context needs, for a ``fn`` that does not compile per input
+            shape (a network streamed by rows: :mod:`portrait_stylize.runtime.row_stream`, whose
+            large tiles would otherwise spend up to half their work on fixed-size windows).
 
     Returns:
         ``(1, C', H, W)`` float32 tensor on the CPU.
@@ -140,7 +153,8 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
         # Cores at least 8 halos wide: with a wide reach, small cores would spend most of the
         # work on context (a 4K photo through a broad filter ran 3x slower in 512-px tiles).
         core = max(max(tile_size, 8 * halo) // align, 1) * align
-        rows, cols = _cores(height, core, halo, align), _cores(width, core, halo, align)
+        plan = _even_cores if even else _cores
+        rows, cols = plan(height, core, halo, align), plan(width, core, halo, align)
         with tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False) as bar:
             return _run_exact(fn, image, rows, cols, bar)
     if not 0 <= overlap < tile_size:

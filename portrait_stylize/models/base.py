@@ -152,14 +152,15 @@ class StyleNetwork(nn.Module, ABC):
     def to_network(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` RGB in [0, 1] -> the sub-networks' channel order and ``input_range``."""
         lo, hi = self.input_range
-        x = image.flip(1) if self.channel_order == "bgr" else image
-        return x * (hi - lo) + lo
+        # One new tensor, changed in place (a whole 4K picture is 100 MB per float copy).
+        x = image.mul(hi - lo).add_(lo)
+        return x.flip(1) if self.channel_order == "bgr" else x
 
     def from_network(self, y: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_network`, clipped to [0, 1]."""
         lo, hi = self.input_range
-        y = (y - lo) / (hi - lo)
-        return (y.flip(1) if self.channel_order == "bgr" else y).clamp(0.0, 1.0)
+        y = y.sub(lo).div_(hi - lo).clamp_(0.0, 1.0)
+        return y.flip(1) if self.channel_order == "bgr" else y
 
 
 #: ``arch`` name -> class; filled by :func:`register_architecture`.

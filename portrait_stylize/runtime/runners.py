@@ -15,12 +15,16 @@ from torch import nn
 from ..errors import InvalidArgumentError
 from ..imaging.ops import pad_to_multiple
 from ..models.base import Runner
+from ..models.ttn import TTN
 from ..options import BACKENDS, INT8_BACKENDS
 from .openvino_graph import OpenVINOGraph
 from .quantize import QuantizationError
+from .row_stream import RowStreamedTTN
 from .winograd import with_winograd_convolutions
 
 logger = logging.getLogger(__name__)
+
+TORCH_BACKENDS = ("torch", "torch-bf16")
 
 
 def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
@@ -66,16 +70,24 @@ def takes(net: nn.Module, backend: str) -> bool:
     return backend not in (*INT8_BACKENDS, "openvino-bf16") or (hasattr(net, "unet") and hasattr(net, "finish"))
 
 
+def streams(net: nn.Module, backend: str, device: torch.device) -> bool:
+    """Whether ``backend`` runs ``net`` on large pictures by rows (:mod:`.row_stream`): a TTN
+    with a PyTorch backend on the CPU. (On a GPU whole tensors are what pays.)"""
+    return backend in TORCH_BACKENDS and torch.device(device).type == "cpu" and isinstance(net, TTN)
+
+
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
     """A callable running the sub-network ``net`` with ``backend`` on ``device``; ``net`` itself
     is not modified.
 
     The PyTorch backends run a channels-last copy (faster for these convolutions on CPU and GPU;
-    a copy because channels-last parameters cannot be saved as safetensors).
+    a copy because channels-last parameters cannot be saved as safetensors), TTNs on the CPU
+    streamed by rows when large (:func:`streams`).
     """
-    if backend in ("torch", "torch-bf16"):
+    if backend in TORCH_BACKENDS:
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
-        return copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+        local = copy.deepcopy(net).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+        return RowStreamedTTN(local) if streams(net, backend, device) else local
     if not takes(net, backend):
         raise InvalidArgumentError(f"the {backend} backend runs a network's U-Net apart from its guided filter, and "
                                    f"{type(net).__name__} has none; use torch, onnx or openvino")
@@ -113,6 +125,12 @@ class Runners(dict):
         super().__init__()
         self.nets, self.backend, self.device, self.fallback = nets, backend, device, fallback
         self.check, self.checked = check, checked
+
+    @property
+    def streams(self) -> bool:
+        """Whether every sub-network runs large pictures by rows (:func:`streams`), so that they
+        need no tiles: the same result, with no margins computed twice."""
+        return bool(self.nets) and all(streams(net, self.backend, self.device) for net in self.nets.values())
 
     def __missing__(self, name: str) -> Runner:
         try:

@@ -75,6 +75,23 @@ def test_exact_windows_cover_every_core_with_context_in_one_padded_shape(length,
     assert len({(first, last) for _, _, first, last in plan}) == len(plan)  # no window computed twice
 
 
+@pytest.mark.parametrize("length", [700, 1100, 2048, 2926, 3840, 3841])
+@pytest.mark.parametrize("core,halo,align", [(2048, 64, 16), (2048, 64, 4), (512, 28, 4)])
+def test_even_cores_are_few_and_even_with_context_only_inside(length, core, halo, align):
+    from portrait_stylize.imaging.tiling import _even_cores
+
+    plan = _even_cores(length, core, halo, align)
+    assert plan[0][0] == 0 and plan[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))  # the cores tile the axis
+    assert len(plan) == -(-length // core)  # as few as cores of at most `core` allow
+    assert len({end - start for start, end, _, _ in plan[:-1]}) <= 1 and all(s % align == 0 for s, *_ in plan)
+    assert max(end - start for start, end, _, _ in plan) < core + align
+    for start, end, first, last in plan:  # exactly the context the core needs, the image's edges aside
+        assert (first, last) == (max(start - halo, 0), min(end + halo, length)) and first % align == 0
+    computed = sum(last - first for *_, first, last in plan)
+    assert computed <= length + 2 * halo * (len(plan) - 1)  # 4K's width at 2048: 3968 of 3840
+
+
 class TestExactTiling:
     """Network styles: tiles with the network's whole reach as context give the untiled result."""
 
@@ -117,6 +134,23 @@ class TestExactTiling:
         whole, tiled = torch.from_numpy(whole), torch.from_numpy(tiled)
         assert _psnr(whole, tiled) >= 60.0, _psnr(whole, tiled)
         assert (whole == tiled).double().mean() > 0.5
+
+    def test_streamed_tiles_equal_untiled(self, monkeypatch):
+        """``torch`` on the CPU streams the network by rows (:mod:`portrait_stylize.runtime.row_stream`),
+        in tiles STREAM_TILE_FACTOR times ``tile_size``, as few and even as that allows."""
+        from portrait_stylize.imaging import tiling
+
+        plans = []
+        even_cores = tiling._even_cores
+        monkeypatch.setattr(tiling, "_even_cores", lambda *a: plans.append(a) or even_cores(*a))
+        model = lively_style_model()
+        image = torch.rand(1, 3, 301, 1100, generator=torch.Generator().manual_seed(4))
+        st = Stylizer(model, StyleSpec(name="t", kind="local"), device="cpu", tile_size=128, backend="torch")
+        with torch.inference_mode():
+            whole = model(image).permute(0, 2, 3, 1)[0]
+            streamed = torch.from_numpy(st.stylize_image(image, None, False))
+        assert st._runners.streams and plans and plans[-1][1] == 512  # 4 x 128
+        assert _psnr(whole, streamed) >= 60.0, _psnr(whole, streamed)
 
     def test_less_context_than_the_reach_breaks_it(self):
         model = lively_style_model()
