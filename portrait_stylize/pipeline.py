@@ -418,8 +418,10 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
             (``tile_size`` cores with the full reach as context, the same result as untiled);
             others in overlapping tiles of this side, cross-faded (see
             :mod:`portrait_stylize.imaging.tiling`). DCT-Net networks run by ``torch`` or
-            ``torch-bf16`` on the CPU need no tiles: they stream large pictures by rows
-            (:mod:`portrait_stylize.runtime.row_stream`), the same result with bounded memory.
+            ``torch-bf16`` on the CPU stream large pictures by rows
+            (:mod:`portrait_stylize.runtime.row_stream`: the same result, no context computed
+            twice, memory that does not grow with the height), in exact tiles
+            ``STREAM_TILE_FACTOR`` (4) times ``tile_size``.
         tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,

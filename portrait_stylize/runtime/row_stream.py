@@ -167,12 +167,10 @@ class _Input(_Stream):
         self.x, self.width, self.dtype = x, x.shape[-1] + -x.shape[-1] % multiple, dtype
 
     def advance(self, band: int) -> None:
-        if self.end < self.height:
-            self.compute(self.end, min(self.end + band, self.height))
-            self.end = min(self.end + band, self.height)
-
-    def ready(self) -> int:
-        return self.height
+        stop = min(self.end + band, self.height)
+        if stop > self.end:
+            self.compute(self.end, stop)
+            self.end = stop
 
     def padded(self, lo: int, hi: int) -> torch.Tensor:
         """Rows ``[lo, hi)`` of the padded picture (``0 <= lo < hi <= height``), float as given."""

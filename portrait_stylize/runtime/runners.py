@@ -128,8 +128,8 @@ class Runners(dict):
 
     @property
     def streams(self) -> bool:
-        """Whether every sub-network runs large pictures by rows (:func:`streams`), so that they
-        need no tiles: the same result, with no margins computed twice."""
+        """Whether every sub-network runs large pictures by rows (:func:`streams`), so that
+        their tiles can be larger (the pipeline's ``STREAM_TILE_FACTOR``)."""
         return bool(self.nets) and all(streams(net, self.backend, self.device) for net in self.nets.values())
 
     def __missing__(self, name: str) -> Runner:
