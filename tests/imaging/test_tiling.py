@@ -139,10 +139,14 @@ class TestExactTiling:
         """``torch`` on the CPU streams the network by rows (:mod:`portrait_stylize.runtime.row_stream`),
         in tiles STREAM_TILE_FACTOR times ``tile_size``, as few and even as that allows."""
         from portrait_stylize.imaging import tiling
+        from portrait_stylize.runtime import row_stream
 
-        plans = []
-        even_cores = tiling._even_cores
+        plans, streamed_tiles = [], []
+        even_cores, layers = tiling._even_cores, row_stream.RowStreamedTTN._layers
         monkeypatch.setattr(tiling, "_even_cores", lambda *a: plans.append(a) or even_cores(*a))
+        monkeypatch.setattr(row_stream.RowStreamedTTN, "_layers",
+                            lambda self, x, result: streamed_tiles.append(x.shape) or layers(self, x, result))
+        monkeypatch.setattr(row_stream, "BAND_BYTES", 64 * 512 * 4)  # bands of ~64 rows: these tiles stream
         model = lively_style_model()
         image = torch.rand(1, 3, 301, 1100, generator=torch.Generator().manual_seed(4))
         st = Stylizer(model, StyleSpec(name="t", kind="local"), device="cpu", tile_size=128, backend="torch")
@@ -150,6 +154,7 @@ class TestExactTiling:
             whole = model(image).permute(0, 2, 3, 1)[0]
             streamed = torch.from_numpy(st.stylize_image(image, None, False))
         assert st._runners.streams and plans and plans[-1][1] == 512  # 4 x 128
+        assert len(streamed_tiles) == 3  # 1 x 3 tiles, each streamed
         assert _psnr(whole, streamed) >= 60.0, _psnr(whole, streamed)
 
     def test_less_context_than_the_reach_breaks_it(self):
