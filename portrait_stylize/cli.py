@@ -176,12 +176,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``run`` and ``batch``: the same work; ``batch`` splits it over launched processes, skips
     results that exist (resume) and needs a folder output."""
-    import torch
-    from tqdm.auto import tqdm
-
     from .batch import current_processes, expand_inputs, output_paths, run_pairs, shard
-    from .imaging.io import is_complete_image, save_image
-    from .pipeline import load_style
 
     batch = args.command == "batch"
     listed = [item[1:] if item.startswith("@") else item for item in args.images]
@@ -194,6 +189,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"error: no images found in {' '.join(args.images)}", file=sys.stderr)
         return EXIT_USAGE
     single_file = _output_kind(args.output, files, args.images, batch)
+    # PyTorch and the pipeline take seconds to import: only once the command line holds up.
+    from .loading import resolve_spec
+
+    resolve_spec(args.style)
+    import torch
+    from tqdm.auto import tqdm
+
+    from .imaging.io import is_complete_image, save_image
+    from .pipeline import load_style
+
     processes, wait_for_everyone = current_processes() if batch else (None, lambda: None)
     out = Path(args.output)
     if processes is not None and processes.device is None and "OMP_NUM_THREADS" not in os.environ:

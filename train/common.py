@@ -407,8 +407,8 @@ def card_extra(args: argparse.Namespace, caption: str, data: str) -> str:
 
 def start_validation(accelerator, args: argparse.Namespace):
     """With ``--validation_photos``, on the main process: the photos read and the metric networks
-    loaded now, so that a bad folder or a network missing offline stops the run before training
-    rather than at the first validation. ``None`` otherwise."""
+    loaded first, so that a bad folder or a network missing offline stops the run in seconds,
+    before the training photos are read, rather than at the first validation. ``None`` otherwise."""
     if not args.validation_photos or not accelerator.is_main_process:
         return None
     from portrait_stylize.evaluation.evaluate import Validation

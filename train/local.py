@@ -76,6 +76,9 @@ def main(args: argparse.Namespace) -> Path:
     # Each generator runs twice per iteration (translation and cycle): a static graph lets DDP
     # synchronise gradients correctly on several GPUs.
     accelerator, output = common.start_run(args, [DistributedDataParallelKwargs(static_graph=True)])
+    # Before the data: a missing metric network or a bad validation folder ends the run in
+    # seconds, not after the training photos are read and aligned.
+    validation = common.start_validation(accelerator, args)
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.regions.split(",") if r]
     photos = load_set([args.photos], "--photos", res, regions=regions, progress=main_process)
@@ -92,7 +95,6 @@ def main(args: argparse.Namespace) -> Path:
     g_st, g_ts, d_photo, d_style, opt_g, opt_d = accelerator.prepare(g_st, g_ts, d_photo, d_style, opt_g, opt_d)
     content_net.to(accelerator.device)
     start = common.resume(accelerator, args, output, "local")
-    validation = common.start_validation(accelerator, args)
 
     device = accelerator.device
     shown = list(range(min(4, len(photos.samples))))

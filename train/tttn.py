@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> Path:
     accelerator, output = common.start_run(args)
+    # Before the data: a missing metric network or a bad validation folder ends the run in
+    # seconds, not after the training photos are read and aligned.
+    validation = common.start_validation(accelerator, args)
     main_process, res, bsz = accelerator.is_main_process, args.resolution, args.batch_size
     regions = [r for r in args.local_regions.split(",") if r] if args.local_style_weight > 0 else None
     photos = load_set([args.photos], "--photos", res, args.align_faces, args.expression_weight > 0, regions,
@@ -106,7 +109,6 @@ def main(args: argparse.Namespace) -> Path:
     generators = dict(zip(generators, nets))
     content_net.to(accelerator.device)
     start = common.resume(accelerator, args, output, "tttn")
-    validation = common.start_validation(accelerator, args)
     shown = list(range(min(4, len(photos.samples))))
     preview = batch(photos.samples, step_rng(args.seed, 0), len(shown), res, expand=False, indices=shown)["image"]
     device = accelerator.device

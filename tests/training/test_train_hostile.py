@@ -89,9 +89,20 @@ def _a_file(tmp_path):
     return tmp_path / "imgs" / "0.png", "not a folder"
 
 
-@pytest.mark.parametrize("broken", [_missing, _empty, _not_images, _all_unreadable, _a_file],
-                         ids=["missing", "empty", "not-images", "all-unreadable", "a-file"])
-@pytest.mark.parametrize("flag", ["--photos", "--styles"])
+_BROKEN = {"missing": _missing, "empty": _empty, "not-images": _not_images, "all-unreadable": _all_unreadable,
+           "a-file": _a_file}
+
+
+def _cases():
+    """Every kind of broken folder under each flag; the default run takes one flag per kind, in
+    turn (each case runs the script: 2 s), CI's slow run the other."""
+    for i, (name, broken) in enumerate(_BROKEN.items()):
+        for j, flag in enumerate(("--photos", "--styles")):
+            marks = () if (i + j) % 2 == 0 else (pytest.mark.slow,)
+            yield pytest.param(broken, flag, id=f"{flag}-{name}", marks=marks)
+
+
+@pytest.mark.parametrize(("broken", "flag"), list(_cases()))
 def test_broken_data_folder_is_a_one_line_error(tmp_path, broken, flag):
     good = _images(tmp_path / "good")
     bad, why = broken(tmp_path)
