@@ -44,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 MIN_FACE_SIZE = 32
 DEFAULT_TILE_OVERLAP = 64
-#: Tiles of a network that streams pictures by rows are this many times ``tile_size`` a side
-#: (2048 by default: a 2048² picture runs whole, a 4K one in 4 tiles computing 1.08x its pixels,
-#: where 512-px tiles compute 1.5x).
-STREAM_TILE_FACTOR = 4
 
 
 class Smoother(Protocol):
@@ -348,11 +344,11 @@ class Stylizer:
         def forward(x: torch.Tensor) -> torch.Tensor:
             return model(x.to(self.device), "image", reference, self._runners)
 
-        # A network streamed by rows holds a few dozen rows of activations, not a tile's: its
-        # tiles can be STREAM_TILE_FACTOR times as large, and as few and even as that allows.
-        streams = self._runners.streams
-        tile_size = self.tile_size and self.tile_size * (STREAM_TILE_FACTOR if streams else 1)
-        stylized = run_tiled(forward, photo, tile_size, self.tile_overlap, progress, model.tiling_context, streams)
+        # Networks that hold less than a float32 tile's activations (streamed by rows, int8 or
+        # bf16 graphs) take larger tiles, as few and even as that allows (runners.tiling).
+        factor, cores = self._runners.tiling
+        tile_size = self.tile_size and self.tile_size * factor
+        stylized = run_tiled(forward, photo, tile_size, self.tile_overlap, progress, model.tiling_context, cores)
         return _finite(self.name, stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def face_sizes(self, rgb: np.ndarray, details: StylizeDetails) -> list[float]:

@@ -97,13 +97,33 @@ def _cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int
     return plan
 
 
+def _even_size(length: int, core: int, align: int) -> int:
+    """The core size of as few cores of at most ``core`` pixels as cover ``length``, as even as
+    multiples of ``align`` allow (the last may be shorter)."""
+    count = -(-length // core)
+    return -(-length // count // align) * align
+
+
 def _even_cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
     """Like :func:`_cores`, but as few cores of at most ``core`` pixels (rounded up to ``align``) as
     cover ``length``, of equal size but the last, each window ``halo`` wider on its inner sides only."""
-    count = -(-length // core)
-    size = -(-length // count // align) * align
+    size = _even_size(length, core, align)
     return [(start, min(start + size, length), max(start - halo, 0), min(start + size + halo, length))
             for start in range(0, length, size)]
+
+
+def _even_cores_one_window(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
+    """As few and even cores as :func:`_even_cores`, in windows of one length as :func:`_cores`
+    makes them: one compiled shape per picture size, not up to three per axis."""
+    return _cores(length, _even_size(length, core, align), halo, align)
+
+
+#: How exact tiling cuts each axis (``run_tiled``'s ``cores``): "fixed": cores of ``tile_size`` in
+#: windows of one size whatever the picture's (a backend compiling per shape compiles once for
+#: every picture); "even": as few and even cores as ``tile_size`` allows, in windows of one size
+#: per picture (fewer tiles, less context recomputed, a compile per picture size); "tight": even
+#: cores, each window only as wide as its context needs (for functions that do not compile per shape).
+CORE_PLANS = {"fixed": _cores, "even": _even_cores_one_window, "tight": _even_cores}
 
 
 def _run_exact(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -122,7 +142,7 @@ def _run_exact(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
 
 def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile_size: int | None,
               overlap: int = 128, progress: bool = False,
-              context: Callable[[], tuple[int, int] | None] | None = None, even: bool = False) -> torch.Tensor:
+              context: Callable[[], tuple[int, int] | None] | None = None, cores: str = "fixed") -> torch.Tensor:
     """Apply ``fn`` to ``image`` tile by tile (see the module docstring).
 
     Args:
@@ -136,10 +156,10 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
         progress: show a tqdm bar over tiles.
         context: returns ``(halo, align)`` for exact tiling, or ``None`` to cross-fade; called
             only when the image is tiled (measuring a network's reach takes a moment).
-        even: exact tiles as few and as even as cores of at most ``tile_size`` allow, each window
-            only as large as its context needs, for a ``fn`` that does not compile per input
-            shape (a network streamed by rows: :mod:`portrait_stylize.runtime.row_stream`, whose
-            large tiles would otherwise spend up to half their work on fixed-size windows).
+        cores: how exact tiling cuts the picture (:data:`CORE_PLANS`): ``"fixed"``, ``"even"``
+            (large tiles of a backend that compiles per shape, which would otherwise spend up to
+            half their work on windows of the fixed size) or ``"tight"`` (a network streamed by
+            rows: :mod:`portrait_stylize.runtime.row_stream`).
 
     Returns:
         ``(1, C', H, W)`` float32 tensor on the CPU.
@@ -153,7 +173,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
         # Cores at least 8 halos wide: with a wide reach, small cores would spend most of the
         # work on context (a 4K photo through a broad filter ran 3x slower in 512-px tiles).
         core = max(max(tile_size, 8 * halo) // align, 1) * align
-        plan = _even_cores if even else _cores
+        plan = CORE_PLANS[cores]
         rows, cols = plan(height, core, halo, align), plan(width, core, halo, align)
         with tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False) as bar:
             return _run_exact(fn, image, rows, cols, bar)

@@ -184,4 +184,4 @@ class OpenVINOTFLiteGraph:
         if multiple is None or x.ndim != 4 or x.shape[1] % multiple or x.shape[2] % multiple:
             raise InvalidArgumentError(f"{self._graph.graph_spec()['source']}: takes (B, H, W, C) with H and W "
                                        f"multiples of {multiple}, got {tuple(x.shape)}")
-        return infer(self._sized(tuple(x.shape)), x)
+        return self._sized.run(x)

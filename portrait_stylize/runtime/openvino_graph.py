@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.openvino_compiled import CompiledPerShape, cpu_config, infer
+from ..common.openvino_compiled import CompiledPerShape, cpu_config
 
 #: Input shapes an OpenVINO graph keeps compiled (each costs memory; a batch of photos of
 #: different sizes would otherwise recompile for every one).
@@ -28,4 +28,4 @@ class OpenVINOGraph:
         self._compiled = CompiledPerShape(model, cpu_config(threads, precision), OPENVINO_SHAPES)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return infer(self._compiled(x.shape), x)[0]
+        return self._compiled.run(x)[0]

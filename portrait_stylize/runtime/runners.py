@@ -25,6 +25,18 @@ from .winograd import with_winograd_convolutions
 logger = logging.getLogger(__name__)
 
 TORCH_BACKENDS = ("torch", "torch-bf16")
+#: Tiles of a network streamed by rows are this many times the pipeline's ``tile_size`` a side:
+#: it holds a few dozen rows of activations, not a tile's (2048 px by default: a 2048² picture
+#: runs whole, a 4K one in 4 tiles computing 1.08× its pixels, where 512-px tiles compute 1.5×).
+STREAM_TILE_FACTOR = 4
+#: Tiles of a TTN's int8 and bf16 OpenVINO graphs, a side, times ``tile_size``: fewer, larger
+#: tiles compute less context twice (a 4K picture: 1.33× its pixels in 12 tiles, where 40 fixed
+#: 512-px windows computed 1.96×). 3 or 4 were faster still but took the 4K group photo with
+#: faces and regions to 1.95-2.4 GB (docs/performance.md, "Large pictures"). The float32 graph
+#: stays at 1: four bytes per value, it runs no faster per pixel on large shapes, and compiling
+#: one takes 1-5 s.
+GRAPH_TILE_FACTOR = 2
+_LOW_PRECISION_GRAPHS = ("openvino-int8", "openvino-bf16")
 
 
 def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
@@ -74,6 +86,20 @@ def streams(net: nn.Module, backend: str, device: torch.device) -> bool:
     """Whether ``backend`` runs ``net`` on large pictures by rows (:mod:`.row_stream`): a TTN
     with a PyTorch backend on the CPU. (On a GPU whole tensors are what pays.)"""
     return backend in TORCH_BACKENDS and torch.device(device).type == "cpu" and isinstance(net, TTN)
+
+
+def tiling(net: nn.Module, backend: str, device: torch.device) -> tuple[int, str]:
+    """How the pipeline tiles a large picture for ``net`` run by ``backend`` on ``device``:
+    ``(factor, cores)``, tiles ``factor`` times its ``tile_size`` a side, cut as
+    :data:`portrait_stylize.imaging.tiling.CORE_PLANS` ``[cores]`` says. A network streamed by
+    rows (:func:`streams`) takes large tiles with windows only as wide as their context; a TTN's
+    int8 or bf16 OpenVINO graph large tiles in windows of one shape per picture (each shape is
+    compiled); everything else tiles of ``tile_size`` in windows of one shape for all pictures."""
+    if streams(net, backend, device):
+        return STREAM_TILE_FACTOR, "tight"
+    if backend in _LOW_PRECISION_GRAPHS and torch.device(device).type == "cpu" and takes(net, backend):
+        return GRAPH_TILE_FACTOR, "even"
+    return 1, "fixed"
 
 
 def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
@@ -127,10 +153,11 @@ class Runners(dict):
         self.check, self.checked = check, checked
 
     @property
-    def streams(self) -> bool:
-        """Whether every sub-network runs large pictures by rows (:func:`streams`), so that
-        their tiles can be larger (the pipeline's ``STREAM_TILE_FACTOR``)."""
-        return bool(self.nets) and all(streams(net, self.backend, self.device) for net in self.nets.values())
+    def tiling(self) -> tuple[int, str]:
+        """:func:`tiling` of the sub-networks where they all agree, else (and for a style without
+        networks) ``(1, "fixed")``."""
+        plans = {tiling(net, self.backend, self.device) for net in self.nets.values()}
+        return plans.pop() if len(plans) == 1 else (1, "fixed")
 
     def __missing__(self, name: str) -> Runner:
         try:

@@ -52,3 +52,59 @@ def test_cpu_config_sets_the_precision_explicitly():
     assert cpu_config(3)["INFERENCE_NUM_THREADS"] == 3
     assert cpu_config(1, "bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
     assert cpu_config(1)["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+class _Recorded:
+    """A compiled model that records when its buffers are given back."""
+
+    def __init__(self, compiled, log: list) -> None:
+        self._compiled, self._log = compiled, log
+
+    def __getattr__(self, name):
+        return getattr(self._compiled, name)
+
+    def release_memory(self) -> None:
+        self._log.append("release")
+        self._compiled.release_memory()
+
+
+class TestLargeInputsGiveBuffersBack:
+    def _recorded(self, keep: int = 2):
+        compiled, log = CompiledPerShape(doubling_model(), cpu_config(1), keep=keep), []
+        real = compiled._entry
+
+        def entry(shape):
+            model, lock = real(shape)
+            return _Recorded(model, log), lock
+
+        compiled._entry = entry
+        return compiled, log
+
+    def test_only_inputs_of_release_values_or_more(self, monkeypatch):
+        from portrait_stylize.common import openvino_compiled
+
+        monkeypatch.setattr(openvino_compiled, "RELEASE_VALUES", 100)
+        compiled, log = self._recorded()
+        small, large = np.ones((1, 1, 9, 11), np.float32), np.ones((1, 1, 10, 10), np.float32)
+        np.testing.assert_array_equal(compiled.run(small)[0], 3 * small)
+        assert log == []
+        for _ in range(2):  # the buffers are made again for the next call
+            np.testing.assert_array_equal(compiled.run(large)[0], 3 * large)
+        assert log == ["release", "release"]
+
+    def test_threads_on_one_large_shape_each_get_their_answer(self, monkeypatch):
+        from portrait_stylize.common import openvino_compiled
+
+        monkeypatch.setattr(openvino_compiled, "RELEASE_VALUES", 100)
+        compiled, log = self._recorded()
+        inputs = [np.full((1, 1, 40, 40), i, np.float32) for i in range(6)]
+        got: dict[int, np.ndarray] = {}
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, compiled.run(inputs[i])[0]))
+                   for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for i in range(6):
+            np.testing.assert_array_equal(got[i], 2 * inputs[i] + 1)
+        assert log == ["release"] * 6

@@ -22,6 +22,7 @@ from PIL import Image
 import portrait_stylize as ps
 from portrait_stylize import cli
 from portrait_stylize.models.serialization import save_style
+from portrait_stylize.runtime import runners
 
 from helpers import lively_style_model, psnr
 
@@ -173,7 +174,7 @@ def test_tile_size_0_never_tiles(network_style, tmp_path, monkeypatch):
     for name, extra in (("untiled", ["--tile-size", "0"]), ("default", [])):
         assert cli.main(["run", str(photo), "-o", str(tmp_path / f"{name}.png"), *options, *extra, "-q"]) == 0
         results[name] = _pixels(tmp_path / f"{name}.png")
-    assert tile_sizes == [None, 160 * pipeline.STREAM_TILE_FACTOR]  # torch streams the network by rows
+    assert tile_sizes == [None, 160 * runners.STREAM_TILE_FACTOR]  # torch streams the network by rows
     untiled = ps.load_style(network_style, tile_size=None, backend="torch", device="cpu", face_backend="mediapipe")
     _assert_same_pixels(results["untiled"], _pixels(untiled(photo)))
     _assert_same_pixels(results["default"], results["untiled"])

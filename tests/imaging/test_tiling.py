@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import portrait_stylize as ps
+from portrait_stylize.imaging.ops import pad_to_multiple
 from portrait_stylize.imaging.tiling import run_tiled, tile_starts
 from portrait_stylize.pipeline import Stylizer
 from portrait_stylize.sources.registry import StyleSpec
@@ -92,6 +93,25 @@ def test_even_cores_are_few_and_even_with_context_only_inside(length, core, halo
     assert computed <= length + 2 * halo * (len(plan) - 1)  # 4K's width at 2048: 3968 of 3840
 
 
+@pytest.mark.parametrize("length", [700, 1100, 2048, 2160, 2926, 3840, 3841])
+@pytest.mark.parametrize("core,halo,align", [(1024, 64, 16), (1024, 64, 4), (512, 28, 4)])
+def test_even_cores_in_one_window_size_per_picture(length, core, halo, align):
+    """``cores="even"`` (compiled int8 and bf16 graphs): as few and even cores as
+    :func:`_even_cores`, in windows of one padded length as :func:`_cores` makes them."""
+    from portrait_stylize.imaging.tiling import CORE_PLANS, _even_cores
+
+    plan, even = CORE_PLANS["even"](length, core, halo, align), _even_cores(length, core, halo, align)
+    assert [c[:2] for c in plan] == [c[:2] for c in even]  # the same cores
+    for start, end, first, last in plan:
+        assert 0 <= first <= start < end <= last <= length and first % align == 0
+        assert first == 0 or start - first >= halo
+        assert last == length or last - end >= halo
+    shapes = {-(-(last - first) // align) * align for *_, first, last in plan}
+    assert len(shapes) == 1  # one compile per picture size
+    if len(plan) > 1:  # windows of the even core and its context on both sides
+        assert shapes == {even[0][1] - even[0][0] + 2 * halo}
+
+
 class TestExactTiling:
     """Network styles: tiles with the network's whole reach as context give the untiled result."""
 
@@ -143,7 +163,7 @@ class TestExactTiling:
 
         plans, streamed_tiles = [], []
         even_cores, layers = tiling._even_cores, row_stream.RowStreamedTTN._layers
-        monkeypatch.setattr(tiling, "_even_cores", lambda *a: plans.append(a) or even_cores(*a))
+        monkeypatch.setitem(tiling.CORE_PLANS, "tight", lambda *a: plans.append(a) or even_cores(*a))
         monkeypatch.setattr(row_stream.RowStreamedTTN, "_layers",
                             lambda self, x, result: streamed_tiles.append(x.shape) or layers(self, x, result))
         monkeypatch.setattr(row_stream, "BAND_BYTES", 64 * 512 * 4)  # bands of ~64 rows: these tiles stream
@@ -153,9 +173,26 @@ class TestExactTiling:
         with torch.inference_mode():
             whole = model(image).permute(0, 2, 3, 1)[0]
             streamed = torch.from_numpy(st.stylize_image(image, None, False))
-        assert st._runners.streams and plans and plans[-1][1] == 512  # 4 x 128
+        assert st._runners.tiling == (4, "tight") and plans and plans[-1][1] == 512  # 4 x 128
         assert len(streamed_tiles) == 3  # 1 x 3 tiles, each streamed
         assert _psnr(whole, streamed) >= 60.0, _psnr(whole, streamed)
+
+    def test_even_tiles_in_one_window_shape_equal_untiled(self):
+        """``cores="even"``: 2 x 3 tiles of one window shape (each would be one compile), the
+        untiled result (>= 60 dB, most pixels identical). A narrow TTN: the same reach, less work."""
+        model = lively_style_model(head={"channels": 8})
+        image = torch.rand(1, 3, 621, 1201, generator=torch.Generator().manual_seed(3))
+        shapes = []
+
+        def forward(x):
+            shapes.append(tuple(pad_to_multiple(x, 4).shape))
+            return model(x)
+
+        with torch.inference_mode():
+            whole = model(image)
+            tiled = run_tiled(forward, image, 512, context=model.tiling_context, cores="even")
+        assert len(shapes) == 6 and len(set(shapes)) == 1, shapes
+        assert _psnr(whole, tiled) >= 60.0 and (whole == tiled).double().mean() > 0.5
 
     def test_less_context_than_the_reach_breaks_it(self):
         model = lively_style_model()

@@ -162,7 +162,15 @@ class TestWhereItRuns:
         assert not streams(nn.Conv2d(3, 3, 1), "torch", CPU)
 
     def test_a_style_streams_only_when_every_network_does(self):
-        assert Runners({"head": _random_ttn(), "bg": _random_ttn(1)}, "torch-bf16", CPU).streams
-        assert not Runners({"head": _random_ttn(), "bg": nn.Conv2d(3, 3, 1)}, "torch", CPU).streams
-        assert not Runners({"head": _random_ttn()}, "openvino", CPU).streams
-        assert not Runners({}, "torch", CPU).streams  # a style without networks tiles as it always did
+        assert Runners({"head": _random_ttn(), "bg": _random_ttn(1)}, "torch-bf16", CPU).tiling == (4, "tight")
+        assert Runners({"head": _random_ttn(), "bg": nn.Conv2d(3, 3, 1)}, "torch", CPU).tiling == (1, "fixed")
+        assert Runners({"head": _random_ttn()}, "openvino", CPU).tiling == (1, "fixed")
+        assert Runners({}, "torch", CPU).tiling == (1, "fixed")  # a style without networks tiles as it always did
+
+    def test_int8_and_bf16_graphs_of_a_ttn_take_larger_even_tiles(self):
+        from portrait_stylize.runtime.runners import GRAPH_TILE_FACTOR, tiling
+
+        for backend in ("openvino-int8", "openvino-bf16"):
+            assert tiling(_random_ttn(), backend, CPU) == (GRAPH_TILE_FACTOR, "even")
+            assert tiling(nn.Conv2d(3, 3, 1), backend, CPU) == (1, "fixed")  # not a TTN: these backends refuse it
+        assert tiling(_random_ttn(), "onnx-int8", CPU) == (1, "fixed")  # ONNX Runtime compiles no shapes
