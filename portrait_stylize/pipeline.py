@@ -349,6 +349,7 @@ class Stylizer:
         factor, cores = self._runners.tiling
         tile_size = self.tile_size and self.tile_size * factor
         stylized = run_tiled(forward, photo, tile_size, self.tile_overlap, progress, model.tiling_context, cores)
+        self._runners.release()  # a large tile's buffers, not held through the face pass and regions
         return _finite(self.name, stylized[0].permute(1, 2, 0).cpu().float().numpy())
 
     def face_sizes(self, rgb: np.ndarray, details: StylizeDetails) -> list[float]:
@@ -417,7 +418,9 @@ def load_style(name: str | os.PathLike | None = None, *, device: str | torch.dev
             ``torch-bf16`` on the CPU stream large pictures by rows
             (:mod:`portrait_stylize.runtime.row_stream`: the same result, no context computed
             twice, memory that does not grow with the height), in exact tiles
-            ``STREAM_TILE_FACTOR`` (4) times ``tile_size``.
+            ``runners.STREAM_TILE_FACTOR`` (4) times ``tile_size``; their int8 and bf16 OpenVINO
+            graphs in as few and even exact tiles as ``runners.GRAPH_TILE_FACTOR`` (2) times
+            ``tile_size`` allows.
         tile_overlap: cross-faded tiling: pixels shared by neighbouring tiles.
         max_pixels: refuse larger inputs (decompression-bomb guard); ``None`` for no limit.
         backend: how the style's sub-networks run: ``"auto"`` (fastest here), ``"torch"``,

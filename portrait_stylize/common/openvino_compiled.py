@@ -31,17 +31,17 @@ def infer(compiled: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs)))
 
 
-#: Inputs of at least this many values (a 1-megapixel picture's) give their compiled model's
-#: intermediate buffers back once run: a large tile's stay otherwise held, beside what the
-#: pipeline does after the whole-image pass (a 4K group photo with faces and regions: 2017 MB peak
-#: with 1024-px int8 tiles, 1702 MB so), and allocating them again cost no measurable time.
+#: Models compiled for inputs of at least this many values (a 1-megapixel picture's) give their
+#: intermediate buffers back on :meth:`CompiledPerShape.release`: a large tile's buffers stay
+#: held otherwise, beside what the pipeline does after the whole-image pass (a 4K group photo with
+#: faces and regions: 2017 MB peak with 1024-px int8 tiles, 1702 MB with them given back).
 RELEASE_VALUES = 3 << 20
 
 
 class CompiledPerShape:
     """``model`` (an ``openvino.Model``, read once) compiled with ``config`` for each input shape it
     is called with; the ``keep`` most recently used shapes stay compiled (each holds its own
-    buffers; those of large inputs are given back after each :meth:`run`). Thread-safe."""
+    buffers; those of large inputs can be given back: :meth:`release`). Thread-safe."""
 
     def __init__(self, model: Any, config: dict[str, Any], keep: int) -> None:
         import openvino
@@ -71,14 +71,22 @@ class CompiledPerShape:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """:func:`infer` with the model compiled for ``x``'s shape. An input of
         :data:`RELEASE_VALUES` or more values runs alone on its compiled model (OpenVINO gives
-        buffers back only while no inference runs on it), which then gives its buffers back."""
+        buffers back only while no inference runs on it)."""
         compiled, lock = self._entry(tuple(x.shape))
         if x.size < RELEASE_VALUES:
             return infer(compiled, x)
         with lock:
-            outputs = infer(compiled, x)
-            compiled.release_memory()
-        return outputs
+            return infer(compiled, x)
+
+    def release(self) -> None:
+        """Give back the intermediate buffers of the models compiled for inputs of
+        :data:`RELEASE_VALUES` or more values (the next run at such a shape allocates them again:
+        once per picture, not per tile, costs little; per tile it cost 25 % at 4K)."""
+        with self._lock:
+            large = [entry for shape, entry in self._compiled.items() if np.prod(shape) >= RELEASE_VALUES]
+        for compiled, lock in large:
+            with lock:
+                compiled.release_memory()
 
     def shapes(self) -> list[tuple[int, ...]]:
         """The shapes kept compiled, least recently used first."""

@@ -29,3 +29,7 @@ class OpenVINOGraph:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._compiled.run(x)[0]
+
+    def release(self) -> None:
+        """Give back the buffers held for large inputs (:meth:`CompiledPerShape.release`)."""
+        self._compiled.release()

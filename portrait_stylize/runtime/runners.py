@@ -39,15 +39,20 @@ GRAPH_TILE_FACTOR = 2
 _LOW_PRECISION_GRAPHS = ("openvino-int8", "openvino-bf16")
 
 
-def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int) -> Runner:
+def _padded(run: Callable[[np.ndarray], np.ndarray], multiple: int,
+            release: Callable[[], None] | None = None) -> Runner:
     """A runner for a numpy graph ``run`` whose sides must be multiples of ``multiple``: pads by
-    edge replication, runs on the CPU in float32, crops, and returns on the input's device."""
+    edge replication, runs on the CPU in float32, crops, and returns on the input's device.
+    ``release`` (an OpenVINO graph's: the buffers of large inputs given back) becomes its
+    ``release`` attribute (:meth:`Runners.release`)."""
 
     def runner(x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x.float(), multiple).cpu().contiguous().numpy()
         return torch.from_numpy(run(padded))[..., :h, :w].to(x.device)
 
+    if release is not None:
+        runner.release = release
     return runner
 
 
@@ -59,7 +64,7 @@ def _unet_then_filter(net: nn.Module, unet: Callable[[np.ndarray], np.ndarray]) 
         with torch.inference_mode():
             return net.finish(torch.from_numpy(x), torch.from_numpy(unet(x))).numpy()
 
-    return _padded(run, net.size_multiple)
+    return _padded(run, net.size_multiple, getattr(unet, "release", None))
 
 
 def int8_runner(net: nn.Module, backend: str, checked: bool = True) -> Runner:
@@ -126,8 +131,8 @@ def make_runner(net: nn.Module, backend: str, device: torch.device) -> Runner:
         if backend == "openvino-bf16":
             return _unet_then_filter(net, OpenVINOGraph(onnx_bytes(net, "unet"), precision="bf16"))
         if backend == "openvino":
-            graph = without_transpose_round_trips(onnx_bytes(with_winograd_convolutions(net)))
-            return _padded(OpenVINOGraph(graph), net.size_multiple)
+            graph = OpenVINOGraph(without_transpose_round_trips(onnx_bytes(with_winograd_convolutions(net))))
+            return _padded(graph, net.size_multiple, graph.release)
         session = onnx_session(onnx_bytes(net))
         return _padded(lambda x: session.run(None, {"image": x})[0], net.size_multiple)
     raise InvalidArgumentError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
@@ -158,6 +163,14 @@ class Runners(dict):
         networks) ``(1, "fixed")``."""
         plans = {tiling(net, self.backend, self.device) for net in self.nets.values()}
         return plans.pop() if len(plans) == 1 else (1, "fixed")
+
+    def release(self) -> None:
+        """Give back what the runners made so far hold for large inputs (OpenVINO's buffers for
+        large tiles; the pipeline calls it after each whole-image pass)."""
+        for runner in list(self.values()):
+            release = getattr(getattr(runner, "runner", runner), "release", None)
+            if release is not None:
+                release()
 
     def __missing__(self, name: str) -> Runner:
         try:

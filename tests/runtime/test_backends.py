@@ -496,6 +496,24 @@ class TestOpenVINOGraph:
             assert np.abs(graph(x) - expected).max() <= 1e-4
         assert [shape[-1] for shape in graph._compiled.shapes()] == [24, 16, 28, 32]
 
+    def test_a_whole_image_pass_gives_large_tiles_buffers_back(self, monkeypatch):
+        """After each whole-image pass the pipeline has the OpenVINO graphs give back what they
+        hold for large inputs (a 4K tile's buffers would stay held through the face pass and
+        the regions), once per picture, not per tile."""
+        from portrait_stylize.common import openvino_compiled
+
+        monkeypatch.setattr(openvino_compiled, "RELEASE_VALUES", 3 * 100 * 100)
+        released = []
+        real = openvino_compiled.CompiledPerShape.release
+        monkeypatch.setattr(openvino_compiled.CompiledPerShape, "release",
+                            lambda self: released.append([s for s in self.shapes()]) or real(self))
+        model = lively_style_model(head={"channels": 8})
+        st = ps.Stylizer(model, ps.StyleSpec(name="t", kind="local"), device="cpu", backend="openvino", tile_size=128)
+        with torch.inference_mode():
+            st.stylize_image(torch.rand(1, 3, 700, 300), None, False)  # 2 tiles of one window shape
+        assert released == [[(1, 3, 640, 300)]]  # the windows' shape (padded to 4), given back once
+        assert st._runners.tiling == (1, "fixed")
+
     def test_calls_from_several_threads_each_get_their_own_answer(self, small_ttn):
         net = small_ttn
         graph = openvino_graph.OpenVINOGraph(onnx_bytes(net), threads=1)
