@@ -267,12 +267,12 @@ def test_pinned_cached_commit_loads_without_network_while_online(online, tiny):
     commit = fake.add_repo(HUB_REPO, tiny["files"])
     write_registry(online, {"pinned": hub_entry(tiny["sha256"], commit), "branch": hub_entry(tiny["sha256"], "main")})
     for name in ("pinned", "branch"):
-        ps.load_style(name, device="cpu")
+        ps.load_style(name, device="cpu", backend="torch")
     assert fake.requests  # the first loads downloaded
     fake.requests.clear()
-    assert_head_equal(ps.load_style("pinned", device="cpu").model, tiny["head"])
+    assert_head_equal(ps.load_style("pinned", device="cpu", backend="torch").model, tiny["head"])
     assert fake.requests == []
-    ps.load_style("branch", device="cpu")
+    ps.load_style("branch", device="cpu", backend="torch")
     assert [r.method for r in fake.requests if r.server == "hub"][:1] == ["HEAD"]
 
 
@@ -280,7 +280,7 @@ def test_download_with_branch_revision_follows_hub_redirects(online, tiny):
     fake = online["hub"]
     commit = fake.add_repo(HUB_REPO, tiny["files"])
     write_registry(online, {"tiny-style": hub_entry(tiny["sha256"], revision=None)})
-    st = ps.load_style("tiny-style", device="cpu")
+    st = ps.load_style("tiny-style", device="cpu", backend="torch")
     assert_head_equal(st.model, tiny["head"])
     assert f"/api/resolve-cache/models/{HUB_REPO}/{commit}/config.json" in fake.paths("hub")
     assert (repo_cache_dir(online["cache"], HUB_REPO) / "refs" / "main").read_text() == commit
@@ -291,7 +291,7 @@ def test_download_style_in_subfolder(online, tiny):
     files = {f"styles/tiny/{k}": v for k, v in tiny["files"].items()}
     commit = fake.add_repo(HUB_REPO, {**files, "config.json": b'{"arch": "not-this-one"}'})
     write_registry(online, {"tiny-style": hub_entry(tiny["sha256"], commit, filename="styles/tiny/model.safetensors")})
-    st = ps.load_style("tiny-style", device="cpu")
+    st = ps.load_style("tiny-style", device="cpu", backend="torch")
     assert_head_equal(st.model, tiny["head"])
     pointer = repo_cache_dir(online["cache"], HUB_REPO) / "snapshots" / commit / "styles" / "tiny" / "config.json"
     assert os.readlink(pointer) == f"../../../../blobs/{git_blob_sha1(tiny['files']['config.json'])}"
@@ -355,7 +355,7 @@ def test_download_unregistered_hub_id(online, tiny, caplog):
     commit = fake.add_repo("someone/anime-style", tiny["files"])
     torch.manual_seed(0)
     with caplog.at_level(logging.WARNING, logger="portrait_stylize.sources.hub"):
-        st = ps.load_style("someone/anime-style", device="cpu")
+        st = ps.load_style("someone/anime-style", device="cpu", backend="torch")
     assert_head_equal(st.model, tiny["head"])
     assert (st.spec.name, st.spec.kind, st.spec.repo_id, st.spec.revision, st.spec.filename) == (
         "someone/anime-style", "hub", "someone/anime-style", None, "model.safetensors")
@@ -368,7 +368,7 @@ def test_download_unregistered_hub_id_at_revision(online, tiny):
     fake = online["hub"]
     commit = fake.add_repo("someone/anime-style", tiny["files"])
     fake.add_repo("someone/anime-style", {"config.json": b"{}"})  # main moves on; old commit still loads
-    st = ps.load_style(f"hf-hub:someone/anime-style@{commit}", device="cpu")
+    st = ps.load_style(f"hf-hub:someone/anime-style@{commit}", device="cpu", backend="torch")
     assert_head_equal(st.model, tiny["head"])
     assert st.spec.revision == commit
 

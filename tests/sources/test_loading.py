@@ -43,7 +43,7 @@ def test_load_from_seeded_cache_is_bit_exact(env, tiny, revision):
     write_registry(env, {"tiny-style": hub_entry(tiny["sha256"], revision)})
     torch.manual_seed(0)  # a model that silently skipped loading would have different random weights
 
-    st = ps.load_style("tiny-style", device="cpu")
+    st = ps.load_style("tiny-style", device="cpu", backend="torch")
 
     assert isinstance(st.model, TTNStyle)
     assert_head_equal(st.model, tiny["head"])
@@ -103,7 +103,7 @@ def test_local_folder_with_pickle_named_safetensors(env, tiny):
 
 
 def test_local_folder_loads_real_style(env, tiny):
-    st = ps.load_style(str(tiny["folder"]), device="cpu")
+    st = ps.load_style(str(tiny["folder"]), device="cpu", backend="torch")
     assert st.spec.kind == "local" and st.spec.name == "tiny" and st.spec.available_offline
     assert_head_equal(st.model, tiny["head"])
 
@@ -211,7 +211,7 @@ def test_registered_local_style_loads_bit_exact(env, tiny, monkeypatch):
     assert {s.name: s.available_offline for s in ps.list_styles("mine")} == {"mine": True}
     torch.manual_seed(0)  # a model that silently skipped loading would have different random weights
 
-    st = ps.load_style("mine", device="cpu")
+    st = ps.load_style("mine", device="cpu", backend="torch")
 
     assert isinstance(st.model, TTNStyle)
     assert st.spec.kind == "local" and st.spec.name == "mine"  # the registry's name, not the folder's config
@@ -238,7 +238,7 @@ def test_unregistered_folder_without_a_name_is_named_after_the_folder(env, tiny,
     shutil.copytree(tiny["folder"], folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "name": ""}))
-    assert ps.load_style(str(folder)).name == "unnamed"
+    assert ps.load_style(str(folder), backend="torch").name == "unnamed"
 
 
 def test_a_missing_folder_under_an_existing_one_is_not_taken_for_a_hub_id(online, monkeypatch):

@@ -128,7 +128,7 @@ def test_registry_pickle_filename_is_unsafe(env, filename):
 def test_extra_registry_overrides_builtin_by_name(env, tiny):
     seed(env, tiny)
     write_registry(env, {"toon": hub_entry(tiny["sha256"])}, default="toon")
-    st = ps.load_style("toon", device="cpu")
+    st = ps.load_style("toon", device="cpu", backend="torch")
     assert st.spec.kind == "hub"
     assert_head_equal(st.model, tiny["head"])
 
