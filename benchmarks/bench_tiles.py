@@ -6,11 +6,11 @@ a ``--side`` × ``--height`` picture (default 2048²) run each way the package c
 
 * **Stylizer**: as the pipeline runs it for this backend (``runtime.runners.tiling``): streamed
   by rows in even tiles of 4 × 512 px (``torch`` and ``torch-bf16`` on the CPU:
-  :mod:`portrait_stylize.runtime.row_stream`), exact tiles in even cores of at most 2 × 512 px
-  and windows of one shape (the int8 and bf16 OpenVINO graphs), or exact tiles in fixed
-  windows of 512-px cores (the rest);
-* **exact tiles, fixed** 512- and 1024-px cores (plus the network's 64 px of context on each
-  side, in windows of one size whatever the picture's: what every backend did before);
+  :mod:`portrait_stylize.runtime.row_stream`), exact tiles in as few windows as cores of at
+  most 2 × 512 px allow, of one shape per picture (the int8 and bf16 OpenVINO graphs), or exact
+  tiles in fixed windows of 512 px plus context (the rest);
+* **exact tiles, fixed** windows of 512 and 1024 px plus the network's 64 px of context on each
+  side, one size whatever the picture's (what every backend did before 2026-12-07);
 * **untiled**: the network on the whole picture at once.
 
 Rounds alternate the ways (median of ``--repeats``, after a warm-up; the 512² call timed as the

@@ -5,12 +5,13 @@ Two ways, chosen by what is known about the function:
 * **Exact** (``context=(halo, align)``, styles that know their reach, networks and built-in
   filters: see
   :meth:`StyleNetwork.tiling_context <portrait_stylize.models.base.StyleNetwork.tiling_context>`):
-  the image is cut into ``tile_size`` cores at multiples of ``align``; each runs in a window with
-  at least ``halo`` pixels of context on every side (but at the image border, where the untiled
-  run sees the border too; windows at the border are moved inwards, so that nearly all have one
-  shape) and only its core is kept. With a halo at least the function's reach, every output
-  pixel sees exactly what it sees untiled: the result equals the untiled one up to float
-  rounding (the tests require ≥ 60 dB; most pixels are bit-identical), with no seams to hide.
+  the image is cut into cores of about ``tile_size``; each runs in a window starting at a
+  multiple of ``align`` with at least ``halo`` pixels of context on every side (but at the image
+  border, where the untiled run sees the border too: the edge windows give that room to their
+  cores, so that all have one shape) and only its core is kept. With a halo at least the
+  function's reach, every output pixel sees exactly what it sees untiled: the result equals the
+  untiled one up to float rounding (the tests require ≥ 60 dB; most pixels are bit-identical),
+  with no seams to hide.
 * **Cross-faded** (no context known): overlapping tiles, the outer quarter of each overlap
   discarded and the middle half cross-faded. Close to the untiled result for local functions.
 """
@@ -70,31 +71,30 @@ def _axis_plan(length: int, tile: int, overlap: int, device: torch.device) -> li
     return plan
 
 
-def _cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
-    """``(core start, core end, window start, window end)`` along one axis of ``length`` pixels.
+def _windows(length: int, window: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
+    """``(core start, core end, window start, window end)`` along one axis of ``length`` pixels,
+    in windows of one length, ``window`` (a multiple of ``align``, more than ``2 * halo``).
 
-    Every window is ``core + 2 * halo`` long but the last, which ends at the image's end and is up
-    to ``align - 1`` shorter (windows start at multiples of ``align``, as the untiled run's grid
-    does): padded at the end to a multiple of ``align``, as the function pads the untiled image
-    (a style pads to its alignment), it is as long as the others. A backend that compiles per
-    input shape (OpenVINO, about 250 MB per compiled shape of a DCT-Net TTN at 640²) then sees one
-    shape per picture instead of 3 per axis. An axis no longer than one window is one core."""
-    window = core + 2 * halo
+    Windows start at multiples of ``align`` (as the untiled run's grid does) and neighbours share
+    exactly ``2 * halo`` pixels, so each core is its window less ``halo`` on its inner sides only:
+    the windows at the image's edges need no context there and give that room to their cores. The
+    last window ends at the image's end and is up to ``align - 1`` shorter: padded at the end to a
+    multiple of ``align``, as the function pads the untiled image (a style pads to its alignment),
+    it is as long as the others. A backend that compiles per input shape (OpenVINO, about 250 MB
+    per compiled shape of a DCT-Net TTN at 640²) then sees one shape per picture. An axis no longer
+    than one window is one core."""
     if length <= window:
         return [(0, length, 0, length)]
-    plan = []
-    for start in range(0, length, core):
-        end = min(start + core, length)
-        first = max(start - halo, 0)
-        if first + window >= length:  # the last window: ends at the image's end, starts aligned
-            first = -(-(length - window) // align) * align
-            if plan and plan[-1][2:] == (first, length):  # the core before already has this window
-                plan[-1] = (plan[-1][0], end, first, length)
-            else:
-                plan.append((start, end, first, length))
-        else:
-            plan.append((start, end, first, first + window))
-    return plan
+    step = window - 2 * halo
+    last = -(-(length - window) // align) * align
+    starts = [*range(0, last, step), last]
+    bounds = [0, *(start + halo for start in starts[1:]), length]
+    return [(bounds[i], bounds[i + 1], start, min(start + window, length)) for i, start in enumerate(starts)]
+
+
+def _fixed_windows(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
+    """Windows of ``core + 2 * halo`` pixels whatever the picture's size (:func:`_windows`)."""
+    return _windows(length, core + 2 * halo, halo, align)
 
 
 def _even_size(length: int, core: int, align: int) -> int:
@@ -105,25 +105,34 @@ def _even_size(length: int, core: int, align: int) -> int:
 
 
 def _even_cores(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
-    """Like :func:`_cores`, but as few cores of at most ``core`` pixels (rounded up to ``align``) as
-    cover ``length``, of equal size but the last, each window ``halo`` wider on its inner sides only."""
+    """As few cores of at most ``core`` pixels (rounded up to ``align``) as cover ``length``, of
+    equal size but the last, each window ``halo`` wider on its inner sides only."""
     size = _even_size(length, core, align)
     return [(start, min(start + size, length), max(start - halo, 0), min(start + size + halo, length))
             for start in range(0, length, size)]
 
 
-def _even_cores_one_window(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
-    """As few and even cores as :func:`_even_cores`, in windows of one length as :func:`_cores`
-    makes them: one compiled shape per picture size, not up to three per axis."""
-    return _cores(length, _even_size(length, core, align), halo, align)
+def _even_windows(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
+    """As many windows as :func:`_even_cores` has cores, of one length (:func:`_windows`), the
+    shortest that covers ``length``: one compiled shape per picture size, and each window's
+    context only on its inner sides, as :func:`_even_cores` computes it (a 4K picture's width in
+    4 windows: 4224 pixels, where windows of its even cores' length plus context on both sides
+    took 4344)."""
+    count = -(-length // core)
+    if count == 1:
+        return [(0, length, 0, length)]
+    window = -(-(length + 2 * halo * (count - 1)) // count // align) * align
+    while -(-(length - window) // align) * align > (count - 1) * (window - 2 * halo):
+        window += align
+    return _windows(length, window, halo, align)
 
 
-#: How exact tiling cuts each axis (``run_tiled``'s ``cores``): "fixed": cores of ``tile_size`` in
-#: windows of one size whatever the picture's (a backend compiling per shape compiles once for
-#: every picture); "even": as few and even cores as ``tile_size`` allows, in windows of one size
-#: per picture (fewer tiles, less context recomputed, a compile per picture size); "tight": even
+#: How exact tiling cuts each axis (``run_tiled``'s ``cores``): "fixed": windows of ``tile_size``
+#: plus context whatever the picture's size (a backend compiling per shape compiles once for
+#: every picture); "even": as few windows as cores of ``tile_size`` allow, of one length per
+#: picture (fewer tiles, less context recomputed, a compile per picture size); "tight": even
 #: cores, each window only as wide as its context needs (for functions that do not compile per shape).
-CORE_PLANS = {"fixed": _cores, "even": _even_cores_one_window, "tight": _even_cores}
+CORE_PLANS = {"fixed": _fixed_windows, "even": _even_windows, "tight": _even_cores}
 
 
 def _run_exact(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
@@ -170,6 +179,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, t
     exact = context() if context is not None else None
     if exact is not None:
         halo, align = exact
+        halo = -(-halo // align) * align  # neighbours then start on the grid too (styles give one)
         # Cores at least 8 halos wide: with a wide reach, small cores would spend most of the
         # work on context (a 4K photo through a broad filter ran 3x slower in 512-px tiles).
         core = max(max(tile_size, 8 * halo) // align, 1) * align

@@ -30,8 +30,8 @@ TORCH_BACKENDS = ("torch", "torch-bf16")
 #: runs whole, a 4K one in 4 tiles computing 1.08× its pixels, where 512-px tiles compute 1.5×).
 STREAM_TILE_FACTOR = 4
 #: Tiles of a TTN's int8 and bf16 OpenVINO graphs, a side, times ``tile_size``: fewer, larger
-#: tiles compute less context twice (a 4K picture: 1.33× its pixels in 12 tiles, where 40 fixed
-#: 512-px windows computed 1.96×). 3 or 4 were faster still but took the 4K group photo with
+#: tiles compute less context twice (a 4K picture: 1.23× its pixels in 12 windows, where 32 fixed
+#: 640-px windows compute 1.58×). 3 or 4 were faster still but took the 4K group photo with
 #: faces and regions to 1.95-2.4 GB (docs/performance.md, "Large pictures"). The float32 graph
 #: stays at 1: four bytes per value, it runs no faster per pixel on large shapes, and compiling
 #: one takes 1-5 s.

@@ -56,24 +56,31 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-@pytest.mark.parametrize("length", [700, 1080, 1100, 1200, 1536, 2926, 3840, 3841])
-@pytest.mark.parametrize("core,halo,align", [(512, 64, 16), (512, 64, 4), (256, 28, 4)])
-def test_exact_windows_cover_every_core_with_context_in_one_padded_shape(length, core, halo, align):
-    from portrait_stylize.imaging.tiling import _cores
-
-    plan = _cores(length, core, halo, align)
-    assert [c[0] for c in plan][0] == 0 and plan[-1][1] == length
+def _check_one_window_length(plan, length, halo, align):
+    """What every plan of one window length guarantees; returns that length (padded)."""
+    assert plan[0][0] == 0 and plan[-1][1] == length
     assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))  # the cores tile the axis
     for start, end, first, last in plan:
         assert 0 <= first <= start < end <= last <= length and first % align == 0
         assert first == 0 or start - first >= halo  # context before, or the image's start
         assert last == length or last - end >= halo  # context after, or the image's end
     # Padded at the end to the alignment, as the function pads the untiled image: one shape.
-    window = core + 2 * halo
     shapes = {-(-(last - first) // align) * align for _, _, first, last in plan}
-    assert shapes == {window} or plan == [(0, length, 0, length)]
-    assert all(window - align < last - first <= window for _, _, first, last in plan) or len(plan) == 1
+    assert len(shapes) == 1
     assert len({(first, last) for _, _, first, last in plan}) == len(plan)  # no window computed twice
+    return shapes.pop()
+
+
+@pytest.mark.parametrize("length", [700, 1080, 1100, 1200, 1536, 2926, 3840, 3841])
+@pytest.mark.parametrize("core,halo,align", [(512, 64, 16), (512, 64, 4), (256, 28, 4)])
+def test_fixed_windows_cover_every_core_with_context_in_one_padded_shape(length, core, halo, align):
+    from portrait_stylize.imaging.tiling import CORE_PLANS
+
+    plan = CORE_PLANS["fixed"](length, core, halo, align)
+    window = _check_one_window_length(plan, length, halo, align)
+    assert window == core + 2 * halo or plan == [(0, length, 0, length)]
+    # Neighbours share exactly their context: the edge windows give theirs to their cores.
+    assert all(a[3] - b[2] == 2 * halo for a, b in zip(plan[:-2], plan[1:-1]))
 
 
 @pytest.mark.parametrize("length", [700, 1100, 2048, 2926, 3840, 3841])
@@ -95,21 +102,19 @@ def test_even_cores_are_few_and_even_with_context_only_inside(length, core, halo
 
 @pytest.mark.parametrize("length", [700, 1100, 2048, 2160, 2926, 3840, 3841])
 @pytest.mark.parametrize("core,halo,align", [(1024, 64, 16), (1024, 64, 4), (512, 28, 4)])
-def test_even_cores_in_one_window_size_per_picture(length, core, halo, align):
-    """``cores="even"`` (compiled int8 and bf16 graphs): as few and even cores as
-    :func:`_even_cores`, in windows of one padded length as :func:`_cores` makes them."""
+def test_even_windows_are_as_few_as_even_cores_in_one_length(length, core, halo, align):
+    """``cores="even"`` (compiled int8 and bf16 graphs): as many windows as :func:`_even_cores`
+    has cores, of one padded length per picture, computing hardly more than those cores with
+    their context on inner sides only (at most ``align`` more per window)."""
     from portrait_stylize.imaging.tiling import CORE_PLANS, _even_cores
 
     plan, even = CORE_PLANS["even"](length, core, halo, align), _even_cores(length, core, halo, align)
-    assert [c[:2] for c in plan] == [c[:2] for c in even]  # the same cores
-    for start, end, first, last in plan:
-        assert 0 <= first <= start < end <= last <= length and first % align == 0
-        assert first == 0 or start - first >= halo
-        assert last == length or last - end >= halo
-    shapes = {-(-(last - first) // align) * align for *_, first, last in plan}
-    assert len(shapes) == 1  # one compile per picture size
-    if len(plan) > 1:  # windows of the even core and its context on both sides
-        assert shapes == {even[0][1] - even[0][0] + 2 * halo}
+    assert len(plan) == len(even)
+    _check_one_window_length(plan, length, halo, align)
+    computed = sum(last - first for *_, first, last in plan)
+    assert computed <= sum(last - first for *_, first, last in even) + align * len(plan)
+    if length == 3840 and (core, halo, align) == (1024, 64, 4):
+        assert computed == 4224  # a 4K picture's width: 4 windows of 1056, 1.1x its pixels
 
 
 class TestExactTiling:
