@@ -109,12 +109,28 @@ def test_even_windows_are_as_few_as_even_cores_in_one_length(length, core, halo,
     from portrait_stylize.imaging.tiling import CORE_PLANS, _even_cores
 
     plan, even = CORE_PLANS["even"](length, core, halo, align), _even_cores(length, core, halo, align)
-    assert len(plan) == len(even)
+    assert len(plan) <= len(even)  # fewer where the even cores end in a sliver
     _check_one_window_length(plan, length, halo, align)
     computed = sum(last - first for *_, first, last in plan)
     assert computed <= sum(last - first for *_, first, last in even) + align * len(plan)
     if length == 3840 and (core, halo, align) == (1024, 64, 4):
         assert computed == 4224  # a 4K picture's width: 4 windows of 1056, 1.1x its pixels
+
+
+@pytest.mark.parametrize("halo,align", [(4, 4), (32, 4), (64, 16), (7, 1)])
+def test_one_shape_plans_hold_for_every_length(halo, align):
+    """Both plans of one window shape, every 7th length up to 5000, cores of the smallest size
+    ``run_tiled`` allows (8 halos) and twice that."""
+    from portrait_stylize.imaging.tiling import CORE_PLANS, _even_cores
+
+    for core in (max(8 * halo, 128) // align * align, 2 * max(8 * halo, 128) // align * align):
+        for length in range(1, 5000, 7):
+            _check_one_window_length(CORE_PLANS["fixed"](length, core, halo, align), length, halo, align)
+            plan, even = CORE_PLANS["even"](length, core, halo, align), _even_cores(length, core, halo, align)
+            _check_one_window_length(plan, length, halo, align)
+            assert len(plan) <= len(even), (length, core)
+            computed = sum(last - first for *_, first, last in plan)
+            assert computed <= sum(last - first for *_, first, last in even) + align * len(plan), (length, core)
 
 
 class TestExactTiling:
