@@ -103,7 +103,7 @@ def test_even_cores_are_few_and_even_with_context_only_inside(length, core, halo
 @pytest.mark.parametrize("length", [700, 1100, 2048, 2160, 2926, 3840, 3841])
 @pytest.mark.parametrize("core,halo,align", [(1024, 64, 16), (1024, 64, 4), (512, 28, 4)])
 def test_even_windows_are_as_few_as_even_cores_in_one_length(length, core, halo, align):
-    """``cores="even"`` (compiled int8 and bf16 graphs): as many windows as :func:`_even_cores`
+    """``cores="even"`` (compiled int8 and bf16 graphs): no more windows than :func:`_even_cores`
     has cores, of one padded length per picture, computing hardly more than those cores with
     their context on inner sides only (at most ``align`` more per window)."""
     from portrait_stylize.imaging.tiling import CORE_PLANS, _even_cores
