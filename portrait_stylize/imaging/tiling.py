@@ -71,6 +71,12 @@ def _axis_plan(length: int, tile: int, overlap: int, device: torch.device) -> li
     return plan
 
 
+def _last_start(length: int, window: int, align: int) -> int:
+    """Where the last window of ``window`` pixels starts: on the ``align`` grid, ending at the
+    image's end or up to ``align - 1`` pixels short of a whole window past it."""
+    return -(-(length - window) // align) * align
+
+
 def _windows(length: int, window: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
     """``(core start, core end, window start, window end)`` along one axis of ``length`` pixels,
     in windows of one length, ``window`` (a multiple of ``align``, more than ``2 * halo``).
@@ -86,7 +92,7 @@ def _windows(length: int, window: int, halo: int, align: int) -> list[tuple[int,
     if length <= window:
         return [(0, length, 0, length)]
     step = window - 2 * halo
-    last = -(-(length - window) // align) * align
+    last = _last_start(length, window, align)
     starts = [*range(0, last, step), last]
     bounds = [0, *(start + halo for start in starts[1:]), length]
     return [(bounds[i], bounds[i + 1], start, min(start + window, length)) for i, start in enumerate(starts)]
@@ -113,8 +119,8 @@ def _even_cores(length: int, core: int, halo: int, align: int) -> list[tuple[int
 
 
 def _even_windows(length: int, core: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
-    """As many windows as :func:`_even_cores` has cores, of one length (:func:`_windows`), the
-    shortest that covers ``length``: one compiled shape per picture size, and each window's
+    """No more windows than :func:`_even_cores` has cores, of one length (:func:`_windows`), the
+    shortest with which that many cover ``length``: one compiled shape per picture size, and each window's
     context only on its inner sides, as :func:`_even_cores` computes it (a 4K picture's width in
     4 windows: 4224 pixels, where windows of its even cores' length plus context on both sides
     took 4344)."""
@@ -122,7 +128,7 @@ def _even_windows(length: int, core: int, halo: int, align: int) -> list[tuple[i
     if count == 1:
         return [(0, length, 0, length)]
     window = -(-(length + 2 * halo * (count - 1)) // count // align) * align
-    while -(-(length - window) // align) * align > (count - 1) * (window - 2 * halo):
+    while _last_start(length, window, align) > (count - 1) * (window - 2 * halo):
         window += align
     return _windows(length, window, halo, align)
 
