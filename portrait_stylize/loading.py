@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,6 +223,20 @@ def _kinds_of_names(registry: Registry) -> str:
             "'org/name'.")
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    """``path``'s status, ``None`` where nothing is there.
+
+    Raises:
+        OSError, ValueError: a name no file can have (too long, a NUL byte, a loop of links) or a
+            folder that may not be read. (``Path.exists`` and ``is_dir`` say ``False`` to these
+            from Python 3.14 on, and would let such a name pass for a Hub id.)
+    """
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def resolve_spec(name: str | os.PathLike | None = None) -> StyleSpec:
     """What ``name`` refers to: a registry entry (wins over a folder of the same name), a local
     style folder, or a Hub repo id; ``None`` is the registry's default style.
@@ -241,11 +256,13 @@ def resolve_spec(name: str | os.PathLike | None = None) -> StyleSpec:
         raise StyleNotFoundError(f"the style name is empty{blank}. {_kinds_of_names(registry)}")
     path = Path(name)
     try:
-        is_dir, exists, parent_is_dir = path.is_dir(), path.exists(), path.parent.is_dir()
+        found, parent = _stat(path), _stat(path.parent)
     except (OSError, ValueError) as exc:  # longer than a file name can be, a NUL byte ...
         reason = getattr(exc, "strerror", None) or exc
         raise StyleNotFoundError(f"{_shown(name)} is not a valid style name ({reason}). "
                                  f"{_kinds_of_names(registry)}") from None
+    is_dir, exists = found is not None and stat.S_ISDIR(found.st_mode), found is not None
+    parent_is_dir = parent is not None and stat.S_ISDIR(parent.st_mode)
     if is_dir:
         if not _is_style_folder(path):
             raise StyleNotFoundError(f"{_shown(name)} {NOT_A_STYLE_FOLDER}.")

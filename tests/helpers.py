@@ -32,6 +32,20 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: dict[str, str
                           timeout=timeout)
 
 
+def openvino_or_skip():
+    """The ``openvino`` package imported as the package imports it (no telemetry sent); the
+    calling test module is skipped where OpenVINO is not installed (it is an optional extra)."""
+    import importlib.util
+
+    import pytest
+
+    from portrait_stylize.common.openvino_compiled import import_openvino
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed (pip install portrait-stylize[openvino])", allow_module_level=True)
+    return import_openvino()
+
+
 def lively_style_model(seed: int = 0, **kwargs):
     """A random TTNStyle whose activations neither vanish nor explode (Kaiming init, damped
     residual branches), so its output depends on a wide receptive field like a trained one."""

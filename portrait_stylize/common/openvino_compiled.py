@@ -7,12 +7,38 @@ policy would make a picture's answer depend on which sizes came before it."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
+
+_IMPORTING = threading.Lock()
+
+
+def import_openvino() -> ModuleType:
+    """The ``openvino`` package, imported without its telemetry.
+
+    A plain ``import openvino`` sends a usage event to Google Analytics and writes a client id
+    under ``~/intel`` (OpenVINO's telemetry: on unless a consent file or ``CI=true`` says
+    otherwise), and on Linux it sends from a child process started by ``multiprocessing``, whose
+    default start method from Python 3.14 on (forkserver) runs the top-level code of the user's
+    script a second time. So the first import hides the ``openvino_telemetry`` module, and
+    OpenVINO falls back to its own stub that sends nothing. Someone who wants the telemetry
+    imports ``openvino`` before this package does."""
+    with _IMPORTING:
+        if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+            sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import fails
+            try:
+                import openvino
+            finally:
+                del sys.modules["openvino_telemetry"]
+    import openvino
+
+    return openvino
 
 
 def cpu_config(threads: int | None = None, precision: str = "f32") -> dict[str, Any]:
@@ -44,9 +70,7 @@ class CompiledPerShape:
     buffers; those of large inputs can be given back: :meth:`release`). Thread-safe."""
 
     def __init__(self, model: Any, config: dict[str, Any], keep: int) -> None:
-        import openvino
-
-        self._core = openvino.Core()
+        self._core = import_openvino().Core()
         self._model = model
         self._config = config
         self._keep = keep

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..common.openvino_compiled import CompiledPerShape, cpu_config, infer
+from ..common.openvino_compiled import CompiledPerShape, cpu_config, import_openvino, infer
 from ..errors import InvalidArgumentError
 from . import tflite_ops
 from .tflite_graph import TFLiteGraph, execution_plan
@@ -54,7 +54,7 @@ def build_model(graph: TFLiteGraph, any_size: bool):
     """``graph`` as an ``openvino.Model`` with one NHWC float32 input of free batch (``any_size``:
     and free height and width, multiples of ``graph.size_multiple``) and the graph's outputs in
     its order, shapes and layouts."""
-    import openvino as ov
+    ov = import_openvino()
     import openvino.opset13 as opset
 
     spec = graph.graph_spec()
@@ -162,11 +162,9 @@ class OpenVINOTFLiteGraph:
     input shape (free heights and widths ran half as fast), :data:`COMPILED_SHAPES` kept."""
 
     def __init__(self, graph: TFLiteGraph, threads: int | None = None) -> None:
-        import openvino as ov
-
         self._graph = graph
         config = cpu_config(threads)
-        self._fixed = ov.Core().compile_model(build_model(graph, any_size=False), "CPU", config)
+        self._fixed = import_openvino().Core().compile_model(build_model(graph, any_size=False), "CPU", config)
         self._sized = CompiledPerShape(build_model(graph, any_size=True), config, COMPILED_SHAPES) \
             if graph.size_multiple else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.openvino_compiled import CompiledPerShape, cpu_config
+from ..common.openvino_compiled import CompiledPerShape, cpu_config, import_openvino
 
 #: Input shapes an OpenVINO graph keeps compiled (each costs memory; a batch of photos of
 #: different sizes would otherwise recompile for every one).
@@ -22,9 +22,7 @@ class OpenVINOGraph:
     runs its quantized operations in int8 either way."""
 
     def __init__(self, onnx: bytes, threads: int | None = None, precision: str = "f32") -> None:
-        import openvino
-
-        model = openvino.Core().read_model(onnx, b"")
+        model = import_openvino().Core().read_model(onnx, b"")
         self._compiled = CompiledPerShape(model, cpu_config(threads, precision), OPENVINO_SHAPES)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -1,13 +1,17 @@
 """common.openvino_compiled: one compile per input shape, a bounded number kept, thread-safe."""
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
-import pytest
 
-from portrait_stylize.common.openvino_compiled import CompiledPerShape, cpu_config, infer
+from portrait_stylize.common.openvino_compiled import CompiledPerShape, cpu_config, import_openvino, infer
 
-ov = pytest.importorskip("openvino")
+from helpers import openvino_or_skip
+
+ov = openvino_or_skip()
 
 
 def doubling_model():
@@ -17,6 +21,34 @@ def doubling_model():
     x = ops.parameter([1, 1, -1, -1], np.float32)
     y = ops.add(ops.multiply(x, np.float32(2)), np.float32(1))
     return ov.Model([y], [x], "doubling")
+
+
+class TestImportOpenvino:
+    def test_sends_no_telemetry_and_runs_the_callers_script_once(self, tmp_path):
+        """A user's script without a ``__main__`` guard, with Python 3.14's default start method on
+        Linux: OpenVINO's telemetry would write a client id into the home folder and send it from a
+        child process, and the forkserver would run the script's top level a second time."""
+        script, home = tmp_path / "user_script.py", tmp_path / "home"
+        home.mkdir()
+        script.write_text(
+            "import multiprocessing, sys\n"
+            "multiprocessing.set_start_method('forkserver')\n"
+            "print('top level ran', flush=True)\n"
+            "from portrait_stylize.common.openvino_compiled import import_openvino\n"
+            "import_openvino().Core()\n"
+            "print('telemetry imported:', 'openvino_telemetry' in sys.modules)\n")
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}  # its CI check
+        run = subprocess.run([sys.executable, str(script)], env={**env, "HOME": str(home)}, capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count("top level ran") == 1, run.stdout
+        assert "telemetry imported: False" in run.stdout
+        assert list(home.iterdir()) == []
+
+    def test_openvino_imported_first_is_left_as_it_is(self):
+        import openvino
+
+        assert import_openvino() is openvino
 
 
 class TestCompiledPerShape:

@@ -14,7 +14,9 @@ from portrait_stylize.errors import InvalidArgumentError
 from portrait_stylize.faces import face_models
 from portrait_stylize.models.tflite_graph import SPEC_FORMAT, SPEC_VERSION, TFLiteGraph
 
-openvino = pytest.importorskip("openvino")
+from helpers import openvino_or_skip
+
+openvino_or_skip()
 from portrait_stylize.models.tflite_openvino import OpenVINOTFLiteGraph, supports  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
